@@ -1,12 +1,18 @@
 //! The virtionet test harness: it plays NetAdapterCx and the device so that the driver core can be
 //! checked on Linux.
 //!
-//! So far it holds the OS side of queue creation: [`rings::QueueRings`] allocates a queue's packet
-//! and fragment rings with the extensions a driver registers, laid out as the framework does but
-//! with randomised padding and strides, and answers extension queries as
-//! `NetTx/RxQueueGetExtension` do.
+//! * [`rings::QueueRings`] — the OS side of queue creation: a queue's packet and fragment rings
+//!   with the extensions a driver registers, laid out as the framework does but with randomised
+//!   padding and strides, and extension queries answered as `NetTx/RxQueueGetExtension` do.
+//! * [`dma`] — simulated DMA memory: guest RAM shared with rust-vmm, and an arena allocator whose
+//!   device address is the guest physical address.
+//! * [`device`] — device sides of a virtqueue: rust-vmm's `virtio-queue` for split rings, and a
+//!   packed-ring device written from the spec.
 
 #![deny(missing_docs)]
 
+pub mod device;
+pub mod dma;
+pub mod fuzzing;
 pub mod rings;
 pub mod rng;

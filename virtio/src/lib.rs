@@ -2,9 +2,22 @@
 //! feature negotiation, split and packed virtqueues, the virtio-net header, device configuration
 //! and control queue.
 //!
-//! The crate reaches hardware only through small register-access, config-space and DMA-memory
-//! traits, so the same code runs inside the Windows driver and against the test harness's devices.
-//! Its contents arrive with the virtio work; until then it is an empty `no_std` crate.
+//! The crate reaches hardware only through the small traits of [`hal`] — register access to the
+//! BARs, PCI configuration reads, and DMA memory — so the same code runs inside the Windows
+//! driver and against the test harness's devices. It treats the device as untrusted: everything
+//! read from it is validated, and a violation is a typed error, never a panic.
 
 #![no_std]
 #![deny(missing_docs)]
+
+extern crate alloc;
+
+pub mod ctrl;
+pub mod features;
+pub mod hal;
+pub mod net;
+pub mod pci;
+pub mod queue;
+
+pub use features::Features;
+pub use queue::{Layout, QueueAddresses, QueueConfig, QueueError, Segment, Used, VirtQueue};

@@ -1,0 +1,342 @@
+//! The split virtqueue (virtio 1.2 §2.7).
+//!
+//! One DMA region holds the descriptor table (16 × N, 16-aligned), the available ring
+//! (flags, idx, ring[N], used_event) and the used ring (flags, idx, ring[N] of {id, len},
+//! avail_event, 4-aligned).
+
+use alloc::vec::Vec;
+use core::sync::atomic::{Ordering, fence};
+
+use super::shared::{Shared, need_event};
+use super::{
+    DESC_F_INDIRECT, DESC_F_NEXT, DESC_F_WRITE, IndirectTables, QueueAddresses, QueueConfig,
+    QueueError, Segment, Slot, Used, new_slots, writable_len,
+};
+use crate::hal::{Dma, DmaRegion};
+
+/// `VRING_AVAIL_F_NO_INTERRUPT`.
+const AVAIL_F_NO_INTERRUPT: u16 = 1;
+/// `VRING_USED_F_NO_NOTIFY`.
+const USED_F_NO_NOTIFY: u16 = 1;
+
+/// A split virtqueue.
+#[derive(Debug)]
+pub struct SplitQueue {
+    region: DmaRegion,
+    mem: Shared,
+    size: u16,
+    avail_off: usize,
+    used_off: usize,
+    event_idx: bool,
+    indirect: Option<IndirectTables>,
+    /// Shadow of the descriptor `next` links (free list and chains); never read from the device.
+    next: Vec<u16>,
+    slots: Vec<Slot>,
+    free_head: u16,
+    num_free: u16,
+    in_flight: u16,
+    /// Next avail ring slot to fill (free-running).
+    avail_idx: u16,
+    /// avail.idx as last published.
+    published: u16,
+    /// Next used entry to consume (free-running).
+    last_used: u16,
+    notifications: bool,
+    broken: bool,
+}
+
+impl SplitQueue {
+    /// Builds a split queue (`config.size` a power of two, 1–32768).
+    pub fn new(dma: &impl Dma, config: QueueConfig) -> Result<Self, QueueError> {
+        let n = config.size;
+        if n == 0 || !n.is_power_of_two() || n > 32768 {
+            return Err(QueueError::BadConfig);
+        }
+        let nn = usize::from(n);
+        let avail_off = 16 * nn;
+        let used_off = (avail_off + 6 + 2 * nn).next_multiple_of(4);
+        let len = used_off + 6 + 8 * nn;
+        let region = dma.alloc(len, 4096).ok_or(QueueError::OutOfMemory)?;
+        let indirect = match IndirectTables::new(dma, n, config.max_indirect) {
+            Ok(t) => t,
+            Err(e) => {
+                dma.free(region);
+                return Err(e);
+            }
+        };
+        // SAFETY: the allocator returned zeroed memory valid for `len` bytes, 4096-aligned, kept
+        // until `free`, after which `mem` is not used.
+        let mem = unsafe { Shared::new(region.cpu(), len) };
+        let mut q = Self {
+            region,
+            mem,
+            size: n,
+            avail_off,
+            used_off,
+            event_idx: config.event_idx,
+            indirect,
+            next: alloc::vec![0; nn],
+            slots: new_slots(n),
+            free_head: 0,
+            num_free: n,
+            in_flight: 0,
+            avail_idx: 0,
+            published: 0,
+            last_used: 0,
+            notifications: true,
+            broken: false,
+        };
+        q.init_shadow();
+        Ok(q)
+    }
+
+    fn init_shadow(&mut self) {
+        for (i, link) in self.next.iter_mut().enumerate() {
+            *link = (i as u16).wrapping_add(1);
+        }
+        self.slots.fill(Slot::default());
+        self.free_head = 0;
+        self.num_free = self.size;
+        self.in_flight = 0;
+        self.avail_idx = 0;
+        self.published = 0;
+        self.last_used = 0;
+        self.notifications = true;
+        self.broken = false;
+    }
+
+    pub(crate) fn free(self, dma: &impl Dma) {
+        if let Some(t) = self.indirect {
+            dma.free(t.region);
+        }
+        dma.free(self.region);
+    }
+
+    pub(crate) fn addresses(&self) -> QueueAddresses {
+        let base = self.region.device();
+        QueueAddresses {
+            desc: base,
+            driver: base + self.avail_off as u64,
+            device: base + self.used_off as u64,
+        }
+    }
+
+    pub(crate) const fn size(&self) -> u16 {
+        self.size
+    }
+
+    pub(crate) const fn num_free(&self) -> u16 {
+        self.num_free
+    }
+
+    pub(crate) const fn in_flight(&self) -> u16 {
+        self.in_flight
+    }
+
+    pub(crate) const fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    fn ring_descs(&self, segments: usize) -> Option<usize> {
+        match &self.indirect {
+            Some(t) if segments > 1 && segments <= usize::from(t.max) => Some(1),
+            _ if segments <= usize::from(self.size) => Some(segments),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn can_add(&self, segments: usize) -> bool {
+        !self.broken
+            && segments > 0
+            && self
+                .ring_descs(segments)
+                .is_some_and(|d| d <= usize::from(self.num_free))
+    }
+
+    pub(crate) fn add(
+        &mut self,
+        readable: &[Segment],
+        writable: &[Segment],
+    ) -> Result<u16, QueueError> {
+        if self.broken {
+            return Err(QueueError::Broken);
+        }
+        let total = readable.len() + writable.len();
+        if total == 0 {
+            return Err(QueueError::EmptyChain);
+        }
+        let descs = self.ring_descs(total).ok_or(QueueError::TooManySegments)?;
+        if descs > usize::from(self.num_free) {
+            return Err(QueueError::Full);
+        }
+        let head = self.free_head;
+        let mut idx = head;
+        let mut tail = head;
+        if descs == 1 && total > 1 {
+            if let Some(t) = &self.indirect {
+                let (addr, len) = t.fill(head, readable, writable, true);
+                self.mem
+                    .write_desc(usize::from(idx) * 16, addr, len, DESC_F_INDIRECT, 0);
+                idx = self.next_of(idx);
+            }
+        } else {
+            let all = readable
+                .iter()
+                .map(|s| (s, 0))
+                .chain(writable.iter().map(|s| (s, DESC_F_WRITE)));
+            for (i, (seg, write)) in all.enumerate() {
+                let link = self.next_of(idx);
+                let flags = write | if i + 1 < total { DESC_F_NEXT } else { 0 };
+                self.mem
+                    .write_desc(usize::from(idx) * 16, seg.addr, seg.len, flags, link);
+                tail = idx;
+                idx = link;
+            }
+        }
+        self.free_head = idx;
+        self.num_free -= descs as u16;
+        self.in_flight += 1;
+        if let Some(slot) = self.slots.get_mut(usize::from(head)) {
+            *slot = Slot {
+                in_flight: true,
+                descs: descs as u16,
+                tail,
+                writable: writable_len(writable),
+            };
+        }
+        let slot_off = self.avail_off + 4 + 2 * usize::from(self.avail_idx & (self.size - 1));
+        self.mem.store16(slot_off, head, Ordering::Relaxed);
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        Ok(head)
+    }
+
+    fn next_of(&self, idx: u16) -> u16 {
+        self.next.get(usize::from(idx)).copied().unwrap_or(0)
+    }
+
+    pub(crate) fn publish(&mut self) -> bool {
+        if self.avail_idx == self.published {
+            return false;
+        }
+        // Descriptors and ring slots before the index (§2.7.13: memory barrier before idx).
+        self.mem
+            .store16(self.avail_off + 2, self.avail_idx, Ordering::Release);
+        // The index store before reading the device's suppression state (§2.7.13 step 4).
+        fence(Ordering::SeqCst);
+        let old = self.published;
+        self.published = self.avail_idx;
+        if self.event_idx {
+            let avail_event = self.mem.load16(
+                self.used_off + 4 + 8 * usize::from(self.size),
+                Ordering::Relaxed,
+            );
+            need_event(avail_event, self.avail_idx, old)
+        } else {
+            self.mem.load16(self.used_off, Ordering::Relaxed) & USED_F_NO_NOTIFY == 0
+        }
+    }
+
+    pub(crate) fn has_used(&self) -> bool {
+        !self.broken && self.mem.load16(self.used_off + 2, Ordering::Acquire) != self.last_used
+    }
+
+    fn fault(&mut self, e: QueueError) -> Result<Option<Used>, QueueError> {
+        self.broken = true;
+        Err(e)
+    }
+
+    pub(crate) fn pop_used(&mut self) -> Result<Option<Used>, QueueError> {
+        if self.broken {
+            return Err(QueueError::Broken);
+        }
+        let published = self.mem.load16(self.used_off + 2, Ordering::Acquire);
+        if published == self.last_used {
+            return Ok(None);
+        }
+        if published.wrapping_sub(self.last_used) > self.in_flight {
+            return self.fault(QueueError::DeviceIndexJump {
+                last: self.last_used,
+                published,
+            });
+        }
+        let elem = self.used_off + 4 + 8 * usize::from(self.last_used & (self.size - 1));
+        let id = self.mem.load32(elem, Ordering::Relaxed);
+        let len = self.mem.load32(elem + 4, Ordering::Relaxed);
+        let Ok(id16) = u16::try_from(id) else {
+            return self.fault(QueueError::DeviceIdOutOfRange { id });
+        };
+        let Some(slot) = self.slots.get(usize::from(id16)).copied() else {
+            return self.fault(QueueError::DeviceIdOutOfRange { id });
+        };
+        if !slot.in_flight {
+            return self.fault(QueueError::DeviceIdNotInFlight { id });
+        }
+        if len > slot.writable {
+            return self.fault(QueueError::DeviceLengthTooLarge {
+                id: id16,
+                len,
+                max: slot.writable,
+            });
+        }
+        // Splice the chain [id .. tail] back onto the free list.
+        if let Some(link) = self.next.get_mut(usize::from(slot.tail)) {
+            *link = self.free_head;
+        }
+        self.free_head = id16;
+        self.num_free += slot.descs;
+        self.in_flight -= 1;
+        if let Some(s) = self.slots.get_mut(usize::from(id16)) {
+            s.in_flight = false;
+        }
+        self.last_used = self.last_used.wrapping_add(1);
+        if self.event_idx && self.notifications {
+            self.write_used_event(self.last_used);
+        }
+        Ok(Some(Used { id: id16, len }))
+    }
+
+    fn write_used_event(&self, v: u16) {
+        self.mem.store16(
+            self.avail_off + 4 + 2 * usize::from(self.size),
+            v,
+            Ordering::Relaxed,
+        );
+    }
+
+    pub(crate) fn enable_notifications(&mut self) -> bool {
+        self.notifications = true;
+        if self.event_idx {
+            self.write_used_event(self.last_used);
+        } else {
+            self.mem.store16(self.avail_off, 0, Ordering::Relaxed);
+        }
+        // The arm must be visible before the re-check of the used index.
+        fence(Ordering::SeqCst);
+        self.has_used()
+    }
+
+    pub(crate) fn disable_notifications(&mut self) {
+        self.notifications = false;
+        if self.event_idx {
+            // §2.7.10: flags stay 0 with EVENT_IDX; an event index just behind what the driver
+            // consumed is one the device has already passed, so it will not interrupt.
+            self.write_used_event(self.last_used.wrapping_sub(1));
+        } else {
+            self.mem
+                .store16(self.avail_off, AVAIL_F_NO_INTERRUPT, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn reset(&mut self, mut abandoned: impl FnMut(u16)) {
+        for (id, slot) in self.slots.iter().enumerate() {
+            if slot.in_flight {
+                abandoned(id as u16);
+            }
+        }
+        self.mem.zero();
+        if let Some(t) = &self.indirect {
+            t.mem.zero();
+        }
+        self.init_shadow();
+    }
+}
