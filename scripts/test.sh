@@ -35,10 +35,11 @@ else
     echo "SKIPPED: 'rustup target add x86_64-pc-windows-msvc' failed; the no_std core was not checked for Windows" >&2
 fi
 
-step "Miri (netring)"
+step "Miri (netring; virtqueues against a hostile device)"
 if [ "$have_nightly_miri" = 1 ]; then
     cargo +nightly miri setup >/dev/null 2>&1
     cargo +nightly miri test --locked -p netring
+    cargo +nightly miri test --locked -p vnet-harness --test virtqueue_hostile
 else
     echo "SKIPPED: no nightly toolchain with Miri could be installed" >&2
 fi

@@ -14,5 +14,6 @@
 pub mod device;
 pub mod dma;
 pub mod fuzzing;
+pub mod pci_model;
 pub mod rings;
 pub mod rng;

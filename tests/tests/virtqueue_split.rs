@@ -185,7 +185,7 @@ fn wrap_around_over_100k_operations() {
             q.publish();
             let c = dev.pop(&ram).expect("chain");
             assert_eq!(c.id, id);
-            dev.complete(&ram, c.id, (ops % 129) as u32);
+            dev.complete(&ram, c.id, ops % 129);
             let u = q.pop_used().unwrap().expect("used");
             assert_eq!((u.id, u.len), (id, ops % 129));
             ops += 1;

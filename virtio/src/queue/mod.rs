@@ -269,59 +269,70 @@ impl VirtQueue {
     }
 
     /// Queue size (descriptors).
+    #[inline]
     pub fn size(&self) -> u16 {
         dispatch!(self, q => q.size())
     }
 
     /// Free ring descriptors.
+    #[inline]
     pub fn num_free(&self) -> u16 {
         dispatch!(self, q => q.num_free())
     }
 
     /// Chains in flight.
+    #[inline]
     pub fn in_flight(&self) -> u16 {
         dispatch!(self, q => q.in_flight())
     }
 
     /// Whether `readable` + `writable` could be added now.
+    #[inline]
     pub fn can_add(&self, segments: usize) -> bool {
         dispatch!(self, q => q.can_add(segments))
     }
 
     /// Adds a chain of `readable` then `writable` segments; returns its id (< size). Not visible
     /// to the device until [`publish`](Self::publish).
+    #[inline]
     pub fn add(&mut self, readable: &[Segment], writable: &[Segment]) -> Result<u16, QueueError> {
         dispatch!(self, q => q.add(readable, writable))
     }
 
     /// Makes every chain added since the last publish visible to the device at once; returns
     /// whether the device wants a notification (kick).
+    #[inline]
     pub fn publish(&mut self) -> bool {
         dispatch!(self, q => q.publish())
     }
 
     /// The next completed chain, if any.
+    #[inline]
     pub fn pop_used(&mut self) -> Result<Option<Used>, QueueError> {
         dispatch!(self, q => q.pop_used())
     }
 
     /// Asks the device for an interrupt on the next completion; returns `true` if completions
     /// are already pending (the caller must poll again: arm, then re-check).
+    #[inline]
     pub fn enable_notifications(&mut self) -> bool {
         dispatch!(self, q => q.enable_notifications())
     }
 
     /// Asks the device not to interrupt (a hint the device may ignore).
+    #[inline]
     pub fn disable_notifications(&mut self) {
         dispatch!(self, q => q.disable_notifications())
     }
 
     /// Whether a completion is pending, without consuming it.
+    #[inline]
     pub fn has_used(&self) -> bool {
         dispatch!(self, q => q.has_used())
     }
 
     /// Whether a device fault marked the queue broken.
+    #[inline]
     pub fn is_broken(&self) -> bool {
         dispatch!(self, q => q.is_broken())
     }

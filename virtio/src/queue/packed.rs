@@ -144,6 +144,7 @@ impl PackedQueue {
         self.broken
     }
 
+    #[inline]
     fn ring_descs(&self, segments: usize) -> Option<usize> {
         match &self.indirect {
             Some(t) if segments > 1 && segments <= usize::from(t.max) => Some(1),
@@ -152,6 +153,7 @@ impl PackedQueue {
         }
     }
 
+    #[inline]
     pub(crate) fn can_add(&self, segments: usize) -> bool {
         !self.broken
             && segments > 0
@@ -162,10 +164,12 @@ impl PackedQueue {
     }
 
     /// AVAIL/USED bits that make a descriptor available in the current lap.
+    #[inline]
     const fn avail_bits(wrap: bool) -> u16 {
         if wrap { DESC_F_AVAIL } else { DESC_F_USED }
     }
 
+    #[inline]
     fn advance_avail(&mut self) {
         self.next_avail += 1;
         if self.next_avail == self.size {
@@ -174,6 +178,7 @@ impl PackedQueue {
         }
     }
 
+    #[inline]
     pub(crate) fn add(
         &mut self,
         readable: &[Segment],
@@ -245,6 +250,7 @@ impl PackedQueue {
         Ok(id)
     }
 
+    #[inline]
     fn write_body(&self, idx: u16, addr: u64, len: u32, id: u16) {
         let off = usize::from(idx) * 16;
         self.mem.store64(off, addr, Ordering::Relaxed);
@@ -252,6 +258,7 @@ impl PackedQueue {
         self.mem.store16(off + 12, id, Ordering::Relaxed);
     }
 
+    #[inline]
     pub(crate) fn publish(&mut self) -> bool {
         let Some((head, flags)) = self.pending_head.take() else {
             return false;
@@ -280,6 +287,7 @@ impl PackedQueue {
         }
     }
 
+    #[inline]
     fn used_at_next(&self, order: Ordering) -> bool {
         let flags = self
             .mem
@@ -289,15 +297,18 @@ impl PackedQueue {
         avail == used && used == self.used_wrap
     }
 
+    #[inline]
     pub(crate) fn has_used(&self) -> bool {
         !self.broken && self.in_flight() > 0 && self.used_at_next(Ordering::Acquire)
     }
 
+    #[inline]
     fn fault(&mut self, e: QueueError) -> Result<Option<Used>, QueueError> {
         self.broken = true;
         Err(e)
     }
 
+    #[inline]
     pub(crate) fn pop_used(&mut self) -> Result<Option<Used>, QueueError> {
         if self.broken {
             return Err(QueueError::Broken);
@@ -339,6 +350,7 @@ impl PackedQueue {
         Ok(Some(Used { id, len }))
     }
 
+    #[inline]
     fn write_driver_event(&self, flags: u16) {
         if flags == EVENT_FLAGS_DESC {
             let off_wrap = self.next_used | (u16::from(self.used_wrap) << 15);
@@ -371,9 +383,9 @@ impl PackedQueue {
                 abandoned(id as u16);
             }
         }
-        self.mem.zero();
+        self.mem.zero_after_device_reset();
         if let Some(t) = &self.indirect {
-            t.mem.zero();
+            t.mem.zero_after_device_reset();
         }
         self.init_shadow();
     }

@@ -28,13 +28,17 @@ impl Shared {
         Self { base, len }
     }
 
-    /// Pointer to a field of `size` bytes at `offset`, if it lies inside and is aligned to `size`.
+    /// Pointer to a field of `size` bytes (a power of two) at `offset`, if it lies inside. The
+    /// offset is rounded down to the field's alignment (every offset the queues compute is
+    /// already aligned, so this only makes misalignment impossible rather than checked).
+    #[inline]
     fn field(&self, offset: usize, size: usize) -> Option<*mut u8> {
-        let end = offset.checked_add(size)?;
-        (end <= self.len && offset.is_multiple_of(size))
+        let offset = offset & !(size - 1);
+        (offset < self.len && self.len - offset >= size)
             .then(|| self.base.as_ptr().wrapping_add(offset))
     }
 
+    #[inline]
     pub(crate) fn load8(&self, offset: usize, order: Ordering) -> u8 {
         self.field(offset, 1).map_or(0, |p| {
             // SAFETY: `field` checked bounds; the memory is valid per `new`'s contract and only
@@ -44,6 +48,7 @@ impl Shared {
         })
     }
 
+    #[inline]
     pub(crate) fn store8(&self, offset: usize, v: u8, order: Ordering) {
         if let Some(p) = self.field(offset, 1) {
             // SAFETY: as in load8.
@@ -59,15 +64,17 @@ impl Shared {
         }
     }
 
+    #[inline]
     pub(crate) fn load16(&self, offset: usize, order: Ordering) -> u16 {
         self.field(offset, 2).map_or(0, |p| {
-            // SAFETY: `field` checked bounds and 2-byte alignment (the base is 16-aligned); the
-            // memory is valid per `new`'s contract and only ever accessed atomically.
+            // SAFETY: `field` checked bounds and aligned the offset to 2 (the base is 16-aligned);
+            // the memory is valid per `new`'s contract and only ever accessed atomically.
             let a = unsafe { AtomicU16::from_ptr(p.cast()) };
             u16::from_le(a.load(order))
         })
     }
 
+    #[inline]
     pub(crate) fn store16(&self, offset: usize, v: u16, order: Ordering) {
         if let Some(p) = self.field(offset, 2) {
             // SAFETY: as in load16.
@@ -76,6 +83,7 @@ impl Shared {
         }
     }
 
+    #[inline]
     pub(crate) fn load32(&self, offset: usize, order: Ordering) -> u32 {
         self.field(offset, 4).map_or(0, |p| {
             // SAFETY: as in load16, for 4 bytes.
@@ -84,6 +92,7 @@ impl Shared {
         })
     }
 
+    #[inline]
     pub(crate) fn store32(&self, offset: usize, v: u32, order: Ordering) {
         if let Some(p) = self.field(offset, 4) {
             // SAFETY: as in load16, for 4 bytes.
@@ -92,6 +101,7 @@ impl Shared {
         }
     }
 
+    #[inline]
     pub(crate) fn store64(&self, offset: usize, v: u64, order: Ordering) {
         if let Some(p) = self.field(offset, 8) {
             // SAFETY: as in load16, for 8 bytes.
@@ -101,29 +111,54 @@ impl Shared {
     }
 
     /// Zeroes the whole window (queue reset).
-    pub(crate) fn zero(&self) {
-        let mut off = 0;
-        while off + 8 <= self.len {
-            self.store64(off, 0, Ordering::Relaxed);
-            off += 8;
-        }
-        while off + 2 <= self.len {
-            self.store16(off, 0, Ordering::Relaxed);
-            off += 2;
-        }
+    ///
+    /// Plain (non-atomic) stores: mixing access sizes on atomics is not defined by the memory
+    /// model, and at reset nothing else touches the memory. The caller guarantees the device has
+    /// been reset (or the queue disabled), so it no longer accesses the window.
+    pub(crate) fn zero_after_device_reset(&self) {
+        // SAFETY: `base` is valid for `len` bytes (contract of `new`), and after a device reset
+        // no other party accesses the memory concurrently, so non-atomic stores cannot race.
+        unsafe { core::ptr::write_bytes(self.base.as_ptr(), 0, self.len) }
     }
 
     /// Writes a 16-byte descriptor (`addr`, `len`, then `a` and `b` — split: flags, next;
-    /// packed: id, flags — the caller passes them in memory order).
+    /// packed: id, flags — the caller passes them in memory order) as two 64-bit stores, with one
+    /// bounds check for the pair.
+    #[inline]
     pub(crate) fn write_desc(&self, offset: usize, addr: u64, len: u32, a: u16, b: u16) {
-        self.store64(offset, addr, Ordering::Relaxed);
-        self.store32(offset + 8, len, Ordering::Relaxed);
-        self.store16(offset + 12, a, Ordering::Relaxed);
-        self.store16(offset + 14, b, Ordering::Relaxed);
+        let Some(p) = self.field(offset, 16) else {
+            return;
+        };
+        let tail = u64::from(len) | (u64::from(a) << 32) | (u64::from(b) << 48);
+        // SAFETY: `field` checked that the 16 bytes lie inside and aligned the offset to 16, so
+        // both 8-byte halves are in bounds and 8-aligned; the memory is only accessed atomically.
+        let lo = unsafe { AtomicU64::from_ptr(p.cast()) };
+        lo.store(addr.to_le(), Ordering::Relaxed);
+        // SAFETY: as above, for the second half.
+        let hi = unsafe { AtomicU64::from_ptr(p.wrapping_add(8).cast()) };
+        hi.store(tail.to_le(), Ordering::Relaxed);
+    }
+}
+
+impl Shared {
+    /// A field pointer without the bounds check, for hot paths whose offsets come from masked
+    /// ring indices.
+    ///
+    /// # Safety
+    ///
+    /// `offset + size_of::<A>()` must not exceed the window's length and `offset` must be aligned
+    /// to `size_of::<A>()`.
+    #[inline]
+    pub(crate) unsafe fn atomic<A>(&self, offset: usize) -> &A {
+        let p = self.base.as_ptr().wrapping_add(offset).cast::<A>();
+        // SAFETY: the caller guarantees bounds and alignment; the memory is valid per `new`'s
+        // contract and only ever accessed through atomics of one width per field.
+        unsafe { &*p }
     }
 }
 
 /// `vring_need_event`: whether moving an index from `old` to `new` passed `event`.
+#[inline]
 pub(crate) const fn need_event(event: u16, new: u16, old: u16) -> bool {
     new.wrapping_sub(event).wrapping_sub(1) < new.wrapping_sub(old)
 }

@@ -5,7 +5,7 @@
 //! avail_event, 4-aligned).
 
 use alloc::vec::Vec;
-use core::sync::atomic::{Ordering, fence};
+use core::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, Ordering, fence};
 
 use super::shared::{Shared, need_event};
 use super::{
@@ -25,6 +25,11 @@ pub struct SplitQueue {
     region: DmaRegion,
     mem: Shared,
     size: u16,
+    /// `size − 1`: every ring index is masked with it, which is what keeps the unchecked
+    /// accessors below in bounds.
+    mask: u16,
+    /// Largest chain that goes into an indirect table (0: none).
+    indirect_max: u16,
     avail_off: usize,
     used_off: usize,
     event_idx: bool,
@@ -41,6 +46,8 @@ pub struct SplitQueue {
     published: u16,
     /// Next used entry to consume (free-running).
     last_used: u16,
+    /// used.idx as last read (validated): entries before it can be consumed without a re-read.
+    used_seen: u16,
     notifications: bool,
     broken: bool,
 }
@@ -71,6 +78,8 @@ impl SplitQueue {
             region,
             mem,
             size: n,
+            mask: n - 1,
+            indirect_max: indirect.as_ref().map_or(0, |t| t.max),
             avail_off,
             used_off,
             event_idx: config.event_idx,
@@ -83,6 +92,7 @@ impl SplitQueue {
             avail_idx: 0,
             published: 0,
             last_used: 0,
+            used_seen: 0,
             notifications: true,
             broken: false,
         };
@@ -101,8 +111,46 @@ impl SplitQueue {
         self.avail_idx = 0;
         self.published = 0;
         self.last_used = 0;
+        self.used_seen = 0;
         self.notifications = true;
         self.broken = false;
+    }
+
+    // Hot-path ring accessors. The region is exactly `16·N + (6 + 2·N, rounded to 4) + 6 + 8·N`
+    // bytes (`new`), so for a masked index i < N every offset below is inside it and aligned to
+    // its width (desc 16, avail 2, used 4).
+
+    #[inline]
+    fn write_desc(&self, idx: u16, addr: u64, len: u32, flags: u16, next: u16) {
+        let off = usize::from(idx & self.mask) * 16;
+        let tail = u64::from(len) | (u64::from(flags) << 32) | (u64::from(next) << 48);
+        // SAFETY: see above — descriptor `idx & mask` lies in the table, 16-aligned.
+        let lo = unsafe { self.mem.atomic::<AtomicU64>(off) };
+        lo.store(addr.to_le(), Ordering::Relaxed);
+        // SAFETY: the second half of the same descriptor.
+        let hi = unsafe { self.mem.atomic::<AtomicU64>(off + 8) };
+        hi.store(tail.to_le(), Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn store_avail_slot(&self, i: u16, head: u16) {
+        let off = self.avail_off + 4 + 2 * usize::from(i & self.mask);
+        // SAFETY: see above — avail.ring[i & mask].
+        let a = unsafe { self.mem.atomic::<AtomicU16>(off) };
+        a.store(head.to_le(), Ordering::Relaxed);
+    }
+
+    #[inline]
+    fn load_used_elem(&self, i: u16) -> (u32, u32) {
+        let off = self.used_off + 4 + 8 * usize::from(i & self.mask);
+        // SAFETY: see above — used.ring[i & mask].id.
+        let id = unsafe { self.mem.atomic::<AtomicU32>(off) };
+        // SAFETY: used.ring[i & mask].len.
+        let len = unsafe { self.mem.atomic::<AtomicU32>(off + 4) };
+        (
+            u32::from_le(id.load(Ordering::Relaxed)),
+            u32::from_le(len.load(Ordering::Relaxed)),
+        )
     }
 
     pub(crate) fn free(self, dma: &impl Dma) {
@@ -137,14 +185,18 @@ impl SplitQueue {
         self.broken
     }
 
+    #[inline]
     fn ring_descs(&self, segments: usize) -> Option<usize> {
-        match &self.indirect {
-            Some(t) if segments > 1 && segments <= usize::from(t.max) => Some(1),
-            _ if segments <= usize::from(self.size) => Some(segments),
-            _ => None,
+        if segments > 1 && segments <= usize::from(self.indirect_max) {
+            Some(1)
+        } else if segments <= usize::from(self.size) {
+            Some(segments)
+        } else {
+            None
         }
     }
 
+    #[inline]
     pub(crate) fn can_add(&self, segments: usize) -> bool {
         !self.broken
             && segments > 0
@@ -153,6 +205,7 @@ impl SplitQueue {
                 .is_some_and(|d| d <= usize::from(self.num_free))
     }
 
+    #[inline]
     pub(crate) fn add(
         &mut self,
         readable: &[Segment],
@@ -175,22 +228,20 @@ impl SplitQueue {
         if descs == 1 && total > 1 {
             if let Some(t) = &self.indirect {
                 let (addr, len) = t.fill(head, readable, writable, true);
-                self.mem
-                    .write_desc(usize::from(idx) * 16, addr, len, DESC_F_INDIRECT, 0);
+                self.write_desc(idx, addr, len, DESC_F_INDIRECT, 0);
                 idx = self.next_of(idx);
             }
         } else {
-            let all = readable
-                .iter()
-                .map(|s| (s, 0))
-                .chain(writable.iter().map(|s| (s, DESC_F_WRITE)));
-            for (i, (seg, write)) in all.enumerate() {
-                let link = self.next_of(idx);
-                let flags = write | if i + 1 < total { DESC_F_NEXT } else { 0 };
-                self.mem
-                    .write_desc(usize::from(idx) * 16, seg.addr, seg.len, flags, link);
-                tail = idx;
-                idx = link;
+            let mut remaining = total;
+            for (segs, write) in [(readable, 0), (writable, DESC_F_WRITE)] {
+                for seg in segs {
+                    remaining -= 1;
+                    let link = self.next_of(idx);
+                    let flags = write | if remaining > 0 { DESC_F_NEXT } else { 0 };
+                    self.write_desc(idx, seg.addr, seg.len, flags, link);
+                    tail = idx;
+                    idx = link;
+                }
             }
         }
         self.free_head = idx;
@@ -201,19 +252,27 @@ impl SplitQueue {
                 in_flight: true,
                 descs: descs as u16,
                 tail,
-                writable: writable_len(writable),
+                writable: if writable.is_empty() {
+                    0
+                } else {
+                    writable_len(writable)
+                },
             };
         }
-        let slot_off = self.avail_off + 4 + 2 * usize::from(self.avail_idx & (self.size - 1));
-        self.mem.store16(slot_off, head, Ordering::Relaxed);
+        self.store_avail_slot(self.avail_idx, head);
         self.avail_idx = self.avail_idx.wrapping_add(1);
         Ok(head)
     }
 
+    #[inline]
     fn next_of(&self, idx: u16) -> u16 {
-        self.next.get(usize::from(idx)).copied().unwrap_or(0)
+        self.next
+            .get(usize::from(idx & self.mask))
+            .copied()
+            .unwrap_or(0)
     }
 
+    #[inline]
     pub(crate) fn publish(&mut self) -> bool {
         if self.avail_idx == self.published {
             return false;
@@ -236,58 +295,56 @@ impl SplitQueue {
         }
     }
 
+    #[inline]
     pub(crate) fn has_used(&self) -> bool {
         !self.broken && self.mem.load16(self.used_off + 2, Ordering::Acquire) != self.last_used
     }
 
+    #[inline]
     fn fault(&mut self, e: QueueError) -> Result<Option<Used>, QueueError> {
         self.broken = true;
         Err(e)
     }
 
+    #[inline]
     pub(crate) fn pop_used(&mut self) -> Result<Option<Used>, QueueError> {
         if self.broken {
             return Err(QueueError::Broken);
         }
-        let published = self.mem.load16(self.used_off + 2, Ordering::Acquire);
-        if published == self.last_used {
-            return Ok(None);
+        if self.used_seen == self.last_used {
+            let published = self.mem.load16(self.used_off + 2, Ordering::Acquire);
+            if published == self.last_used {
+                return Ok(None);
+            }
+            if published.wrapping_sub(self.last_used) > self.in_flight {
+                return self.fault(QueueError::DeviceIndexJump {
+                    last: self.last_used,
+                    published,
+                });
+            }
+            self.used_seen = published;
         }
-        if published.wrapping_sub(self.last_used) > self.in_flight {
-            return self.fault(QueueError::DeviceIndexJump {
-                last: self.last_used,
-                published,
-            });
-        }
-        let elem = self.used_off + 4 + 8 * usize::from(self.last_used & (self.size - 1));
-        let id = self.mem.load32(elem, Ordering::Relaxed);
-        let len = self.mem.load32(elem + 4, Ordering::Relaxed);
-        let Ok(id16) = u16::try_from(id) else {
+        let (id, len) = self.load_used_elem(self.last_used);
+        let Some(slot) = usize::try_from(id).ok().and_then(|i| self.slots.get_mut(i)) else {
             return self.fault(QueueError::DeviceIdOutOfRange { id });
         };
-        let Some(slot) = self.slots.get(usize::from(id16)).copied() else {
-            return self.fault(QueueError::DeviceIdOutOfRange { id });
-        };
+        let id16 = id as u16;
         if !slot.in_flight {
             return self.fault(QueueError::DeviceIdNotInFlight { id });
         }
         if len > slot.writable {
-            return self.fault(QueueError::DeviceLengthTooLarge {
-                id: id16,
-                len,
-                max: slot.writable,
-            });
+            let max = slot.writable;
+            return self.fault(QueueError::DeviceLengthTooLarge { id: id16, len, max });
         }
+        slot.in_flight = false;
+        let (tail, descs) = (slot.tail, slot.descs);
         // Splice the chain [id .. tail] back onto the free list.
-        if let Some(link) = self.next.get_mut(usize::from(slot.tail)) {
+        if let Some(link) = self.next.get_mut(usize::from(tail)) {
             *link = self.free_head;
         }
         self.free_head = id16;
-        self.num_free += slot.descs;
+        self.num_free += descs;
         self.in_flight -= 1;
-        if let Some(s) = self.slots.get_mut(usize::from(id16)) {
-            s.in_flight = false;
-        }
         self.last_used = self.last_used.wrapping_add(1);
         if self.event_idx && self.notifications {
             self.write_used_event(self.last_used);
@@ -295,6 +352,7 @@ impl SplitQueue {
         Ok(Some(Used { id: id16, len }))
     }
 
+    #[inline]
     fn write_used_event(&self, v: u16) {
         self.mem.store16(
             self.avail_off + 4 + 2 * usize::from(self.size),
@@ -333,9 +391,9 @@ impl SplitQueue {
                 abandoned(id as u16);
             }
         }
-        self.mem.zero();
+        self.mem.zero_after_device_reset();
         if let Some(t) = &self.indirect {
-            t.mem.zero();
+            t.mem.zero_after_device_reset();
         }
         self.init_shadow();
     }
