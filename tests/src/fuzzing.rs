@@ -108,3 +108,108 @@ pub fn reap_with_device_writes(ram: &GuestRam, data: &[u8]) {
     assert!(!q.is_broken());
     q.free(arena);
 }
+
+/// Offload parsing and metadata on arbitrary bytes: the layout parser, checksum verification, RX
+/// metadata and VLAN stripping must never panic, and what they report must be consistent.
+pub fn offload_parse(data: &[u8]) {
+    use offload::Layout;
+    if let Ok(l) = Layout::parse(data) {
+        assert!(l.header_len() <= data.len(), "layout beyond the buffer");
+        let n = l.to_net();
+        if l.l3.is_some() {
+            assert!(n.layer3_header_length() >= 20);
+        }
+        let _ = offload::segment::verify_l4_checksum(data, &l);
+        let _ = offload::segment::verify_ipv4_checksum(data, &l);
+    }
+    let hdr = virtio::net::NetHeader::read(data).unwrap_or_default();
+    let body = data.get(12..).unwrap_or(&[]);
+    let _ = offload::rx::metadata(
+        &hdr,
+        body,
+        body.len(),
+        offload::rx::RxOptions {
+            guest_csum: true,
+            rsc_ext: true,
+            software_verify: true,
+        },
+    );
+    let mut copy = data.to_vec();
+    if offload::rx::strip_vlan(&mut copy).is_some() {
+        assert_eq!(
+            &copy[16..],
+            &data[16..],
+            "stripping moves only the MAC addresses"
+        );
+    }
+}
+
+/// The TX offload mapping on arbitrary headers and requests: never panics; an offload header
+/// always points inside the frame.
+pub fn offload_tx(data: &[u8]) {
+    use netring::{NetPacketChecksum, NetPacketGso, TxChecksumAction as A};
+    use offload::tx::{DeviceTx, TxAction, TxRequest, prepare};
+    let Some((&ctl, rest)) = data.split_first() else {
+        return;
+    };
+    let Some((mss_bytes, frame)) = rest.split_at_checked(2) else {
+        return;
+    };
+    let mut gso = NetPacketGso::default();
+    let _ = gso.set_mss(u32::from(u16::from_le_bytes([mss_bytes[0], mss_bytes[1]])) % 3000);
+    let req = TxRequest {
+        layout: Default::default(),
+        checksum: NetPacketChecksum::tx(
+            if ctl & 1 != 0 {
+                A::Required
+            } else {
+                A::Passthrough
+            },
+            if ctl & 2 != 0 {
+                A::Required
+            } else {
+                A::Passthrough
+            },
+        ),
+        gso,
+    };
+    let dev = DeviceTx {
+        csum: ctl & 4 != 0,
+        tso4: ctl & 8 != 0,
+        tso6: ctl & 16 != 0,
+        ecn: ctl & 32 != 0,
+        uso: ctl & 64 != 0,
+    };
+    let mut headers = frame.to_vec();
+    let frame_len = frame.len() + usize::from(ctl >> 7) * 1000;
+    if let Ok((l, TxAction::Offload(h))) = prepare(&mut headers, frame_len, &req, dev)
+        && h.flags != 0
+    {
+        assert!(usize::from(h.csum_start) + usize::from(h.csum_offset) + 2 <= l.header_len());
+    }
+}
+
+/// Software segmentation of arbitrary frames with arbitrary MSS: never panics; segments re-parse
+/// with the same layout, and their payloads concatenate to the original payload.
+pub fn offload_segment(data: &[u8]) {
+    use offload::segment::{L4Checksum, Segmenter};
+    let Some((mss_bytes, frame)) = data.split_at_checked(2) else {
+        return;
+    };
+    let mss = u32::from(u16::from_le_bytes([mss_bytes[0], mss_bytes[1]]));
+    let Ok(s) = Segmenter::new(frame, mss) else {
+        return;
+    };
+    let hl = s.layout().header_len();
+    let mut out = vec![0u8; hl + mss as usize];
+    let mut payload = Vec::new();
+    for i in 0..s.count() {
+        let n = s
+            .write(i, &mut out, L4Checksum::Full)
+            .expect("segment fits its computed size");
+        let l = offload::Layout::parse(&out[..n]).expect("segment parses");
+        assert_eq!(l.header_len(), hl);
+        payload.extend_from_slice(&out[hl..n]);
+    }
+    assert_eq!(payload, frame[hl..]);
+}

@@ -1,0 +1,8 @@
+//! Fuzz target: `vnet_harness::fuzzing::offload_segment` (the test suite runs the same body as a smoke test).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    vnet_harness::fuzzing::offload_segment(data);
+});

@@ -1,0 +1,122 @@
+//! Receive: from the virtio-net header the device wrote to NetAdapterCx's per-packet metadata —
+//! layout, checksum evaluation per layer, RSC (coalesced segments) — with software verification
+//! where the device gave no verdict, and VLAN tag stripping into the 802.1Q extension.
+
+use netring::{NetPacketChecksum, NetPacketLayout, NetPacketRsc, RxChecksumEvaluation as Eval};
+use virtio::Features;
+use virtio::net::{NetHeader, gso, hdr_flags};
+
+use crate::segment::{verify_ipv4_checksum, verify_l4_checksum};
+use crate::wire::{VlanTag, ethertype};
+use crate::{L4, Layout};
+
+/// Receive-side options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RxOptions {
+    /// VIRTIO_NET_F_GUEST_CSUM: the device may mark packets DATA_VALID or NEEDS_CSUM.
+    pub guest_csum: bool,
+    /// VIRTIO_NET_F_RSC_EXT: coalesced packets carry their segment and duplicate-ACK counts.
+    pub rsc_ext: bool,
+    /// Verify L4 checksums in software when the device did not (OS asked for RX checksum
+    /// offload, device cannot).
+    pub software_verify: bool,
+}
+
+impl RxOptions {
+    /// From negotiated features.
+    pub fn from_features(f: Features, software_verify: bool) -> Self {
+        Self {
+            guest_csum: f.contains(Features::NET_GUEST_CSUM),
+            rsc_ext: f.contains(Features::NET_RSC_EXT),
+            software_verify,
+        }
+    }
+}
+
+/// Metadata of one received packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RxMetadata {
+    /// The layout for `NET_PACKET::Layout`.
+    pub layout: NetPacketLayout,
+    /// The checksum extension.
+    pub checksum: NetPacketChecksum,
+    /// The RSC extension, for a coalesced packet.
+    pub rsc: Option<NetPacketRsc>,
+    /// The parsed headers, if they parsed.
+    pub parsed: Option<Layout>,
+}
+
+/// Computes the metadata of a packet of `total_len` bytes whose first `frame.len()` bytes are in
+/// `frame` (the whole packet when `frame.len() == total_len`; software verification needs that).
+pub fn metadata(hdr: &NetHeader, frame: &[u8], total_len: usize, opt: RxOptions) -> RxMetadata {
+    let parsed = Layout::parse(frame).ok();
+    let Some(l) = parsed else {
+        let mut layout = NetPacketLayout::ZERO;
+        layout.set_layer2_type(netring::Layer2Type::Ethernet);
+        let _ = layout.set_layer2_header_length(if frame.len() >= 14 { 14 } else { 0 });
+        return RxMetadata {
+            layout,
+            checksum: NetPacketChecksum::default(),
+            rsc: None,
+            parsed,
+        };
+    };
+    let whole = frame.len() == total_len;
+    let l3 = match verify_ipv4_checksum(frame, &l) {
+        Some(true) => Eval::Valid,
+        Some(false) => Eval::Invalid,
+        None => Eval::NotChecked,
+    };
+    let transport = matches!(l.l4, L4::Tcp | L4::Udp) && !l.fragmented;
+    let device_ok =
+        opt.guest_csum && hdr.flags & (hdr_flags::DATA_VALID | hdr_flags::NEEDS_CSUM) != 0;
+    let l4 = if !transport {
+        Eval::NotChecked
+    } else if device_ok {
+        // DATA_VALID: the device checked it. NEEDS_CSUM: it came from a local sender with a
+        // partial checksum; the data has not crossed a wire, so it is intact.
+        Eval::Valid
+    } else if opt.software_verify && whole {
+        match verify_l4_checksum(frame, &l) {
+            Some(true) => Eval::Valid,
+            Some(false) => Eval::Invalid,
+            None => Eval::NotChecked,
+        }
+    } else {
+        Eval::NotChecked
+    };
+    let coalesced = hdr.gso_type & !gso::ECN != gso::NONE && l.l4 == L4::Tcp && hdr.gso_size > 0;
+    let rsc = coalesced.then(|| {
+        if opt.rsc_ext && hdr.flags & hdr_flags::RSC_INFO != 0 {
+            NetPacketRsc {
+                coalesced_segment_count: hdr.csum_start,
+                duplicate_ack_count: hdr.csum_offset,
+            }
+        } else {
+            let payload = total_len.saturating_sub(l.header_len());
+            let n = payload.div_ceil(usize::from(hdr.gso_size)).max(1);
+            NetPacketRsc {
+                coalesced_segment_count: u16::try_from(n).unwrap_or(u16::MAX),
+                duplicate_ack_count: 0,
+            }
+        }
+    });
+    RxMetadata {
+        layout: l.to_net(),
+        checksum: NetPacketChecksum::rx(l3, l4),
+        rsc,
+        parsed,
+    }
+}
+
+/// Removes the outer 802.1Q/802.1ad tag of `frame` in place by moving the MAC addresses 4 bytes
+/// forward; returns the tag. The frame then starts 4 bytes later in the buffer.
+pub fn strip_vlan(frame: &mut [u8]) -> Option<VlanTag> {
+    let tpid = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
+    if (tpid != ethertype::VLAN && tpid != ethertype::QINQ) || frame.len() < 18 {
+        return None;
+    }
+    let tag = VlanTag::from_tci(u16::from_be_bytes([frame[14], frame[15]]));
+    frame.copy_within(0..12, 4);
+    Some(tag)
+}

@@ -1,0 +1,230 @@
+//! Software segmentation of a TCP (LSO) or UDP (USO) packet into MSS-sized frames, for when the
+//! device cannot segment. Each segment is written into a caller buffer; nothing allocates.
+//!
+//! Per segment: IPv4 total length, identification (+i) and header checksum; IPv6 payload length;
+//! TCP sequence number (+i·MSS), CWR only on the first segment, FIN and PSH only on the last; UDP
+//! length; and the L4 checksum — complete, or only the pseudo-header seed when the device will
+//! finish it (`NEEDS_CSUM`).
+
+use crate::checksum::{self, Checksum};
+use crate::wire::{Ipv4Packet, Ipv6Packet, TcpSegment, UdpDatagram, tcp_flags};
+use crate::{L3, L4, Layout, OffloadError};
+
+/// How to leave each segment's L4 checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum L4Checksum {
+    /// Compute it completely.
+    Full,
+    /// Store the pseudo-header sum (the device computes the rest: virtio `NEEDS_CSUM`).
+    Seed,
+}
+
+/// Splits one large packet, held contiguously in `frame`, into segments.
+#[derive(Debug, Clone, Copy)]
+pub struct Segmenter<'a> {
+    frame: &'a [u8],
+    layout: Layout,
+    mss: usize,
+    payload_len: usize,
+    count: usize,
+}
+
+/// Largest IP packet.
+const MAX_IP: usize = 65535;
+
+impl<'a> Segmenter<'a> {
+    /// Checks that `frame` is TCP or UDP over IPv4/IPv6, not fragmented, with a payload, and that
+    /// `mss` is positive and fits one IP packet with the headers.
+    pub fn new(frame: &'a [u8], mss: u32) -> Result<Self, OffloadError> {
+        let layout = Layout::parse(frame)?;
+        if layout.l3.is_none() || layout.fragmented || !matches!(layout.l4, L4::Tcp | L4::Udp) {
+            return Err(OffloadError::NotSegmentable);
+        }
+        let hdr = layout.header_len();
+        let ip_hdr = hdr - layout.l3_offset();
+        let mss = mss as usize;
+        if mss == 0 || mss + ip_hdr > MAX_IP {
+            return Err(OffloadError::BadMss(mss as u32));
+        }
+        let payload_len = frame.len().saturating_sub(hdr);
+        if payload_len == 0 {
+            return Err(OffloadError::NotSegmentable);
+        }
+        Ok(Self {
+            frame,
+            layout,
+            mss,
+            payload_len,
+            count: payload_len.div_ceil(mss),
+        })
+    }
+
+    /// The parsed layout (the same for every segment).
+    pub const fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    /// Bytes of payload to be split.
+    pub const fn payload_len(&self) -> usize {
+        self.payload_len
+    }
+
+    /// Number of segments.
+    pub const fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Bytes of segment `i` (headers + its payload).
+    pub fn segment_len(&self, i: usize) -> Option<usize> {
+        (i < self.count).then(|| self.layout.header_len() + self.payload_of(i).len())
+    }
+
+    fn payload_of(&self, i: usize) -> core::ops::Range<usize> {
+        let start = self.layout.header_len() + i * self.mss;
+        start..(start + self.mss).min(self.frame.len())
+    }
+
+    /// Writes segment `i` into `out`; returns its length.
+    pub fn write(&self, i: usize, out: &mut [u8], csum: L4Checksum) -> Result<usize, OffloadError> {
+        if i >= self.count {
+            return Err(OffloadError::NoSuchSegment(i));
+        }
+        let l = &self.layout;
+        let hdr = l.header_len();
+        let payload = self.payload_of(i);
+        let seg_payload = payload.len();
+        let total = hdr + seg_payload;
+        if out.len() < total {
+            return Err(OffloadError::BufferTooSmall {
+                need: total,
+                have: out.len(),
+            });
+        }
+        let out = &mut out[..total];
+        out[..hdr].copy_from_slice(&self.frame[..hdr]);
+        out[hdr..].copy_from_slice(&self.frame[payload]);
+        let (l3o, l4o) = (l.l3_offset(), l.l4_offset());
+        let l4_len = total - l4o;
+        let last = i + 1 == self.count;
+        match l.l3 {
+            Some(L3::Ipv4 { .. }) => {
+                let mut ip = Ipv4Packet::new_checked(&mut out[l3o..l4o])?;
+                ip.set_total_len((total - l3o) as u16);
+                ip.set_ident(ip.ident().wrapping_add(i as u16));
+                ip.fill_checksum();
+            }
+            Some(L3::Ipv6 { .. }) => {
+                let mut ip = Ipv6Packet::new_checked(&mut out[l3o..l4o])?;
+                ip.set_payload_len((total - l3o - 40) as u16);
+            }
+            None => return Err(OffloadError::NotSegmentable),
+        }
+        let mut sum = crate::wire::pseudo_header(&out[l3o..l4o], l.protocol, l4_len as u32)?;
+        match l.l4 {
+            L4::Tcp => {
+                let mut t = TcpSegment::new_checked(&mut out[l4o..])?;
+                t.set_seq(t.seq().wrapping_add((i * self.mss) as u32));
+                let mut flags = t.flags();
+                if i != 0 {
+                    flags &= !tcp_flags::CWR;
+                }
+                if !last {
+                    flags &= !(tcp_flags::FIN | tcp_flags::PSH);
+                }
+                t.set_flags(flags);
+                t.set_checksum(0);
+                finish(&mut out[l4o..], &mut sum, csum, 16, false);
+            }
+            L4::Udp => {
+                let mut u = UdpDatagram::new_checked(&mut out[l4o..])?;
+                u.set_len_field(l4_len as u16);
+                u.set_checksum(0);
+                finish(&mut out[l4o..], &mut sum, csum, 6, true);
+            }
+            _ => return Err(OffloadError::NotSegmentable),
+        }
+        Ok(total)
+    }
+}
+
+/// Stores either the full checksum or the pseudo-header seed at `field` of the L4 header.
+fn finish(l4: &mut [u8], sum: &mut Checksum, csum: L4Checksum, field: usize, udp: bool) {
+    let value = match csum {
+        L4Checksum::Seed => sum.fold(),
+        L4Checksum::Full => {
+            sum.add_bytes(l4);
+            let c = sum.finish();
+            // UDP transmits a computed zero as all-ones (zero means "no checksum").
+            if udp && c == 0 { 0xffff } else { c }
+        }
+    };
+    l4[field..field + 2].copy_from_slice(&value.to_be_bytes());
+}
+
+/// Computes the L4 checksum of a whole, contiguous frame in place (the software fallback when
+/// the device has no checksum offload).
+pub fn fill_l4_checksum(frame: &mut [u8]) -> Result<Layout, OffloadError> {
+    let l = Layout::parse(frame)?;
+    if l.l3.is_none() || l.fragmented {
+        return Err(OffloadError::NoSuchLayer);
+    }
+    let (field, udp) = match l.l4 {
+        L4::Tcp => (16, false),
+        L4::Udp => (6, true),
+        _ => return Err(OffloadError::NoSuchLayer),
+    };
+    let (l3o, l4o) = (l.l3_offset(), l.l4_offset());
+    let l4_len = ip_payload_end(frame, &l)? - l4o;
+    let mut sum = crate::wire::pseudo_header(&frame[l3o..l4o], l.protocol, l4_len as u32)?;
+    let l4 = &mut frame[l4o..l4o + l4_len];
+    l4[field] = 0;
+    l4[field + 1] = 0;
+    finish(l4, &mut sum, L4Checksum::Full, field, udp);
+    Ok(l)
+}
+
+/// End of the IP payload: from the IP length field when it is plausible, else the buffer end
+/// (Ethernet padding after a short IP packet is not part of the checksum).
+pub fn ip_payload_end(frame: &[u8], l: &Layout) -> Result<usize, OffloadError> {
+    let l3o = l.l3_offset();
+    let claimed = match l.l3 {
+        Some(L3::Ipv4 { .. }) => usize::from(Ipv4Packet::new_checked(&frame[l3o..])?.total_len()),
+        Some(L3::Ipv6 { .. }) => {
+            40 + usize::from(Ipv6Packet::new_checked(&frame[l3o..])?.payload_len())
+        }
+        None => return Err(OffloadError::NoSuchLayer),
+    };
+    let end = l3o + claimed;
+    if claimed < usize::from(l.l3_len) + usize::from(l.l4_len) || end > frame.len() {
+        return Err(OffloadError::LayoutMismatch);
+    }
+    Ok(end)
+}
+
+/// Verifies the L4 checksum of a whole frame: `Some(true/false)`, or `None` when there is nothing
+/// to verify (not TCP/UDP, a fragment, or an IPv4 UDP datagram sent without a checksum).
+pub fn verify_l4_checksum(frame: &[u8], l: &Layout) -> Option<bool> {
+    if l.l3.is_none() || l.fragmented || !matches!(l.l4, L4::Tcp | L4::Udp) {
+        return None;
+    }
+    let end = ip_payload_end(frame, l).ok()?;
+    let (l3o, l4o) = (l.l3_offset(), l.l4_offset());
+    let l4 = &frame[l4o..end];
+    if l.l4 == L4::Udp && matches!(l.l3, Some(L3::Ipv4 { .. })) && l4.get(6..8) == Some(&[0, 0]) {
+        return None;
+    }
+    let mut sum = crate::wire::pseudo_header(&frame[l3o..l4o], l.protocol, l4.len() as u32).ok()?;
+    sum.add_bytes(l4);
+    Some(sum.fold() == 0xffff)
+}
+
+/// Verifies an IPv4 header checksum (`None` for IPv6, which has none).
+pub fn verify_ipv4_checksum(frame: &[u8], l: &Layout) -> Option<bool> {
+    match l.l3 {
+        Some(L3::Ipv4 { .. }) => {
+            let h = frame.get(l.l3_offset()..l.l4_offset())?;
+            Some(checksum::sum_be(h) == 0xffff)
+        }
+        _ => None,
+    }
+}

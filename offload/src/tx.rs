@@ -1,0 +1,253 @@
+//! Transmit: from NetAdapterCx's per-packet metadata (layout, checksum and GSO extensions) to a
+//! virtio-net header, with the header fix-ups the device needs, or to a software fallback when the
+//! device cannot do what the OS asked.
+//!
+//! The driver copies a packet's headers into its own header buffer (they must be rewritten) and
+//! calls [`prepare`] on that copy:
+//!
+//! * IPv4 header checksum: always computed here — virtio has no IP checksum offload;
+//! * TCP/UDP checksum: with VIRTIO_NET_F_CSUM, `NEEDS_CSUM` with `csum_start`/`csum_offset` and
+//!   the pseudo-header sum seeded into the checksum field (the Linux kernel drops a TSO frame
+//!   whose field lacks it); without, [`TxAction::SoftwareChecksum`];
+//! * LSO/USO: `gso_type` TCPV4/TCPV6 (with ECN when the first segment carries CWR) or UDP_L4,
+//!   `gso_size` = MSS, `hdr_len`; IP and UDP length fields rewritten for the whole packet (the
+//!   OS may leave them zero); when the device lacks the feature, [`TxAction::Segment`].
+
+use netring::{NetPacketChecksum, NetPacketGso, NetPacketLayout, TxChecksumAction};
+use virtio::Features;
+use virtio::net::{NetHeader, gso, hdr_flags};
+
+use crate::wire::{Ipv4Packet, Ipv6Packet, TcpSegment, UdpDatagram, VlanTag, tcp_flags};
+use crate::{L3, L4, Layout, OffloadError};
+
+/// The transmit offloads the device accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DeviceTx {
+    /// VIRTIO_NET_F_CSUM.
+    pub csum: bool,
+    /// VIRTIO_NET_F_HOST_TSO4.
+    pub tso4: bool,
+    /// VIRTIO_NET_F_HOST_TSO6.
+    pub tso6: bool,
+    /// VIRTIO_NET_F_HOST_ECN.
+    pub ecn: bool,
+    /// VIRTIO_NET_F_HOST_USO.
+    pub uso: bool,
+}
+
+impl DeviceTx {
+    /// From negotiated features (segmentation offloads require CSUM, §5.1.3.1).
+    pub fn from_features(f: Features) -> Self {
+        let csum = f.contains(Features::NET_CSUM);
+        Self {
+            csum,
+            tso4: csum && f.contains(Features::NET_HOST_TSO4),
+            tso6: csum && f.contains(Features::NET_HOST_TSO6),
+            ecn: csum && f.contains(Features::NET_HOST_ECN),
+            uso: csum && f.contains(Features::NET_HOST_USO),
+        }
+    }
+}
+
+/// What the OS asked for one packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TxRequest {
+    /// The packet's layout as the OS filled it.
+    pub layout: NetPacketLayout,
+    /// The checksum extension (zero if the queue has none).
+    pub checksum: NetPacketChecksum,
+    /// The GSO extension (zero if the queue has none; MSS 0 = no segmentation).
+    pub gso: NetPacketGso,
+}
+
+/// What to do with the packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxAction {
+    /// Send it with this virtio-net header (the headers in the buffer were fixed up).
+    Offload(NetHeader),
+    /// Compute the L4 checksum in software over the whole frame
+    /// ([`crate::segment::fill_l4_checksum`]), then send with a zero header.
+    SoftwareChecksum,
+    /// Segment in software ([`crate::segment::Segmenter`]) with this MSS.
+    Segment(u32),
+}
+
+fn write_seed(headers: &mut [u8], l: &Layout, l4_len: usize) -> Result<(u16, u16), OffloadError> {
+    let (l3o, l4o) = (l.l3_offset(), l.l4_offset());
+    let seed = crate::wire::pseudo_header(&headers[l3o..l4o], l.protocol, l4_len as u32)?.fold();
+    let field = match l.l4 {
+        L4::Tcp => 16,
+        L4::Udp => 6,
+        _ => return Err(OffloadError::NoSuchLayer),
+    };
+    headers[l4o + field..l4o + field + 2].copy_from_slice(&seed.to_be_bytes());
+    Ok((l4o as u16, field as u16))
+}
+
+fn check_os_layout(os: &NetPacketLayout, l: &Layout) -> Result<(), OffloadError> {
+    use netring::Layer4Type;
+    let mismatch = match os.layer4_type() {
+        Some(Layer4Type::Tcp) => l.l4 != L4::Tcp,
+        Some(Layer4Type::Udp) => l.l4 != L4::Udp,
+        _ => false,
+    };
+    if mismatch {
+        Err(OffloadError::LayoutMismatch)
+    } else {
+        Ok(())
+    }
+}
+
+/// Maps one packet's offload request to a virtio-net header, fixing up its headers.
+///
+/// `headers` is the driver's copy of the frame's first bytes (at least all headers); `frame_len`
+/// is the length of the whole frame as it will be sent. Returns the parsed layout and the action.
+pub fn prepare(
+    headers: &mut [u8],
+    frame_len: usize,
+    req: &TxRequest,
+    dev: DeviceTx,
+) -> Result<(Layout, TxAction), OffloadError> {
+    let l = Layout::parse(headers)?;
+    if frame_len < l.header_len() {
+        return Err(OffloadError::LayoutMismatch);
+    }
+    let mss = req.gso.mss();
+    let l4_csum = req.checksum.tx_layer4() == Some(TxChecksumAction::Required);
+    let ip_csum = req.checksum.tx_layer3() == Some(TxChecksumAction::Required);
+    if mss > 0 || l4_csum {
+        check_os_layout(&req.layout, &l)?;
+    }
+    let (l3o, l4o) = (l.l3_offset(), l.l4_offset());
+    let l4_len = frame_len - l4o;
+    let action = if mss > 0 {
+        if l.l3.is_none() || l.fragmented || !matches!(l.l4, L4::Tcp | L4::Udp) {
+            return Err(OffloadError::NotSegmentable);
+        }
+        let gso_size = u16::try_from(mss).map_err(|_| OffloadError::BadMss(mss))?;
+        // The OS may leave the length fields of an LSO packet zero: set them for the whole packet.
+        let ip_len = frame_len - l3o;
+        match l.l3 {
+            Some(L3::Ipv4 { .. }) => {
+                let v = u16::try_from(ip_len).map_err(|_| OffloadError::TooLong(ip_len))?;
+                Ipv4Packet::new_checked(&mut headers[l3o..l4o])?.set_total_len(v);
+            }
+            _ => {
+                let v = u16::try_from(ip_len - 40).map_err(|_| OffloadError::TooLong(ip_len))?;
+                Ipv6Packet::new_checked(&mut headers[l3o..l4o])?.set_payload_len(v);
+            }
+        }
+        let v4 = matches!(l.l3, Some(L3::Ipv4 { .. }));
+        let (can, gso_type) = match l.l4 {
+            L4::Tcp => {
+                let cwr = TcpSegment::new_checked(&headers[l4o..])?.flags() & tcp_flags::CWR != 0;
+                let can = if v4 { dev.tso4 } else { dev.tso6 } && (!cwr || dev.ecn);
+                let base = if v4 { gso::TCPV4 } else { gso::TCPV6 };
+                (can, base | if cwr { gso::ECN } else { 0 })
+            }
+            _ => {
+                let v = u16::try_from(l4_len).map_err(|_| OffloadError::TooLong(l4_len))?;
+                UdpDatagram::new_checked(&mut headers[l4o..])?.set_len_field(v);
+                (dev.uso, gso::UDP_L4)
+            }
+        };
+        if v4 {
+            Ipv4Packet::new_checked(&mut headers[l3o..l4o])?.fill_checksum();
+        }
+        if can {
+            let (csum_start, csum_offset) = write_seed(headers, &l, l4_len)?;
+            TxAction::Offload(NetHeader {
+                flags: hdr_flags::NEEDS_CSUM,
+                gso_type,
+                hdr_len: l.header_len() as u16,
+                gso_size,
+                csum_start,
+                csum_offset,
+                num_buffers: 0,
+            })
+        } else {
+            TxAction::Segment(mss)
+        }
+    } else {
+        if ip_csum && matches!(l.l3, Some(L3::Ipv4 { .. })) {
+            Ipv4Packet::new_checked(&mut headers[l3o..l4o])?.fill_checksum();
+        }
+        if l4_csum {
+            if l.l3.is_none() || l.fragmented || !matches!(l.l4, L4::Tcp | L4::Udp) {
+                return Err(OffloadError::NoSuchLayer);
+            }
+            if dev.csum {
+                let (csum_start, csum_offset) = write_seed(headers, &l, l4_len)?;
+                TxAction::Offload(NetHeader {
+                    flags: hdr_flags::NEEDS_CSUM,
+                    csum_start,
+                    csum_offset,
+                    ..NetHeader::default()
+                })
+            } else {
+                TxAction::SoftwareChecksum
+            }
+        } else {
+            TxAction::Offload(NetHeader::default())
+        }
+    };
+    Ok((l, action))
+}
+
+/// Smallest Ethernet frame without FCS: shorter frames are padded with zeros.
+pub const MIN_FRAME: usize = 60;
+
+/// Bytes of padding a frame of `len` bytes needs.
+pub const fn padding(len: usize) -> usize {
+    MIN_FRAME.saturating_sub(len)
+}
+
+/// Copies `headers` (starting with an untagged Ethernet header) into `out` with an 802.1Q tag
+/// inserted after the MAC addresses; returns the bytes written (`headers.len() + 4`).
+pub fn insert_vlan(headers: &[u8], tag: VlanTag, out: &mut [u8]) -> Result<usize, OffloadError> {
+    if headers.len() < 14 {
+        return Err(OffloadError::BufferTooSmall {
+            need: 14,
+            have: headers.len(),
+        });
+    }
+    let need = headers.len() + 4;
+    let have = out.len();
+    let out = out
+        .get_mut(..need)
+        .ok_or(OffloadError::BufferTooSmall { need, have })?;
+    out[..12].copy_from_slice(&headers[..12]);
+    out[12..14].copy_from_slice(&crate::wire::ethertype::VLAN.to_be_bytes());
+    out[14..16].copy_from_slice(&tag.tci().to_be_bytes());
+    out[16..].copy_from_slice(&headers[12..]);
+    Ok(need)
+}
+
+/// The tag to insert for a packet: its 802.1Q extension (priority and/or VLAN, as its TxTagging
+/// flags say) combined with the adapter's VLAN id, limited by what `*PriorityVLANTag` allows.
+pub fn vlan_tag_for(
+    ext: Option<netring::NetPacketIeee8021q>,
+    adapter_vlan: u16,
+    allow_priority: bool,
+    allow_vlan: bool,
+) -> Option<VlanTag> {
+    use netring::Ieee8021qTxTagging as T;
+    let (mut pcp, mut vid) = (0u8, 0u16);
+    if let Some(e) = ext {
+        let t = e.tx_tagging();
+        if t.contains(T::PRIORITY_REQUIRED) && allow_priority {
+            pcp = e.priority_code_point();
+        }
+        if t.contains(T::VLAN_REQUIRED) && allow_vlan {
+            vid = e.vlan_identifier();
+        }
+    }
+    if vid == 0 && allow_vlan {
+        vid = adapter_vlan & 0xfff;
+    }
+    (pcp != 0 || vid != 0).then_some(VlanTag {
+        pcp,
+        dei: false,
+        vid,
+    })
+}

@@ -1,0 +1,530 @@
+//! Zero-copy views of Ethernet, 802.1Q/802.1ad, IPv4, IPv6 (with extension headers), TCP and UDP
+//! headers, in the style of smoltcp's `wire`: one length check when a view is made, then plain
+//! accessors that cannot fail.
+
+use crate::ParseError;
+use crate::checksum::{self, Checksum};
+
+/// EtherType values.
+pub mod ethertype {
+    /// IPv4.
+    pub const IPV4: u16 = 0x0800;
+    /// IPv6.
+    pub const IPV6: u16 = 0x86dd;
+    /// 802.1Q VLAN tag.
+    pub const VLAN: u16 = 0x8100;
+    /// 802.1ad service tag (QinQ outer).
+    pub const QINQ: u16 = 0x88a8;
+    /// ARP.
+    pub const ARP: u16 = 0x0806;
+}
+
+/// IP protocol numbers.
+pub mod ip_proto {
+    /// IPv6 hop-by-hop options.
+    pub const HOP_BY_HOP: u8 = 0;
+    /// TCP.
+    pub const TCP: u8 = 6;
+    /// UDP.
+    pub const UDP: u8 = 17;
+    /// IPv6 routing header.
+    pub const ROUTING: u8 = 43;
+    /// IPv6 fragment header.
+    pub const FRAGMENT: u8 = 44;
+    /// Authentication header.
+    pub const AH: u8 = 51;
+    /// ICMPv6.
+    pub const ICMPV6: u8 = 58;
+    /// No next header.
+    pub const NO_NEXT: u8 = 59;
+    /// IPv6 destination options.
+    pub const DEST_OPTS: u8 = 60;
+}
+
+#[inline]
+fn be16(b: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([b[at], b[at + 1]])
+}
+
+#[inline]
+fn be32(b: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+fn need(have: usize, need: usize, layer: &'static str) -> Result<(), ParseError> {
+    if have < need {
+        Err(ParseError::Truncated { layer, need, have })
+    } else {
+        Ok(())
+    }
+}
+
+/// An Ethernet II header (14 bytes; tags are separate).
+#[derive(Debug, Clone, Copy)]
+pub struct EthernetFrame<T> {
+    buf: T,
+}
+
+impl<T: AsRef<[u8]>> EthernetFrame<T> {
+    /// Header length.
+    pub const HEADER_LEN: usize = 14;
+
+    /// A view; the buffer must hold the 14-byte header.
+    pub fn new_checked(buf: T) -> Result<Self, ParseError> {
+        need(buf.as_ref().len(), Self::HEADER_LEN, "ethernet")?;
+        Ok(Self { buf })
+    }
+
+    /// Destination MAC.
+    pub fn dst(&self) -> [u8; 6] {
+        let b = self.buf.as_ref();
+        [b[0], b[1], b[2], b[3], b[4], b[5]]
+    }
+
+    /// Source MAC.
+    pub fn src(&self) -> [u8; 6] {
+        let b = self.buf.as_ref();
+        [b[6], b[7], b[8], b[9], b[10], b[11]]
+    }
+
+    /// EtherType (or TPID of a tag).
+    pub fn ethertype(&self) -> u16 {
+        be16(self.buf.as_ref(), 12)
+    }
+}
+
+/// An 802.1Q/802.1ad tag as it follows the TPID: TCI, then the inner EtherType.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VlanTag {
+    /// Priority code point (3 bits).
+    pub pcp: u8,
+    /// Drop eligible indicator.
+    pub dei: bool,
+    /// VLAN identifier (12 bits).
+    pub vid: u16,
+}
+
+impl VlanTag {
+    /// From a TCI.
+    pub const fn from_tci(tci: u16) -> Self {
+        Self {
+            pcp: (tci >> 13) as u8,
+            dei: tci & 0x1000 != 0,
+            vid: tci & 0xfff,
+        }
+    }
+
+    /// The TCI.
+    pub const fn tci(&self) -> u16 {
+        ((self.pcp as u16 & 7) << 13) | ((self.dei as u16) << 12) | (self.vid & 0xfff)
+    }
+}
+
+/// An IPv4 header (with options).
+#[derive(Debug, Clone, Copy)]
+pub struct Ipv4Packet<T> {
+    buf: T,
+}
+
+impl<T: AsRef<[u8]>> Ipv4Packet<T> {
+    /// A view: version 4, IHL ≥ 5, the whole header (with options) in the buffer.
+    pub fn new_checked(buf: T) -> Result<Self, ParseError> {
+        let b = buf.as_ref();
+        need(b.len(), 20, "ipv4")?;
+        if b[0] >> 4 != 4 {
+            return Err(ParseError::BadVersion(b[0] >> 4));
+        }
+        let hl = usize::from(b[0] & 0xf) * 4;
+        if hl < 20 {
+            return Err(ParseError::BadHeaderLength {
+                layer: "ipv4",
+                len: hl,
+            });
+        }
+        need(b.len(), hl, "ipv4 options")?;
+        Ok(Self { buf })
+    }
+
+    /// Header length in bytes (IHL × 4, 20–60).
+    pub fn header_len(&self) -> usize {
+        usize::from(self.buf.as_ref()[0] & 0xf) * 4
+    }
+
+    /// DSCP and ECN byte.
+    pub fn tos(&self) -> u8 {
+        self.buf.as_ref()[1]
+    }
+
+    /// Total length field.
+    pub fn total_len(&self) -> u16 {
+        be16(self.buf.as_ref(), 2)
+    }
+
+    /// Identification.
+    pub fn ident(&self) -> u16 {
+        be16(self.buf.as_ref(), 4)
+    }
+
+    /// More-fragments flag.
+    pub fn more_fragments(&self) -> bool {
+        self.buf.as_ref()[6] & 0x20 != 0
+    }
+
+    /// Don't-fragment flag.
+    pub fn dont_fragment(&self) -> bool {
+        self.buf.as_ref()[6] & 0x40 != 0
+    }
+
+    /// Fragment offset in bytes.
+    pub fn frag_offset(&self) -> u16 {
+        (be16(self.buf.as_ref(), 6) & 0x1fff) * 8
+    }
+
+    /// Time to live.
+    pub fn ttl(&self) -> u8 {
+        self.buf.as_ref()[8]
+    }
+
+    /// Protocol.
+    pub fn protocol(&self) -> u8 {
+        self.buf.as_ref()[9]
+    }
+
+    /// Header checksum field.
+    pub fn checksum(&self) -> u16 {
+        be16(self.buf.as_ref(), 10)
+    }
+
+    /// Source address.
+    pub fn src(&self) -> [u8; 4] {
+        let b = self.buf.as_ref();
+        [b[12], b[13], b[14], b[15]]
+    }
+
+    /// Destination address.
+    pub fn dst(&self) -> [u8; 4] {
+        let b = self.buf.as_ref();
+        [b[16], b[17], b[18], b[19]]
+    }
+
+    /// Whether the header checksum is correct.
+    pub fn verify_checksum(&self) -> bool {
+        checksum::sum_be(&self.buf.as_ref()[..self.header_len()]) == 0xffff
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
+    /// Sets the total length.
+    pub fn set_total_len(&mut self, v: u16) {
+        self.buf.as_mut()[2..4].copy_from_slice(&v.to_be_bytes());
+    }
+
+    /// Sets the identification.
+    pub fn set_ident(&mut self, v: u16) {
+        self.buf.as_mut()[4..6].copy_from_slice(&v.to_be_bytes());
+    }
+
+    /// Computes and stores the header checksum.
+    pub fn fill_checksum(&mut self) {
+        let hl = self.header_len();
+        let b = self.buf.as_mut();
+        b[10] = 0;
+        b[11] = 0;
+        let c = checksum::checksum(&b[..hl]);
+        b[10..12].copy_from_slice(&c.to_be_bytes());
+    }
+}
+
+/// What the IPv6 extension-header chain held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ipv6Extensions {
+    /// Bytes of extension headers after the fixed header.
+    pub len: usize,
+    /// The upper-layer protocol they lead to.
+    pub protocol: u8,
+    /// Fragment header: (offset in bytes, more fragments).
+    pub fragment: Option<(u16, bool)>,
+}
+
+/// At most this many extension headers are followed (a chain that goes on is refused).
+pub const MAX_IPV6_EXTENSIONS: usize = 8;
+
+/// An IPv6 fixed header.
+#[derive(Debug, Clone, Copy)]
+pub struct Ipv6Packet<T> {
+    buf: T,
+}
+
+impl<T: AsRef<[u8]>> Ipv6Packet<T> {
+    /// Fixed header length.
+    pub const HEADER_LEN: usize = 40;
+
+    /// A view: version 6, 40 bytes present.
+    pub fn new_checked(buf: T) -> Result<Self, ParseError> {
+        let b = buf.as_ref();
+        need(b.len(), 40, "ipv6")?;
+        if b[0] >> 4 != 6 {
+            return Err(ParseError::BadVersion(b[0] >> 4));
+        }
+        Ok(Self { buf })
+    }
+
+    /// Payload length field.
+    pub fn payload_len(&self) -> u16 {
+        be16(self.buf.as_ref(), 4)
+    }
+
+    /// Next header.
+    pub fn next_header(&self) -> u8 {
+        self.buf.as_ref()[6]
+    }
+
+    /// Hop limit.
+    pub fn hop_limit(&self) -> u8 {
+        self.buf.as_ref()[7]
+    }
+
+    /// Source address.
+    pub fn src(&self) -> [u8; 16] {
+        let mut a = [0; 16];
+        a.copy_from_slice(&self.buf.as_ref()[8..24]);
+        a
+    }
+
+    /// Destination address.
+    pub fn dst(&self) -> [u8; 16] {
+        let mut a = [0; 16];
+        a.copy_from_slice(&self.buf.as_ref()[24..40]);
+        a
+    }
+
+    /// Walks the extension headers (hop-by-hop, routing, fragment, destination options, AH) up
+    /// to the upper-layer protocol; bounded in count and by the buffer.
+    pub fn extensions(&self) -> Result<Ipv6Extensions, ParseError> {
+        let b = self.buf.as_ref();
+        let mut next = self.next_header();
+        let mut at = 40;
+        let mut fragment = None;
+        for _ in 0..=MAX_IPV6_EXTENSIONS {
+            let len = match next {
+                ip_proto::HOP_BY_HOP | ip_proto::ROUTING | ip_proto::DEST_OPTS => {
+                    need(b.len(), at + 2, "ipv6 extension")?;
+                    (usize::from(b[at + 1]) + 1) * 8
+                }
+                ip_proto::FRAGMENT => {
+                    need(b.len(), at + 8, "ipv6 fragment")?;
+                    let off = be16(b, at + 2);
+                    fragment = Some((off & 0xfff8, off & 1 != 0));
+                    8
+                }
+                ip_proto::AH => {
+                    need(b.len(), at + 2, "ipv6 ah")?;
+                    (usize::from(b[at + 1]) + 2) * 4
+                }
+                protocol => {
+                    return Ok(Ipv6Extensions {
+                        len: at - 40,
+                        protocol,
+                        fragment,
+                    });
+                }
+            };
+            need(b.len(), at + len, "ipv6 extension")?;
+            if next == ip_proto::HOP_BY_HOP && at != 40 {
+                return Err(ParseError::BadExtensionChain);
+            }
+            next = b[at];
+            at += len;
+            if fragment.is_some_and(|(off, _)| off != 0) {
+                // Later fragments: what follows is payload, not headers.
+                return Ok(Ipv6Extensions {
+                    len: at - 40,
+                    protocol: next,
+                    fragment,
+                });
+            }
+        }
+        Err(ParseError::BadExtensionChain)
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
+    /// Sets the payload length.
+    pub fn set_payload_len(&mut self, v: u16) {
+        self.buf.as_mut()[4..6].copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+/// TCP flags.
+pub mod tcp_flags {
+    /// FIN.
+    pub const FIN: u8 = 0x01;
+    /// SYN.
+    pub const SYN: u8 = 0x02;
+    /// RST.
+    pub const RST: u8 = 0x04;
+    /// PSH.
+    pub const PSH: u8 = 0x08;
+    /// ACK.
+    pub const ACK: u8 = 0x10;
+    /// URG.
+    pub const URG: u8 = 0x20;
+    /// ECE.
+    pub const ECE: u8 = 0x40;
+    /// CWR.
+    pub const CWR: u8 = 0x80;
+}
+
+/// A TCP header (with options).
+#[derive(Debug, Clone, Copy)]
+pub struct TcpSegment<T> {
+    buf: T,
+}
+
+impl<T: AsRef<[u8]>> TcpSegment<T> {
+    /// A view: data offset 5–15 and the whole header in the buffer.
+    pub fn new_checked(buf: T) -> Result<Self, ParseError> {
+        let b = buf.as_ref();
+        need(b.len(), 20, "tcp")?;
+        let hl = usize::from(b[12] >> 4) * 4;
+        if hl < 20 {
+            return Err(ParseError::BadHeaderLength {
+                layer: "tcp",
+                len: hl,
+            });
+        }
+        need(b.len(), hl, "tcp options")?;
+        Ok(Self { buf })
+    }
+
+    /// Source port.
+    pub fn src_port(&self) -> u16 {
+        be16(self.buf.as_ref(), 0)
+    }
+
+    /// Destination port.
+    pub fn dst_port(&self) -> u16 {
+        be16(self.buf.as_ref(), 2)
+    }
+
+    /// Sequence number.
+    pub fn seq(&self) -> u32 {
+        be32(self.buf.as_ref(), 4)
+    }
+
+    /// Acknowledgement number.
+    pub fn ack(&self) -> u32 {
+        be32(self.buf.as_ref(), 8)
+    }
+
+    /// Header length (data offset × 4, 20–60).
+    pub fn header_len(&self) -> usize {
+        usize::from(self.buf.as_ref()[12] >> 4) * 4
+    }
+
+    /// Flags byte (CWR…FIN).
+    pub fn flags(&self) -> u8 {
+        self.buf.as_ref()[13]
+    }
+
+    /// Checksum field.
+    pub fn checksum(&self) -> u16 {
+        be16(self.buf.as_ref(), 16)
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpSegment<T> {
+    /// Sets the sequence number.
+    pub fn set_seq(&mut self, v: u32) {
+        self.buf.as_mut()[4..8].copy_from_slice(&v.to_be_bytes());
+    }
+
+    /// Sets the flags byte.
+    pub fn set_flags(&mut self, v: u8) {
+        self.buf.as_mut()[13] = v;
+    }
+
+    /// Sets the checksum field.
+    pub fn set_checksum(&mut self, v: u16) {
+        self.buf.as_mut()[16..18].copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+/// A UDP header.
+#[derive(Debug, Clone, Copy)]
+pub struct UdpDatagram<T> {
+    buf: T,
+}
+
+impl<T: AsRef<[u8]>> UdpDatagram<T> {
+    /// Header length.
+    pub const HEADER_LEN: usize = 8;
+
+    /// A view: 8 bytes present.
+    pub fn new_checked(buf: T) -> Result<Self, ParseError> {
+        need(buf.as_ref().len(), 8, "udp")?;
+        Ok(Self { buf })
+    }
+
+    /// Source port.
+    pub fn src_port(&self) -> u16 {
+        be16(self.buf.as_ref(), 0)
+    }
+
+    /// Destination port.
+    pub fn dst_port(&self) -> u16 {
+        be16(self.buf.as_ref(), 2)
+    }
+
+    /// Length field.
+    pub fn len_field(&self) -> u16 {
+        be16(self.buf.as_ref(), 4)
+    }
+
+    /// Checksum field.
+    pub fn checksum(&self) -> u16 {
+        be16(self.buf.as_ref(), 6)
+    }
+}
+
+impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpDatagram<T> {
+    /// Sets the length field.
+    pub fn set_len_field(&mut self, v: u16) {
+        self.buf.as_mut()[4..6].copy_from_slice(&v.to_be_bytes());
+    }
+
+    /// Sets the checksum field.
+    pub fn set_checksum(&mut self, v: u16) {
+        self.buf.as_mut()[6..8].copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+/// The pseudo-header sum of a packet whose IP header is `ip` (IPv4 or IPv6 fixed header).
+pub fn pseudo_header(ip: &[u8], protocol: u8, l4_len: u32) -> Result<Checksum, ParseError> {
+    match ip.first().map(|b| b >> 4) {
+        Some(4) => {
+            let v = Ipv4Packet::new_checked(ip)?;
+            Ok(checksum::pseudo_header_v4(
+                v.src(),
+                v.dst(),
+                protocol,
+                l4_len,
+            ))
+        }
+        Some(6) => {
+            let v = Ipv6Packet::new_checked(ip)?;
+            Ok(checksum::pseudo_header_v6(
+                v.src(),
+                v.dst(),
+                protocol,
+                l4_len,
+            ))
+        }
+        Some(v) => Err(ParseError::BadVersion(v)),
+        None => Err(ParseError::Truncated {
+            layer: "ip",
+            need: 1,
+            have: 0,
+        }),
+    }
+}
