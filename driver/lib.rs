@@ -3,20 +3,20 @@
 //! The crate has two halves (see `DESIGN.md` in the shared folder):
 //!
 //! * the portable core — the queue engines and adapter state that NetAdapterCx's callbacks call,
-//!   built from the [`netring`] ABI mirror, the `virtio` transport and the `offload` packet math;
+//!   built from the [`netring`] ABI mirror, the [`virtio`] transport and the [`offload`] packet
+//!   math;
 //! * the KMDF glue (`driver/kmdf/`, Windows only) that turns WDF and NetAdapterCx callbacks into
 //!   calls to the core.
 //!
 //! The crate is `no_std` everywhere. On hosts other than Windows it links `std` only so that the
 //! `cdylib` artefact has a panic runtime; no code here uses it. On Windows the panic handler and the
-//! allocator come from `wdk-panic` and `wdk-alloc`.
-//!
-//! What exists so far is the NetAdapterCx datapath ABI, re-exported here for the glue; the queue
-//! engines and the adapter are built on top of it by the datapath work.
+//! allocator come from `wdk-panic` and `wdk-alloc`. Allocation happens only when a queue or the
+//! adapter is created, never in a datapath callback.
 
 #![no_std]
 #![deny(missing_docs)]
 
+extern crate alloc;
 #[cfg(not(windows))]
 extern crate std;
 
@@ -27,4 +27,10 @@ extern crate wdk_panic;
 #[global_allocator]
 static GLOBAL_ALLOCATOR: wdk_alloc::WdkAllocator = wdk_alloc::WdkAllocator;
 
+pub mod os_memory;
+pub mod stats;
+pub mod txqueue;
+
 pub use netring;
+pub use offload;
+pub use virtio;

@@ -147,8 +147,9 @@ impl FragmentRange {
         self.first
     }
 
-    /// Number of fragments in the range.
-    pub const fn count(&self) -> u32 {
+    /// Number of fragments in the range (named apart from `Iterator::count`, which would consume
+    /// the range).
+    pub const fn fragment_count(&self) -> u32 {
         self.count
     }
 

@@ -261,7 +261,7 @@ fn fragment_ranges() {
     );
     let empty = NetPacket::new(3, 0);
     let e = FragmentRange::of(&empty, &r).unwrap();
-    assert_eq!(e.count(), 0);
+    assert_eq!(e.fragment_count(), 0);
     assert_eq!(e.clone().next(), None);
     assert_eq!(
         FragmentRange::of(&NetPacket::new(8, 1), &r),

@@ -1,0 +1,45 @@
+//! Reading the bytes of OS-owned TX fragments through their virtual addresses.
+//!
+//! NetAdapterCx hands every TX fragment with a `NET_FRAGMENT_VIRTUAL_ADDRESS` extension; while
+//! the driver owns the packet, `VirtualAddress + Offset` is valid for `ValidLength` bytes. This is
+//! the one place the core turns such an address into a slice.
+
+/// One fragment of a TX frame: where its data is for the CPU and for the device.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameFragment {
+    /// CPU address of the first valid byte (`VirtualAddress + Offset`).
+    pub va: *const u8,
+    /// Device address of the first valid byte (`LogicalAddress + Offset`).
+    pub la: u64,
+    /// Valid bytes.
+    pub len: u32,
+}
+
+/// Copies bytes `[from, from + out.len())` of the frame made of `frags` into `out`; returns the
+/// number copied (less when the frame is shorter).
+///
+/// # Safety
+///
+/// Every fragment's `va` must be valid for reads of `len` bytes for the duration of the call (the
+/// NetAdapterCx contract for fragments the driver owns).
+pub unsafe fn copy_out(frags: &[FrameFragment], mut from: usize, out: &mut [u8]) -> usize {
+    let mut done = 0;
+    for f in frags {
+        let len = f.len as usize;
+        if from >= len {
+            from -= len;
+            continue;
+        }
+        let n = (len - from).min(out.len() - done);
+        let start = f.va.wrapping_add(from);
+        // SAFETY: the caller guarantees `va` is readable for `len` bytes; from + n ≤ len.
+        let src = unsafe { core::slice::from_raw_parts(start, n) };
+        out[done..done + n].copy_from_slice(src);
+        done += n;
+        from = 0;
+        if done == out.len() {
+            break;
+        }
+    }
+    done
+}

@@ -1,0 +1,350 @@
+//! The TX queue engine between the NetAdapterCx OS side (with the verifier's checks) and
+//! rust-vmm's virtio-queue as the device: packet-level checks of what reaches the device.
+
+use netring::{
+    Ieee8021qTxTagging, NetPacketChecksum, NetPacketGso, NetPacketIeee8021q, TxChecksumAction as A,
+};
+use virtio::Features;
+use virtio::net::{NetHeader, gso, hdr_flags};
+use virtio::queue::{Layout, QueueConfig, VirtQueue};
+use virtionet::txqueue::{TxQueue, TxSettings};
+use vnet_harness::device::SplitDevice;
+use vnet_harness::dma::GuestRam;
+use vnet_harness::os_tx::{OsTx, TxFrame};
+use vnet_harness::rng::Rng;
+
+const TX_FEATURES: Features = Features::VERSION_1
+    .union(Features::NET_CSUM)
+    .union(Features::NET_HOST_TSO4)
+    .union(Features::NET_HOST_TSO6)
+    .union(Features::NET_HOST_ECN)
+    .union(Features::RING_EVENT_IDX)
+    .union(Features::RING_INDIRECT_DESC);
+
+struct Bench {
+    ram: GuestRam,
+    os: OsTx,
+    tx: TxQueue,
+    dev: SplitDevice,
+    rng: Rng,
+}
+
+fn setup(seed: u64, settings: TxSettings, qsize: u16) -> Bench {
+    let ram = GuestRam::new(64 << 20);
+    let mut rng = Rng::new(seed);
+    let mut os = OsTx::new(64, 256, &mut rng);
+    let cfg = QueueConfig {
+        size: qsize,
+        layout: Layout::Split,
+        event_idx: true,
+        max_indirect: 64,
+    };
+    let vq = VirtQueue::new(ram.arena(), cfg).unwrap();
+    let dev = SplitDevice::new(&ram, qsize, vq.addresses(), true);
+    let ext = os.extensions();
+    let tx = TxQueue::new(ram.arena(), vq, 64, TX_FEATURES, settings, ext).unwrap();
+    Bench {
+        ram,
+        os,
+        tx,
+        dev,
+        rng,
+    }
+}
+
+fn eth(dst: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = dst.to_vec();
+    f.extend_from_slice(&[2, 0, 0, 0, 0, 0x99]);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+fn tcp4(payload: usize, flags: u8) -> Vec<u8> {
+    let total = 40 + payload;
+    let mut ip = vec![
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        1,
+        0x40,
+        0,
+        64,
+        6,
+        0,
+        0,
+        10,
+        0,
+        0,
+        1,
+        10,
+        0,
+        0,
+        2,
+    ];
+    ip.extend_from_slice(&[
+        0x04, 0xd2, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0,
+    ]);
+    ip.extend((0..payload).map(|i| (i * 7) as u8));
+    eth([2, 0, 0, 0, 0, 1], 0x0800, &ip)
+}
+
+impl Bench {
+    /// One OS poll iteration: post what fits, Advance if the driver owns packets, reclaim.
+    fn iterate(&mut self, pending: &mut Vec<TxFrame>) -> Vec<u32> {
+        while let Some(f) = pending.first() {
+            if !self.os.post(self.ram.arena(), f) {
+                break;
+            }
+            pending.remove(0);
+        }
+        if self.os.driver_owns_packets() {
+            let tx = &mut self.tx;
+            self.os.callback(|p, f| tx.advance(p, f)).expect("advance");
+        }
+        self.os.reclaim(self.ram.arena())
+    }
+
+    /// The device consumes every available chain: returns (head id, bytes) per chain.
+    fn device_take(&mut self) -> Vec<(u16, Vec<u8>)> {
+        self.dev
+            .pop_all(&self.ram)
+            .into_iter()
+            .map(|c| (c.id, SplitDevice::gather(&self.ram, &c)))
+            .collect()
+    }
+}
+
+/// Applies NEEDS_CSUM as a device does and returns the frame.
+fn device_checksum(h: &NetHeader, mut frame: Vec<u8>) -> Vec<u8> {
+    if h.flags & hdr_flags::NEEDS_CSUM != 0 {
+        let mut c = offload::checksum::Checksum::new();
+        c.add_bytes(&frame[usize::from(h.csum_start)..]);
+        let at = usize::from(h.csum_start + h.csum_offset);
+        frame[at..at + 2].copy_from_slice(&c.finish().to_be_bytes());
+    }
+    frame
+}
+
+#[test]
+fn frames_reach_the_device_byte_for_byte_and_return_in_order() {
+    let mut b = setup(1, TxSettings::default(), 256);
+    let mut pending: Vec<TxFrame> = Vec::new();
+    let mut expected: Vec<Vec<u8>> = Vec::new();
+    for i in 0..3000usize {
+        let len = 60 + (b.rng.below(1455) as usize);
+        let dst = match i % 3 {
+            0 => [2, 0, 0, 0, 0, 1],
+            1 => [0x01, 0, 0x5e, 0, 0, 1],
+            _ => [0xff; 6],
+        };
+        let payload: Vec<u8> = (0..len - 14).map(|_| b.rng.next_u64() as u8).collect();
+        let bytes = eth(dst, 0x88b5, &payload);
+        let split: Vec<usize> = (0..b.rng.below(6))
+            .map(|_| 1 + b.rng.below(400) as usize)
+            .collect();
+        expected.push(bytes.clone());
+        pending.push(TxFrame {
+            bytes,
+            split,
+            ..Default::default()
+        });
+    }
+    let total = expected.len();
+    let mut seen = 0usize;
+    let mut returned = 0usize;
+    let mut in_device: Vec<(u16, Vec<u8>)> = Vec::new();
+    for _round in 0..100_000 {
+        if returned == total {
+            break;
+        }
+        returned += b.iterate(&mut pending).len();
+        for (id, bytes) in b.device_take() {
+            let hdr = NetHeader::read(&bytes).unwrap();
+            assert_eq!(hdr, NetHeader::default(), "no offload asked: zero header");
+            assert_eq!(
+                &bytes[12..],
+                &expected[seen][..],
+                "frame {seen} on the wire"
+            );
+            seen += 1;
+            in_device.push((id, bytes));
+        }
+        // Complete a random subset in random order.
+        let n = b.rng.below(in_device.len() as u64 + 1) as usize;
+        for _ in 0..n {
+            let k = b.rng.below(in_device.len() as u64) as usize;
+            let (id, _) = in_device.swap_remove(k);
+            b.dev.complete(&b.ram, id, 0);
+        }
+    }
+    assert_eq!((seen, returned), (total, total));
+    let s = b.tx.stats();
+    assert_eq!(s.frames(), total as u64);
+    assert_eq!(
+        (s.unicast_frames, s.multicast_frames, s.broadcast_frames),
+        (1000, 1000, 1000)
+    );
+    assert_eq!(
+        s.unicast_bytes + s.multicast_bytes + s.broadcast_bytes,
+        expected.iter().map(|f| f.len() as u64).sum::<u64>()
+    );
+    assert_eq!(s.bad_packets + s.offload_errors + s.device_faults, 0);
+    assert!(s.kicks > 0 && s.kicks <= 100_000);
+    assert_eq!(
+        b.os.rings.fragments.begin_index(),
+        b.os.rings.fragments.end_index(),
+        "all fragments returned"
+    );
+}
+
+#[test]
+fn short_frames_are_padded_and_vlan_tags_inserted() {
+    let settings = TxSettings {
+        insert_priority: true,
+        insert_vlan: true,
+        vlan_id: 0,
+    };
+    let mut b = setup(2, settings, 64);
+    let short = eth([2, 0, 0, 0, 0, 1], 0x0806, &[1, 2, 3, 4]);
+    let mut tag = NetPacketIeee8021q::default();
+    tag.set_priority_code_point(5).unwrap();
+    tag.set_vlan_identifier(42).unwrap();
+    tag.set_tx_tagging(Ieee8021qTxTagging::all());
+    let long = eth([2, 0, 0, 0, 0, 1], 0x88b5, &[9u8; 500]);
+    let mut pending = vec![
+        TxFrame {
+            bytes: short.clone(),
+            split: vec![5],
+            ..Default::default()
+        },
+        TxFrame {
+            bytes: long.clone(),
+            split: vec![7, 100],
+            ieee8021q: tag,
+            ..Default::default()
+        },
+        TxFrame {
+            bytes: short.clone(),
+            ieee8021q: tag,
+            ..Default::default()
+        },
+        TxFrame {
+            ignore: true,
+            ..Default::default()
+        },
+    ];
+    b.iterate(&mut pending);
+    let got = b.device_take();
+    assert_eq!(got.len(), 3, "the ignored packet has no chain");
+    let mut padded = short.clone();
+    padded.resize(60, 0);
+    assert_eq!(&got[0].1[12..], &padded[..]);
+    let tci = ((5u16 << 13) | 42).to_be_bytes();
+    let mut tagged = long[..12].to_vec();
+    tagged.extend_from_slice(&[0x81, 0x00, tci[0], tci[1]]);
+    tagged.extend_from_slice(&long[12..]);
+    assert_eq!(&got[1].1[12..], &tagged[..]);
+    let mut short_tagged = short[..12].to_vec();
+    short_tagged.extend_from_slice(&[0x81, 0x00, tci[0], tci[1]]);
+    short_tagged.extend_from_slice(&short[12..]);
+    short_tagged.resize(60, 0);
+    assert_eq!(&got[2].1[12..], &short_tagged[..]);
+    for (id, _) in &got {
+        b.dev.complete(&b.ram, *id, 0);
+    }
+    let returned = b.iterate(&mut Vec::new());
+    assert_eq!(returned.len(), 4, "all four, the ignored one in its place");
+    let s = b.tx.stats();
+    assert_eq!((s.padded, s.vlan_tagged, s.ignored), (2, 2, 1));
+}
+
+#[test]
+fn checksum_and_lso_requests_become_virtio_headers() {
+    let mut b = setup(3, TxSettings::default(), 128);
+    let csum = NetPacketChecksum::tx(A::Required, A::Required);
+    let mut lso = NetPacketGso::default();
+    lso.set_mss(1448).unwrap();
+    let small = tcp4(100, 0x18);
+    let big = tcp4(60_000, 0x98); // with CWR
+    // The OS may leave the IP length of an LSO packet zero: the driver must fix it.
+    let mut big_os = big.clone();
+    big_os[16] = 0;
+    big_os[17] = 0;
+    let mut pending = vec![
+        TxFrame {
+            bytes: small.clone(),
+            split: vec![30, 30],
+            checksum: csum,
+            ..Default::default()
+        },
+        TxFrame {
+            bytes: big_os,
+            split: vec![54, 10_000, 20_000],
+            checksum: csum,
+            gso: lso,
+            ..Default::default()
+        },
+    ];
+    b.iterate(&mut pending);
+    let got = b.device_take();
+    assert_eq!(got.len(), 2);
+    let h = NetHeader::read(&got[0].1).unwrap();
+    assert_eq!(
+        (h.flags, h.gso_type, h.csum_start, h.csum_offset),
+        (hdr_flags::NEEDS_CSUM, gso::NONE, 34, 16)
+    );
+    let frame = device_checksum(&h, got[0].1[12..].to_vec());
+    let l = offload::Layout::parse(&frame).unwrap();
+    assert_eq!(offload::segment::verify_l4_checksum(&frame, &l), Some(true));
+    assert_eq!(
+        offload::segment::verify_ipv4_checksum(&frame, &l),
+        Some(true)
+    );
+    let h = NetHeader::read(&got[1].1).unwrap();
+    assert_eq!(h.gso_type, gso::TCPV4 | gso::ECN);
+    assert_eq!((h.gso_size, h.hdr_len, h.csum_start), (1448, 54, 34));
+    let wire = &got[1].1[12..];
+    assert_eq!(wire.len(), big.len());
+    assert_eq!(&wire[16..18], &big[16..18], "IPv4 total length restored");
+    let frame = device_checksum(&h, wire.to_vec());
+    let l = offload::Layout::parse(&frame).unwrap();
+    assert_eq!(
+        offload::segment::verify_l4_checksum(&frame, &l),
+        Some(true),
+        "seed completes to a valid checksum"
+    );
+    assert_eq!(&frame[54..], &big[54..], "payload untouched, by reference");
+}
+
+#[test]
+fn a_full_virtqueue_defers_posting_without_losing_packets() {
+    let mut b = setup(4, TxSettings::default(), 8);
+    let mut pending: Vec<TxFrame> = (0..40)
+        .map(|i| TxFrame {
+            bytes: eth([2, 0, 0, 0, 0, 1], 0x88b5, &[i as u8; 200]),
+            split: vec![50, 50],
+            ..Default::default()
+        })
+        .collect();
+    let mut returned = 0;
+    let mut seen = Vec::new();
+    for _ in 0..200 {
+        returned += b.iterate(&mut pending).len();
+        for (id, bytes) in b.device_take() {
+            seen.push(bytes[12 + 14]);
+            b.dev.complete(&b.ram, id, 0);
+        }
+        if returned == 40 {
+            break;
+        }
+    }
+    assert_eq!(returned, 40);
+    assert_eq!(
+        seen,
+        (0..40).collect::<Vec<u8>>(),
+        "every frame once, in order"
+    );
+}
