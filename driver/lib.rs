@@ -28,6 +28,7 @@ extern crate wdk_panic;
 static GLOBAL_ALLOCATOR: wdk_alloc::WdkAllocator = wdk_alloc::WdkAllocator;
 
 pub mod os_memory;
+pub mod rxqueue;
 pub mod stats;
 pub mod txqueue;
 

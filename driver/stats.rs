@@ -1,21 +1,54 @@
 //! Per-queue statistics, as NDIS reports them (`NDIS_STATISTICS_INFO` counters) plus the drops
 //! and errors by reason that a user needs to tell what went wrong.
 
+/// Frames and bytes by destination kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FrameCounters {
+    /// Unicast frames.
+    pub unicast_frames: u64,
+    /// Unicast bytes.
+    pub unicast_bytes: u64,
+    /// Multicast frames.
+    pub multicast_frames: u64,
+    /// Multicast bytes.
+    pub multicast_bytes: u64,
+    /// Broadcast frames.
+    pub broadcast_frames: u64,
+    /// Broadcast bytes.
+    pub broadcast_bytes: u64,
+}
+
+impl FrameCounters {
+    /// Counts one frame by its destination address.
+    pub fn count(&mut self, dst: &[u8; 6], bytes: u64) {
+        if *dst == [0xff; 6] {
+            self.broadcast_frames += 1;
+            self.broadcast_bytes += bytes;
+        } else if dst[0] & 1 != 0 {
+            self.multicast_frames += 1;
+            self.multicast_bytes += bytes;
+        } else {
+            self.unicast_frames += 1;
+            self.unicast_bytes += bytes;
+        }
+    }
+
+    /// All frames.
+    pub const fn frames(&self) -> u64 {
+        self.unicast_frames + self.multicast_frames + self.broadcast_frames
+    }
+
+    /// All bytes.
+    pub const fn bytes(&self) -> u64 {
+        self.unicast_bytes + self.multicast_bytes + self.broadcast_bytes
+    }
+}
+
 /// Transmit counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct TxStats {
-    /// Unicast frames sent.
-    pub unicast_frames: u64,
-    /// Unicast bytes sent.
-    pub unicast_bytes: u64,
-    /// Multicast frames sent.
-    pub multicast_frames: u64,
-    /// Multicast bytes sent.
-    pub multicast_bytes: u64,
-    /// Broadcast frames sent.
-    pub broadcast_frames: u64,
-    /// Broadcast bytes sent.
-    pub broadcast_bytes: u64,
+    /// Frames sent, by destination.
+    pub sent: FrameCounters,
     /// Packets the OS marked Ignore.
     pub ignored: u64,
     /// Packets dropped: fragments outside the owned range, or unreadable metadata.
@@ -35,23 +68,28 @@ pub struct TxStats {
     pub kicks: u64,
 }
 
-impl TxStats {
-    /// Counts one sent frame by its destination address.
-    pub fn count_frame(&mut self, dst: &[u8; 6], bytes: u64) {
-        if *dst == [0xff; 6] {
-            self.broadcast_frames += 1;
-            self.broadcast_bytes += bytes;
-        } else if dst[0] & 1 != 0 {
-            self.multicast_frames += 1;
-            self.multicast_bytes += bytes;
-        } else {
-            self.unicast_frames += 1;
-            self.unicast_bytes += bytes;
-        }
-    }
-
-    /// All frames sent.
-    pub const fn frames(&self) -> u64 {
-        self.unicast_frames + self.multicast_frames + self.broadcast_frames
-    }
+/// Receive counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RxStats {
+    /// Frames indicated, by destination.
+    pub received: FrameCounters,
+    /// Frames with a checksum the device or the driver found invalid (indicated, flagged).
+    pub checksum_errors: u64,
+    /// Coalesced (RSC) packets indicated.
+    pub coalesced_packets: u64,
+    /// Frames dropped: shorter than the virtio-net header plus an Ethernet header.
+    pub runts: u64,
+    /// Frames dropped by the software receive filter (address or VLAN).
+    pub filtered: u64,
+    /// Frames dropped while the queue was being cancelled.
+    pub cancelled: u64,
+    /// VLAN tags stripped into the 802.1Q extension.
+    pub vlan_stripped: u64,
+    /// Device contract violations seen on this queue.
+    pub device_faults: u64,
+    /// Buffers the OS returned that were not with the OS (ignored, counted).
+    pub bad_returns: u64,
+    /// Advance calls that had completed frames waiting but no OS packet or fragment to carry
+    /// them (the frames wait; nothing is lost).
+    pub os_ring_exhausted: u64,
 }

@@ -409,7 +409,8 @@ impl TxQueue {
                 }
                 let wire_len = total + if tag.is_some() { 4 } else { 0 };
                 self.stats
-                    .count_frame(&dst, wire_len.max(offload::tx::MIN_FRAME) as u64);
+                    .sent
+                    .count(&dst, wire_len.max(offload::tx::MIN_FRAME) as u64);
                 Posted::Chain
             }
             Err(QueueError::Full) => Posted::Full,

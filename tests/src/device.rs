@@ -79,6 +79,15 @@ impl SplitDevice {
         Some(out)
     }
 
+    /// Chains the driver has made available that the device has not taken yet.
+    pub fn available(&self, ram: &GuestRam) -> u16 {
+        let idx = self
+            .queue
+            .avail_idx(ram.memory(), std::sync::atomic::Ordering::Acquire)
+            .expect("avail idx");
+        idx.0.wrapping_sub(self.queue.next_avail())
+    }
+
     /// All available chains (rust-vmm's iterator).
     pub fn pop_all(&mut self, ram: &GuestRam) -> Vec<DeviceChain> {
         let mut v = Vec::new();

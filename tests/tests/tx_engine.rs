@@ -182,13 +182,17 @@ fn frames_reach_the_device_byte_for_byte_and_return_in_order() {
     }
     assert_eq!((seen, returned), (total, total));
     let s = b.tx.stats();
-    assert_eq!(s.frames(), total as u64);
+    assert_eq!(s.sent.frames(), total as u64);
     assert_eq!(
-        (s.unicast_frames, s.multicast_frames, s.broadcast_frames),
+        (
+            s.sent.unicast_frames,
+            s.sent.multicast_frames,
+            s.sent.broadcast_frames
+        ),
         (1000, 1000, 1000)
     );
     assert_eq!(
-        s.unicast_bytes + s.multicast_bytes + s.broadcast_bytes,
+        s.sent.unicast_bytes + s.sent.multicast_bytes + s.sent.broadcast_bytes,
         expected.iter().map(|f| f.len() as u64).sum::<u64>()
     );
     assert_eq!(s.bad_packets + s.offload_errors + s.device_faults, 0);

@@ -1,0 +1,374 @@
+//! The RX queue engine between rust-vmm's virtio-queue as the device and the NetAdapterCx OS side
+//! (driver-managed buffers, with the verifier's RX checks).
+
+use netring::RxChecksumEvaluation as Eval;
+use virtio::Features;
+use virtio::net::{NetHeader, gso, hdr_flags};
+use virtio::queue::{Layout, QueueConfig, VirtQueue};
+use virtionet::rxqueue::{RxQueue, RxSettings};
+use vnet_harness::device::SplitDevice;
+use vnet_harness::dma::GuestRam;
+use vnet_harness::os_rx::OsRx;
+use vnet_harness::rng::Rng;
+
+struct Bench {
+    ram: GuestRam,
+    os: OsRx,
+    rx: RxQueue,
+    dev: SplitDevice,
+    rng: Rng,
+    mergeable: bool,
+    buffer_size: u32,
+}
+
+fn setup(seed: u64, mergeable: bool, features: Features) -> Bench {
+    let ram = GuestRam::new(32 << 20);
+    let mut rng = Rng::new(seed);
+    let mut os = OsRx::new(64, 128, &mut rng);
+    let cfg = QueueConfig {
+        size: 128,
+        layout: Layout::Split,
+        event_idx: true,
+        max_indirect: 0,
+    };
+    let vq = VirtQueue::new(ram.arena(), cfg).unwrap();
+    let dev = SplitDevice::new(&ram, 128, vq.addresses(), true);
+    let ext = os.extensions();
+    let buffer_size = if mergeable { 2048 } else { 12 + 1518 };
+    let features = if mergeable {
+        features | Features::NET_MRG_RXBUF
+    } else {
+        features
+    };
+    let settings = RxSettings {
+        buffers: 128,
+        buffer_size,
+        strip_vlan: true,
+        software_checksum: true,
+    };
+    let rx = RxQueue::new(ram.arena(), vq, features, settings, ext).unwrap();
+    Bench {
+        ram,
+        os,
+        rx,
+        dev,
+        rng,
+        mergeable,
+        buffer_size,
+    }
+}
+
+impl Bench {
+    /// One OS iteration: post (maybe), Advance, indicate, give back some held buffers.
+    fn iterate(&mut self, post: bool) {
+        // The OS posts in bursts, and sometimes not at all (its NBL pool is busy).
+        if post && self.rng.below(3) == 0 {
+            let (p, f) = (self.rng.below(20) as u32, self.rng.below(40) as u32);
+            self.os.post(p, f);
+        }
+        let rx = &mut self.rx;
+        self.os.callback(|p, f| rx.advance(p, f)).expect("advance");
+        self.os.reclaim();
+        let keep = self.rng.below(self.os.held.len() as u64 + 1) as usize;
+        for ctx in self.os.held.drain(keep..) {
+            self.rx.return_buffer(ctx);
+        }
+    }
+
+    /// The device delivers a frame; `false` if it has no buffer for it now.
+    fn deliver(&mut self, hdr: NetHeader, frame: &[u8]) -> bool {
+        let mut bytes = vec![0u8; 12];
+        let mut h = hdr;
+        let need = if self.mergeable {
+            (12 + frame.len()).div_ceil(self.buffer_size as usize)
+        } else {
+            1
+        };
+        assert!(self.mergeable || 12 + frame.len() <= self.buffer_size as usize);
+        h.num_buffers = need as u16;
+        h.write(&mut bytes).unwrap();
+        bytes.extend_from_slice(frame);
+        if self.dev.available(&self.ram) < need as u16 {
+            return false;
+        }
+        for chunk in bytes.chunks(self.buffer_size as usize) {
+            let c = self.dev.pop(&self.ram).expect("buffer available");
+            assert_eq!(c.writable.len(), 1);
+            assert_eq!(c.writable[0].1, self.buffer_size);
+            assert_eq!(SplitDevice::fill(&self.ram, &c, chunk), chunk.len() as u32);
+            self.dev.complete(&self.ram, c.id, chunk.len() as u32);
+        }
+        true
+    }
+}
+
+fn frame(dst: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
+    let mut f = dst.to_vec();
+    f.extend_from_slice(&[2, 0, 0, 0, 0, 0x77]);
+    f.extend_from_slice(&ethertype.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+fn run_traffic(b: &mut Bench, frames: &[Vec<u8>]) {
+    let mut next = 0;
+    for _ in 0..200_000 {
+        if b.os.frames.len() == frames.len() {
+            break;
+        }
+        b.iterate(true);
+        for _ in 0..b.rng.below(6) {
+            if next < frames.len() && b.deliver(NetHeader::default(), &frames[next]) {
+                next += 1;
+            }
+        }
+    }
+    assert_eq!(b.os.frames.len(), frames.len(), "every frame indicated");
+    for (i, (got, want)) in b.os.frames.iter().zip(frames).enumerate() {
+        assert_eq!(&got.bytes, want, "frame {i}");
+    }
+    // The stack gives everything back; the pool is whole again.
+    for ctx in b.os.held.drain(..) {
+        b.rx.return_buffer(ctx);
+    }
+    b.iterate(false);
+    assert_eq!(b.rx.buffers_with_os(), 0);
+    assert_eq!(b.rx.stats().bad_returns, 0);
+}
+
+#[test]
+fn frames_are_indicated_in_order_byte_for_byte() {
+    let mut b = setup(1, false, Features::VERSION_1);
+    let mut rng = Rng::new(99);
+    let frames: Vec<Vec<u8>> = (0..3000)
+        .map(|i| {
+            let len = 14 + rng.below(1500) as usize;
+            let dst = match i % 3 {
+                0 => [2, 0, 0, 0, 0, 1],
+                1 => [1, 0, 0x5e, 0, 0, 9],
+                _ => [0xff; 6],
+            };
+            frame(
+                dst,
+                0x88b5,
+                &(0..len - 14)
+                    .map(|_| rng.next_u64() as u8)
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    run_traffic(&mut b, &frames);
+    let s = b.rx.stats();
+    assert_eq!(s.received.frames(), 3000);
+    assert_eq!(
+        s.received.bytes(),
+        frames.iter().map(|f| f.len() as u64).sum::<u64>()
+    );
+    assert_eq!(
+        (
+            s.received.unicast_frames,
+            s.received.multicast_frames,
+            s.received.broadcast_frames
+        ),
+        (1000, 1000, 1000)
+    );
+    assert!(
+        s.os_ring_exhausted > 0,
+        "the OS ran out of packets at times, and nothing was lost"
+    );
+    assert!(b.os.frames.iter().all(|f| f.fragments == 1));
+}
+
+#[test]
+fn mergeable_buffers_make_multi_fragment_packets() {
+    let mut b = setup(2, true, Features::VERSION_1);
+    let mut rng = Rng::new(7);
+    let frames: Vec<Vec<u8>> = (0..600)
+        .map(|_| {
+            let len = 14 + rng.below(9000) as usize;
+            frame(
+                [2, 0, 0, 0, 0, 1],
+                0x88b5,
+                &(0..len - 14)
+                    .map(|_| rng.next_u64() as u8)
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    run_traffic(&mut b, &frames);
+    for (f, want) in b.os.frames.iter().zip(&frames) {
+        assert_eq!(usize::from(f.fragments), (12 + want.len()).div_ceil(2048));
+    }
+    assert!(b.os.frames.iter().any(|f| f.fragments >= 5));
+}
+
+fn tcp4(payload: usize) -> Vec<u8> {
+    let total = 40 + payload;
+    let mut ip = vec![
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        1,
+        0x40,
+        0,
+        64,
+        6,
+        0,
+        0,
+        10,
+        0,
+        0,
+        1,
+        10,
+        0,
+        0,
+        2,
+    ];
+    let c = offload::checksum::checksum(&ip);
+    ip[10..12].copy_from_slice(&c.to_be_bytes());
+    ip.extend_from_slice(&[
+        0x04, 0xd2, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0,
+    ]);
+    ip.extend((0..payload).map(|i| (i * 3) as u8));
+    let mut f = frame([2, 0, 0, 0, 0, 1], 0x0800, &ip);
+    offload::segment::fill_l4_checksum(&mut f).unwrap();
+    f
+}
+
+#[test]
+fn metadata_checksum_rsc_and_vlan() {
+    let mut b = setup(
+        3,
+        true,
+        Features::VERSION_1 | Features::NET_GUEST_CSUM | Features::NET_RSC_EXT,
+    );
+    b.os.post(64, 127);
+    b.iterate(false);
+    let good = tcp4(1000);
+    let mut bad = good.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 0xff;
+    let mut tagged = good[..12].to_vec();
+    tagged.extend_from_slice(&[0x81, 0x00, 0x60, 0x2a]); // PCP 3, VID 42
+    tagged.extend_from_slice(&good[12..]);
+    let coalesced = tcp4(8000);
+    assert!(b.deliver(NetHeader::default(), &good));
+    assert!(b.deliver(NetHeader::default(), &bad));
+    assert!(b.deliver(
+        NetHeader {
+            flags: hdr_flags::DATA_VALID,
+            ..Default::default()
+        },
+        &bad
+    ));
+    assert!(b.deliver(NetHeader::default(), &tagged));
+    let rsc = NetHeader {
+        flags: hdr_flags::DATA_VALID | hdr_flags::RSC_INFO,
+        gso_type: gso::TCPV4,
+        gso_size: 1448,
+        csum_start: 6,
+        csum_offset: 2,
+        ..Default::default()
+    };
+    assert!(b.deliver(rsc, &coalesced));
+    b.iterate(false);
+    let f = &b.os.frames;
+    assert_eq!(f.len(), 5);
+    let l4 = |i: usize| f[i].checksum.rx_layer4();
+    assert_eq!(
+        (l4(0), l4(1), l4(2)),
+        (Some(Eval::Valid), Some(Eval::Invalid), Some(Eval::Valid))
+    );
+    assert_eq!(f[0].checksum.rx_layer3(), Some(Eval::Valid));
+    assert_eq!(f[0].layout.layer4_type(), Some(netring::Layer4Type::Tcp));
+    assert_eq!(
+        (
+            f[0].layout.layer2_header_length(),
+            f[0].layout.layer3_header_length(),
+            f[0].layout.layer4_header_length()
+        ),
+        (14, 20, 20)
+    );
+    assert_eq!(f[3].bytes, good, "tag stripped");
+    assert_eq!(
+        (
+            f[3].ieee8021q.vlan_identifier(),
+            f[3].ieee8021q.priority_code_point()
+        ),
+        (42, 3)
+    );
+    assert_eq!(l4(3), Some(Eval::Valid));
+    assert_eq!(
+        (
+            f[4].rsc.coalesced_segment_count,
+            f[4].rsc.duplicate_ack_count
+        ),
+        (6, 2)
+    );
+    assert_eq!(f[4].bytes, coalesced);
+    let s = b.rx.stats();
+    assert_eq!(
+        (s.checksum_errors, s.vlan_stripped, s.coalesced_packets),
+        (1, 1, 1)
+    );
+}
+
+#[test]
+fn runts_are_dropped_and_their_buffers_reused() {
+    let mut b = setup(4, false, Features::VERSION_1);
+    b.os.post(64, 127);
+    b.iterate(false);
+    assert!(b.deliver(NetHeader::default(), &[1, 2, 3]));
+    assert!(b.deliver(NetHeader::default(), &frame([0xff; 6], 0x0806, &[0; 28])));
+    b.iterate(false);
+    assert_eq!(b.rx.stats().runts, 1);
+    assert_eq!(b.os.frames.len(), 1);
+    b.iterate(false);
+    assert_eq!(
+        b.rx.virtqueue().in_flight(),
+        127,
+        "the runt's buffer is posted again (128 minus the one with the OS)"
+    );
+}
+
+#[test]
+fn cancel_in_the_middle_of_traffic() {
+    let mut b = setup(5, false, Features::VERSION_1);
+    b.os.post(10, 10);
+    b.iterate(false);
+    for i in 0..30u8 {
+        assert!(b.deliver(
+            NetHeader::default(),
+            &frame([2, 0, 0, 0, 0, 1], 0x88b5, &[i; 100])
+        ));
+    }
+    b.iterate(false); // 10 indicated, 20 wait
+    assert_eq!(b.os.frames.len(), 10);
+    b.os.post(20, 20);
+    let rx = &mut b.rx;
+    b.os.callback(|p, f| rx.cancel(p, f)).expect("cancel");
+    b.os.reclaim();
+    assert_eq!(
+        b.os.frames.len(),
+        10,
+        "cancelled packets were returned ignored, without data"
+    );
+    assert_eq!(
+        b.os.rings.packets.begin_index(),
+        b.os.rings.packets.end_index()
+    );
+    assert_eq!(
+        b.os.rings.fragments.begin_index(),
+        b.os.rings.fragments.end_index()
+    );
+    assert_eq!(b.rx.stats().cancelled, 20);
+    for ctx in b.os.held.drain(..) {
+        b.rx.return_buffer(ctx);
+    }
+    assert_eq!(b.rx.buffers_with_os(), 0);
+    // A second return of the same context is caught, not double-freed.
+    b.rx.return_buffer(1);
+    assert_eq!(b.rx.stats().bad_returns, 1);
+}
