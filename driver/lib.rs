@@ -27,6 +27,8 @@ extern crate wdk_panic;
 #[global_allocator]
 static GLOBAL_ALLOCATOR: wdk_alloc::WdkAllocator = wdk_alloc::WdkAllocator;
 
+pub mod adapter;
+pub mod config;
 pub mod os_memory;
 pub mod rxqueue;
 pub mod stats;

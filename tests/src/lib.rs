@@ -14,6 +14,7 @@
 pub mod device;
 pub mod dma;
 pub mod fuzzing;
+pub mod netdev;
 pub mod os_rx;
 pub mod os_tx;
 pub mod pci_model;

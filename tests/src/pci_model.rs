@@ -78,6 +78,8 @@ pub struct ModelState {
     pub status: u8,
     /// Every value written to `device_status`, in order.
     pub status_writes: Vec<u8>,
+    /// Device resets so far (writes of 0 to `device_status`).
+    pub resets: u32,
     /// `config_generation`.
     pub generation: u8,
     /// `config_msix_vector`.
@@ -160,6 +162,7 @@ impl VirtioPciModel {
                 driver_feature_select: 0,
                 status: 0,
                 status_writes: Vec::new(),
+                resets: 0,
                 generation: 0,
                 config_vector: 0xffff,
                 queue_select: 0,
@@ -309,6 +312,7 @@ impl ModelState {
                     if self.misbehave.stuck_reset {
                         return;
                     }
+                    self.resets += 1;
                     self.driver_features = 0;
                     for q in &mut self.queues {
                         *q = QueueRegs {
@@ -400,5 +404,34 @@ impl Bars for &VirtioPciModel {
     }
     fn write32(&self, bar: u8, offset: u64, value: u32) {
         self.write(bar, offset, 4, u64::from(value));
+    }
+}
+
+/// Shared ownership of the registers, so that a device model and the driver under test can
+/// both hold them (the model is internally synchronised).
+#[derive(Debug, Clone)]
+pub struct SharedModel(pub std::sync::Arc<VirtioPciModel>);
+
+impl Bars for SharedModel {
+    fn bar_len(&self, bar: u8) -> Option<u64> {
+        Bars::bar_len(&&*self.0, bar)
+    }
+    fn read8(&self, bar: u8, offset: u64) -> u8 {
+        Bars::read8(&&*self.0, bar, offset)
+    }
+    fn read16(&self, bar: u8, offset: u64) -> u16 {
+        Bars::read16(&&*self.0, bar, offset)
+    }
+    fn read32(&self, bar: u8, offset: u64) -> u32 {
+        Bars::read32(&&*self.0, bar, offset)
+    }
+    fn write8(&self, bar: u8, offset: u64, value: u8) {
+        Bars::write8(&&*self.0, bar, offset, value);
+    }
+    fn write16(&self, bar: u8, offset: u64, value: u16) {
+        Bars::write16(&&*self.0, bar, offset, value);
+    }
+    fn write32(&self, bar: u8, offset: u64, value: u32) {
+        Bars::write32(&&*self.0, bar, offset, value);
     }
 }

@@ -1,0 +1,577 @@
+//! The adapter: device bring-up by a stated feature policy ([`crate::config::wanted_features`]),
+//! queue pairs and the control queue, device configuration, reset and restore, surprise removal,
+//! link state, and the control-queue commands behind receive filtering, MAC address, VLANs and
+//! guest offloads — each submitted asynchronously and completed by interrupt or poll, so the
+//! caller bounds the wait (no spinning under a lock).
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+
+use offload::filter::{PacketFilter, RxFilter};
+use virtio::Features;
+use virtio::ctrl::{Command, ControlQueue, CtrlError, RxMode};
+use virtio::hal::{Bars, Dma, PciConfig};
+use virtio::net::{self, NetConfig};
+use virtio::pci::{NO_VECTOR, Notifier, Transport, TransportError};
+use virtio::queue::{Layout, QueueConfig, QueueError, VirtQueue};
+
+use crate::config::{Capabilities, UserSettings, derive, wanted_features};
+
+/// Bring-up failures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdapterError {
+    /// The transport failed (missing capability, removal, rejected features, …).
+    Transport(TransportError),
+    /// The device configuration is invalid.
+    Config(virtio::net::ConfigError),
+    /// A virtqueue could not be created.
+    Queue(QueueError),
+    /// The control queue could not be created.
+    Control(CtrlError),
+}
+
+impl From<TransportError> for AdapterError {
+    fn from(e: TransportError) -> Self {
+        Self::Transport(e)
+    }
+}
+impl From<QueueError> for AdapterError {
+    fn from(e: QueueError) -> Self {
+        Self::Queue(e)
+    }
+}
+
+/// How to bring the device up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BringUp {
+    /// Polls of the status register while waiting for a reset.
+    pub reset_polls: u32,
+    /// Largest virtqueue size to use (the device may offer less).
+    pub max_queue_size: u16,
+    /// Queue pairs to use (bounded by the device's maximum).
+    pub queue_pairs: u16,
+    /// MSI-X: vector 0 for configuration changes, then one per queue (rx0, tx0, rx1, …, control).
+    /// `false`: no vectors (INTx, or polling in tests).
+    pub msix: bool,
+    /// Address for the adapter when the device has none and the user set none.
+    pub random_mac: [u8; 6],
+}
+
+/// One queue's virtqueue and where to kick it, while no engine holds it.
+#[derive(Debug)]
+pub struct QueueSlot {
+    /// The virtqueue.
+    pub vq: VirtQueue,
+    /// Its notify register.
+    pub notifier: Notifier,
+}
+
+/// A brought-up virtio-net device.
+pub struct Adapter<B> {
+    transport: Transport<B>,
+    features: Features,
+    config: NetConfig,
+    caps: Capabilities,
+    pairs: u16,
+    rx: Vec<Option<QueueSlot>>,
+    tx: Vec<Option<QueueSlot>>,
+    rx_notifiers: Vec<Notifier>,
+    tx_notifiers: Vec<Notifier>,
+    ctrl: Option<(ControlQueue, Notifier)>,
+    commands: VecDeque<OwnedCommand>,
+    command_errors: u32,
+    link_up: bool,
+}
+
+impl<B> core::fmt::Debug for Adapter<B> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Adapter")
+            .field("features", &self.features)
+            .field("pairs", &self.pairs)
+            .field("link_up", &self.link_up)
+            .finish()
+    }
+}
+
+/// A queued control command (owned data, so requests can be queued without borrowing).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum OwnedCommand {
+    RxMode(RxMode, bool),
+    MacTable(Vec<[u8; 6]>),
+    MacAddr([u8; 6]),
+    Vlan(u16, bool),
+    AnnounceAck,
+    Pairs(u16),
+    GuestOffloads(u64),
+}
+
+impl OwnedCommand {
+    fn with<T>(&self, f: impl FnOnce(&Command<'_>) -> T) -> T {
+        match self {
+            Self::RxMode(m, on) => f(&Command::RxMode(*m, *on)),
+            Self::MacTable(m) => f(&Command::MacTableSet {
+                unicast: &[],
+                multicast: m,
+            }),
+            Self::MacAddr(a) => f(&Command::MacAddrSet(*a)),
+            Self::Vlan(v, true) => f(&Command::VlanAdd(*v)),
+            Self::Vlan(v, false) => f(&Command::VlanDel(*v)),
+            Self::AnnounceAck => f(&Command::AnnounceAck),
+            Self::Pairs(n) => f(&Command::MqPairsSet(*n)),
+            Self::GuestOffloads(b) => f(&Command::GuestOffloadsSet(*b)),
+        }
+    }
+}
+
+/// Progress of the control command queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ControlProgress {
+    /// Commands are still running; call [`Adapter::poll_control`] again (on the control queue's
+    /// interrupt, or after a short wait).
+    Pending,
+    /// Everything queued has completed; `errors` commands were refused or failed.
+    Idle {
+        /// Failed commands since the last idle report.
+        errors: u32,
+    },
+}
+
+impl<B: Bars> Adapter<B> {
+    /// Brings the device up: reset, ACKNOWLEDGE|DRIVER, feature negotiation, configuration,
+    /// virtqueues for every pair and the control queue, vectors, DRIVER_OK.
+    pub fn start(
+        cfg: &impl PciConfig,
+        bars: B,
+        dma: &impl Dma,
+        user: &UserSettings,
+        plan: &BringUp,
+    ) -> Result<Self, AdapterError> {
+        let transport = Transport::probe(cfg, bars)?;
+        transport.reset(plan.reset_polls)?;
+        transport.acknowledge();
+        let offered = transport.device_features();
+        let features = transport.negotiate(wanted_features(offered, user))?;
+        let config = NetConfig::read(&transport, features).map_err(AdapterError::Config)?;
+        let caps = derive(features, &config, user, plan.random_mac);
+        let max_pairs = config.max_queue_pairs.unwrap_or(1).max(1);
+        let pairs = if features.contains(Features::NET_MQ) {
+            plan.queue_pairs.clamp(1, max_pairs)
+        } else {
+            1
+        };
+        let mut a = Self {
+            transport,
+            features,
+            config,
+            caps,
+            pairs,
+            rx: Vec::new(),
+            tx: Vec::new(),
+            rx_notifiers: Vec::new(),
+            tx_notifiers: Vec::new(),
+            ctrl: None,
+            commands: VecDeque::new(),
+            command_errors: 0,
+            link_up: config.link_up(),
+        };
+        if let Err(e) = a.setup_queues(dma, plan, max_pairs) {
+            a.transport.fail();
+            a.release_queues(dma);
+            return Err(e);
+        }
+        let config_vector = if plan.msix { 0 } else { NO_VECTOR };
+        a.transport.set_config_vector(config_vector)?;
+        a.transport.driver_ok();
+        if pairs > 1 {
+            a.commands.push_back(OwnedCommand::Pairs(pairs));
+        }
+        Ok(a)
+    }
+
+    fn queue_config(&self, index: u16, plan: &BringUp) -> Result<QueueConfig, AdapterError> {
+        let max = self.transport.queue_max_size(index);
+        if max == 0 {
+            return Err(AdapterError::Transport(TransportError::QueueUnavailable(
+                index,
+            )));
+        }
+        let packed = self.features.contains(Features::RING_PACKED);
+        let mut size = max.min(plan.max_queue_size).max(1);
+        if !packed {
+            // Split queues are powers of two.
+            size = 1 << (15 - size.leading_zeros().min(15));
+        }
+        Ok(QueueConfig {
+            size,
+            layout: if packed {
+                Layout::Packed
+            } else {
+                Layout::Split
+            },
+            event_idx: self.features.contains(Features::RING_EVENT_IDX),
+            max_indirect: if self.features.contains(Features::RING_INDIRECT_DESC) {
+                crate::txqueue::MAX_SEGMENTS as u16
+            } else {
+                0
+            },
+        })
+    }
+
+    fn setup_queues(
+        &mut self,
+        dma: &impl Dma,
+        plan: &BringUp,
+        max_pairs: u16,
+    ) -> Result<(), AdapterError> {
+        let vector = |i: u16| if plan.msix { i + 1 } else { NO_VECTOR };
+        for pair in 0..self.pairs {
+            for (index, is_rx) in [
+                (net::rx_queue_index(pair), true),
+                (net::tx_queue_index(pair), false),
+            ] {
+                let qc = self.queue_config(index, plan)?;
+                let vq = VirtQueue::new(dma, qc)?;
+                let notifier =
+                    match self
+                        .transport
+                        .setup_queue(index, qc.size, vq.addresses(), vector(index))
+                    {
+                        Ok(n) => n,
+                        Err(e) => {
+                            vq.free(dma);
+                            return Err(e.into());
+                        }
+                    };
+                let slot = Some(QueueSlot { vq, notifier });
+                if is_rx {
+                    self.rx.push(slot);
+                    self.rx_notifiers.push(notifier);
+                } else {
+                    self.tx.push(slot);
+                    self.tx_notifiers.push(notifier);
+                }
+            }
+        }
+        if self.features.contains(Features::NET_CTRL_VQ) {
+            let index = net::ctrl_queue_index(if self.features.contains(Features::NET_MQ) {
+                max_pairs
+            } else {
+                1
+            });
+            let qc = QueueConfig {
+                max_indirect: 0,
+                ..self.queue_config(index, plan)?
+            };
+            let qc = QueueConfig {
+                size: qc.size.min(64),
+                ..qc
+            };
+            let ctrl = ControlQueue::new(dma, qc, self.features).map_err(AdapterError::Control)?;
+            let mut ctrl = ctrl;
+            let addrs = ctrl.queue().addresses();
+            let ctrl_vector = if plan.msix {
+                2 * self.pairs + 1
+            } else {
+                NO_VECTOR
+            };
+            match self
+                .transport
+                .setup_queue(index, qc.size, addrs, ctrl_vector)
+            {
+                Ok(n) => self.ctrl = Some((ctrl, n)),
+                Err(e) => {
+                    ctrl.free(dma);
+                    return Err(e.into());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn release_queues(&mut self, dma: &impl Dma) {
+        for slot in self.rx.drain(..).chain(self.tx.drain(..)).flatten() {
+            slot.vq.free(dma);
+        }
+        if let Some((c, _)) = self.ctrl.take() {
+            c.free(dma);
+        }
+    }
+
+    /// Resets the device and frees every queue the adapter still holds (engines must have
+    /// handed theirs back). Used on D0 exit, removal, and before a restart.
+    pub fn stop(mut self, dma: &impl Dma, reset_polls: u32) -> Result<(), TransportError> {
+        let r = if self.transport.is_removed() {
+            Ok(())
+        } else {
+            self.transport.reset(reset_polls)
+        };
+        self.release_queues(dma);
+        r
+    }
+
+    /// Device reset and restore — on NEEDS_RESET, after a device fault, or on D0 re-entry: resets
+    /// the device, negotiates the same features again (a device that no longer offers them is an
+    /// error), and programs every queue again at the same ring memory. `engine_queues` are the
+    /// virtqueues engines hold, with their queue index; the engines must have called their
+    /// `abandon_in_flight` first (which clears the rings). Control commands are dropped.
+    pub fn restore(
+        &mut self,
+        plan: &BringUp,
+        engine_queues: &[(u16, &VirtQueue)],
+    ) -> Result<(), AdapterError> {
+        self.transport.reset(plan.reset_polls)?;
+        self.transport.acknowledge();
+        let again = self.transport.negotiate(self.features)?;
+        if again != self.features {
+            self.transport.fail();
+            return Err(AdapterError::Transport(TransportError::FeaturesRejected));
+        }
+        self.config =
+            NetConfig::read(&self.transport, self.features).map_err(AdapterError::Config)?;
+        self.link_up = self.config.link_up();
+        let vector = |i: u16| if plan.msix { i + 1 } else { NO_VECTOR };
+        for pair in 0..self.pairs {
+            let (rxi, txi) = (net::rx_queue_index(pair), net::tx_queue_index(pair));
+            for (index, slot) in [
+                (rxi, self.rx.get_mut(usize::from(pair))),
+                (txi, self.tx.get_mut(usize::from(pair))),
+            ] {
+                if let Some(Some(s)) = slot {
+                    s.vq.reset(|_| {});
+                    self.transport.setup_queue(
+                        index,
+                        s.vq.size(),
+                        s.vq.addresses(),
+                        vector(index),
+                    )?;
+                }
+            }
+        }
+        for (index, vq) in engine_queues {
+            self.transport
+                .setup_queue(*index, vq.size(), vq.addresses(), vector(*index))?;
+        }
+        if let Some((ctrl, n)) = self.ctrl.as_mut() {
+            ctrl.reset();
+            let addrs = ctrl.queue().addresses();
+            let size = ctrl.queue().size();
+            let index = n.queue();
+            let ctrl_vector = if plan.msix {
+                2 * self.pairs + 1
+            } else {
+                NO_VECTOR
+            };
+            *n = self
+                .transport
+                .setup_queue(index, size, addrs, ctrl_vector)?;
+        }
+        self.commands.clear();
+        self.transport
+            .set_config_vector(if plan.msix { 0 } else { NO_VECTOR })?;
+        self.transport.driver_ok();
+        Ok(())
+    }
+
+    /// Negotiated features.
+    pub const fn features(&self) -> Features {
+        self.features
+    }
+
+    /// The device configuration read at bring-up (or at the last configuration change).
+    pub const fn config(&self) -> &NetConfig {
+        &self.config
+    }
+
+    /// What to declare to NetAdapterCx.
+    pub const fn capabilities(&self) -> &Capabilities {
+        &self.caps
+    }
+
+    /// Queue pairs in use.
+    pub const fn queue_pairs(&self) -> u16 {
+        self.pairs
+    }
+
+    /// The transport (for the glue's interrupt handling).
+    pub const fn transport(&self) -> &Transport<B> {
+        &self.transport
+    }
+
+    /// Hands receive queue `pair`'s virtqueue to an engine (NetAdapterCx created the queue).
+    pub fn take_rx(&mut self, pair: u16) -> Option<QueueSlot> {
+        self.rx.get_mut(usize::from(pair))?.take()
+    }
+
+    /// Hands transmit queue `pair`'s virtqueue to an engine.
+    pub fn take_tx(&mut self, pair: u16) -> Option<QueueSlot> {
+        self.tx.get_mut(usize::from(pair))?.take()
+    }
+
+    /// Takes a virtqueue back when its engine is destroyed.
+    pub fn give_back_rx(&mut self, pair: u16, slot: QueueSlot) {
+        if let Some(s) = self.rx.get_mut(usize::from(pair)) {
+            *s = Some(slot);
+        }
+    }
+
+    /// Takes a virtqueue back when its engine is destroyed.
+    pub fn give_back_tx(&mut self, pair: u16, slot: QueueSlot) {
+        if let Some(s) = self.tx.get_mut(usize::from(pair)) {
+            *s = Some(slot);
+        }
+    }
+
+    /// Kicks receive queue `pair`.
+    pub fn notify_rx(&self, pair: u16) {
+        if let Some(n) = self.rx_notifiers.get(usize::from(pair)) {
+            self.transport.notify(n);
+        }
+    }
+
+    /// Kicks transmit queue `pair`.
+    pub fn notify_tx(&self, pair: u16) {
+        if let Some(n) = self.tx_notifiers.get(usize::from(pair)) {
+            self.transport.notify(n);
+        }
+    }
+
+    /// Whether the device is gone (reads return all-ones).
+    pub fn is_removed(&self) -> bool {
+        self.transport.is_removed()
+    }
+
+    /// Whether the device asks for a reset.
+    pub fn needs_reset(&self) -> bool {
+        self.transport.needs_reset()
+    }
+
+    /// Current link state.
+    pub const fn link_up(&self) -> bool {
+        self.link_up
+    }
+
+    /// The configuration-change interrupt: re-reads the configuration; returns the new link
+    /// state when it changed. An ANNOUNCE request is acknowledged (queued).
+    pub fn config_changed(&mut self) -> Result<Option<bool>, AdapterError> {
+        let c = NetConfig::read(&self.transport, self.features).map_err(AdapterError::Config)?;
+        self.config = c;
+        if c.status.is_some_and(|s| s & net::STATUS_ANNOUNCE != 0)
+            && self.features.contains(Features::NET_GUEST_ANNOUNCE)
+        {
+            self.commands.push_back(OwnedCommand::AnnounceAck);
+        }
+        let up = c.link_up();
+        Ok((up != core::mem::replace(&mut self.link_up, up)).then_some(up))
+    }
+
+    /// Queues the commands that make the device filter as `filter` says: promiscuous and
+    /// all-multicast modes, the multicast table, broadcast, unicast; and the MAC address.
+    /// Returns the software filter the RX engines must apply for what the device cannot do
+    /// (`None`: the device filters everything itself).
+    pub fn set_receive_filter(&mut self, filter: &RxFilter) -> Option<RxFilter> {
+        let f = filter.filter.0;
+        let has = |b| f & b != 0;
+        if !self.features.contains(Features::NET_CTRL_RX) {
+            // Without RX mode control the device delivers what it delivers: filter in software.
+            return Some(filter.clone());
+        }
+        self.commands.push_back(OwnedCommand::RxMode(
+            RxMode::Promisc,
+            has(PacketFilter::PROMISCUOUS),
+        ));
+        self.commands.push_back(OwnedCommand::RxMode(
+            RxMode::AllMulti,
+            has(PacketFilter::ALL_MULTICAST),
+        ));
+        self.commands
+            .push_back(OwnedCommand::MacTable(filter.multicast().to_vec()));
+        let extra = self.features.contains(Features::NET_CTRL_RX_EXTRA);
+        if extra {
+            self.commands.push_back(OwnedCommand::RxMode(
+                RxMode::NoBcast,
+                !has(PacketFilter::BROADCAST),
+            ));
+            self.commands.push_back(OwnedCommand::RxMode(
+                RxMode::NoMulti,
+                !has(PacketFilter::MULTICAST | PacketFilter::ALL_MULTICAST),
+            ));
+            self.commands.push_back(OwnedCommand::RxMode(
+                RxMode::NoUni,
+                !has(PacketFilter::DIRECTED | PacketFilter::PROMISCUOUS),
+            ));
+        }
+        if self.features.contains(Features::NET_CTRL_MAC_ADDR) {
+            self.commands.push_back(OwnedCommand::MacAddr(filter.mac));
+        }
+        // Without RX_EXTRA the device cannot drop broadcast or all unicast: finish in software.
+        (!extra).then(|| filter.clone())
+    }
+
+    /// Queues a VLAN filter change (with CTRL_VLAN; otherwise the RX engines filter).
+    pub fn set_vlan(&mut self, vid: u16, member: bool) -> bool {
+        if self.features.contains(Features::NET_CTRL_VLAN) {
+            self.commands.push_back(OwnedCommand::Vlan(vid, member));
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Queues a change of the guest (RX) offloads the device may use: GUEST_CSUM and
+    /// GUEST_TSO4/6 bits as negotiated, restricted to `rx_checksum` and `rsc` (what NetAdapterCx
+    /// currently has enabled).
+    pub fn set_guest_offloads(&mut self, rx_checksum: bool, rsc: bool) -> bool {
+        if !self.features.contains(Features::NET_CTRL_GUEST_OFFLOADS) {
+            return false;
+        }
+        let mut bits = 0u64;
+        if rx_checksum {
+            bits |= Features::NET_GUEST_CSUM.bits();
+            if rsc {
+                let tso =
+                    Features::NET_GUEST_TSO4 | Features::NET_GUEST_TSO6 | Features::NET_GUEST_ECN;
+                bits |= self.features.bits() & tso.bits();
+            }
+        }
+        self.commands
+            .push_back(OwnedCommand::GuestOffloads(bits & self.features.bits()));
+        true
+    }
+
+    /// Runs the control command queue: completes the running command if the device answered,
+    /// then submits the next (kicking the control queue). Call on the control queue's interrupt
+    /// or after a short wait; never blocks.
+    pub fn poll_control(&mut self) -> ControlProgress {
+        let Some((ctrl, notifier)) = self.ctrl.as_mut() else {
+            let errors = self.commands.len() as u32;
+            self.commands.clear();
+            return ControlProgress::Idle { errors };
+        };
+        if ctrl.is_pending() {
+            match ctrl.poll() {
+                None => return ControlProgress::Pending,
+                Some(Ok(())) => {}
+                Some(Err(_)) => self.command_errors += 1,
+            }
+        }
+        while let Some(cmd) = self.commands.pop_front() {
+            match cmd.with(|c| ctrl.submit(c)) {
+                Ok(kick) => {
+                    if kick {
+                        self.transport.notify(notifier);
+                    }
+                    return ControlProgress::Pending;
+                }
+                Err(_) => self.command_errors += 1,
+            }
+        }
+        ControlProgress::Idle {
+            errors: core::mem::take(&mut self.command_errors),
+        }
+    }
+
+    /// Whether control commands are queued or running.
+    pub fn control_busy(&self) -> bool {
+        !self.commands.is_empty() || self.ctrl.as_ref().is_some_and(|(c, _)| c.is_pending())
+    }
+}

@@ -1,0 +1,492 @@
+//! The whole driver core end to end: the adapter brings the in-process virtio-net device up
+//! through the virtio-pci register model; the TX and RX engines run under the NetAdapterCx OS
+//! side with the verifier's checks; frames loop through the device.
+
+use netring::{
+    NetPacketChecksum, NetPacketGso, RxChecksumEvaluation as Eval, TxChecksumAction as A,
+};
+use offload::filter::{PacketFilter, RxFilter};
+use virtio::Features;
+use virtionet::adapter::{Adapter, BringUp, ControlProgress};
+use virtionet::config::UserSettings;
+use virtionet::rxqueue::{RxFault, RxQueue, RxSettings};
+use virtionet::txqueue::{TxQueue, TxSettings};
+use vnet_harness::dma::GuestRam;
+use vnet_harness::netdev::{Backend, DEFAULT_FEATURES, Fault, NetDevice};
+use vnet_harness::os_rx::OsRx;
+use vnet_harness::os_tx::{OsTx, TxFrame};
+use vnet_harness::rng::Rng;
+
+const MAC: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
+
+const PLAN: BringUp = BringUp {
+    reset_polls: 10,
+    max_queue_size: 256,
+    queue_pairs: 1,
+    msix: false,
+    random_mac: [2, 0, 0, 0, 0, 7],
+};
+
+type Regs = vnet_harness::pci_model::SharedModel;
+
+struct Machine {
+    ram: GuestRam,
+    dev: NetDevice,
+    adapter: Adapter<Regs>,
+    tx: TxQueue,
+    rx: RxQueue,
+    os_tx: OsTx,
+    os_rx: OsRx,
+    rng: Rng,
+}
+
+fn machine(features: Features, backend: Backend, user: &UserSettings, seed: u64) -> Machine {
+    let ram = GuestRam::new(64 << 20);
+    let dev = NetDevice::new(features, MAC, 9000, backend);
+    let regs = vnet_harness::pci_model::SharedModel(dev.model.clone());
+    let mut adapter =
+        Adapter::start(&*dev.model, regs, ram.arena(), user, &PLAN).expect("bring-up");
+    let caps = *adapter.capabilities();
+    let mut rng = Rng::new(seed);
+    let mut os_tx = OsTx::new(128, 512, &mut rng);
+    let mut os_rx = OsRx::new(128, 256, &mut rng);
+    let txs = adapter.take_tx(0).unwrap();
+    let rxs = adapter.take_rx(0).unwrap();
+    let settings = TxSettings {
+        insert_priority: caps.priority_tagging,
+        insert_vlan: caps.vlan_tagging,
+        vlan_id: user.vlan_id,
+    };
+    let tx = TxQueue::new(
+        ram.arena(),
+        txs.vq,
+        128,
+        adapter.features(),
+        settings,
+        os_tx.extensions(),
+    )
+    .unwrap();
+    let rs = RxSettings {
+        buffers: 256,
+        buffer_size: caps.rx_buffer_size,
+        strip_vlan: caps.vlan_tagging,
+        software_checksum: caps.rx_checksum_in_software,
+    };
+    let rx = RxQueue::new(
+        ram.arena(),
+        rxs.vq,
+        adapter.features(),
+        rs,
+        os_rx.extensions(),
+    )
+    .unwrap();
+    Machine {
+        ram,
+        dev,
+        adapter,
+        tx,
+        rx,
+        os_tx,
+        os_rx,
+        rng,
+    }
+}
+
+impl Machine {
+    /// One round: OS posts, TX Advance (+kick), device runs, RX Advance, stack returns buffers.
+    fn round(&mut self, pending: &mut Vec<TxFrame>) -> Result<(), String> {
+        while let Some(f) = pending.first() {
+            if !self.os_tx.post(self.ram.arena(), f) {
+                break;
+            }
+            pending.remove(0);
+        }
+        if self.os_tx.driver_owns_packets() {
+            let tx = &mut self.tx;
+            let r = self
+                .os_tx
+                .callback(|p, f| tx.advance(p, f))
+                .map_err(|e| format!("tx {e:?}"))?;
+            if r.kicked {
+                self.adapter.notify_tx(0);
+            }
+        }
+        self.os_tx.reclaim(self.ram.arena());
+        self.dev.step(&self.ram);
+        self.os_rx.post(64, 128);
+        let rx = &mut self.rx;
+        let r = self
+            .os_rx
+            .callback(|p, f| rx.advance(p, f))
+            .map_err(|e| format!("rx {e:?}"))?;
+        if r.kicked {
+            self.adapter.notify_rx(0);
+        }
+        self.os_rx.reclaim();
+        let keep = self.rng.below(self.os_rx.held.len() as u64 + 1) as usize;
+        for c in self.os_rx.held.drain(keep..) {
+            self.rx.return_buffer(c);
+        }
+        Ok(())
+    }
+}
+
+fn eth(dst: [u8; 6], payload: &[u8]) -> Vec<u8> {
+    let mut f = dst.to_vec();
+    f.extend_from_slice(&MAC);
+    f.extend_from_slice(&0x88b5u16.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+fn tcp4(payload: usize) -> Vec<u8> {
+    let total = 40 + payload;
+    let mut ip = vec![
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        1,
+        0x40,
+        0,
+        64,
+        6,
+        0,
+        0,
+        10,
+        0,
+        0,
+        1,
+        10,
+        0,
+        0,
+        2,
+    ];
+    ip.extend_from_slice(&[
+        0x04, 0xd2, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0,
+    ]);
+    ip.extend((0..payload).map(|i| (i * 13) as u8));
+    let mut f = MAC.to_vec();
+    f.extend_from_slice(&[2, 0, 0, 0, 0, 9, 0x08, 0x00]);
+    f.extend_from_slice(&ip);
+    f
+}
+
+#[test]
+fn bring_up_negotiates_by_policy_and_derives_capabilities() {
+    let m = machine(
+        DEFAULT_FEATURES,
+        Backend::Loopback,
+        &UserSettings::default(),
+        1,
+    );
+    let f = m.adapter.features();
+    assert!(f.contains(
+        Features::NET_MRG_RXBUF
+            | Features::NET_GUEST_TSO4
+            | Features::NET_CSUM
+            | Features::NET_HOST_TSO4
+            | Features::NET_CTRL_VQ
+    ));
+    assert!(!f.contains(Features::NET_HOST_UFO) && !f.contains(Features::NET_HASH_REPORT));
+    let c = m.adapter.capabilities();
+    assert_eq!(c.current_address, MAC);
+    assert_eq!(c.mtu, 1500, "*JumboPacket 1514 limits the device's 9000");
+    assert!(
+        c.gso.lso_v4 && c.gso.lso_v6 && !c.gso.uso_v4,
+        "no HOST_USO offered: no USO declared"
+    );
+    assert!(c.rsc_v4 && c.tx_checksum.tcp && !c.rx_checksum_in_software);
+    assert_eq!(m.dev.model.with(|s| s.status), 15);
+    // Without CSUM nothing that needs it is declared; without MRG_RXBUF no RSC.
+    let bare = Features::VERSION_1
+        | Features::NET_MAC
+        | Features::NET_HOST_TSO4
+        | Features::NET_GUEST_TSO4
+        | Features::NET_GUEST_CSUM;
+    let m2 = machine(
+        bare,
+        Backend::Loopback,
+        &UserSettings {
+            jumbo_packet: 9014,
+            ..Default::default()
+        },
+        2,
+    );
+    let c = m2.adapter.capabilities();
+    assert!(
+        !m2.adapter.features().contains(Features::NET_HOST_TSO4),
+        "TSO without CSUM refused"
+    );
+    assert!(!c.gso.lso_v4 && !c.tx_checksum.tcp && !c.rsc_v4);
+    assert_eq!(c.mtu, 1500, "no MTU feature: Ethernet default");
+    assert_eq!(c.rx_buffer_size, 12 + 1500 + 18);
+}
+
+#[test]
+fn loopback_traffic_end_to_end() {
+    loopback(DEFAULT_FEATURES, 3);
+}
+
+#[test]
+fn loopback_traffic_end_to_end_packed_ring() {
+    loopback(DEFAULT_FEATURES | Features::RING_PACKED, 33);
+}
+
+#[test]
+fn loopback_traffic_without_event_idx_indirect_or_mergeable() {
+    let f = DEFAULT_FEATURES.difference(
+        Features::RING_EVENT_IDX | Features::RING_INDIRECT_DESC | Features::NET_MRG_RXBUF,
+    );
+    loopback(f, 34);
+}
+
+fn loopback(features: Features, seed: u64) {
+    let mut m = machine(features, Backend::Loopback, &UserSettings::default(), seed);
+    assert_eq!(
+        m.adapter.features().contains(Features::RING_PACKED),
+        features.contains(Features::RING_PACKED)
+    );
+    let mut frames = Vec::new();
+    let mut pending = Vec::new();
+    for i in 0..2000usize {
+        let len = 14 + m.rng.below(1500) as usize;
+        let f = eth(
+            MAC,
+            &(0..len - 14).map(|k| (k + i) as u8).collect::<Vec<_>>(),
+        );
+        let split = (0..m.rng.below(4))
+            .map(|_| 1 + m.rng.below(300) as usize)
+            .collect();
+        frames.push(f.clone());
+        pending.push(TxFrame {
+            bytes: f,
+            split,
+            ..Default::default()
+        });
+    }
+    for _ in 0..20_000 {
+        m.round(&mut pending).unwrap();
+        if m.os_rx.frames.len() == frames.len() {
+            break;
+        }
+    }
+    assert_eq!(m.os_rx.frames.len(), frames.len());
+    for (i, (got, want)) in m.os_rx.frames.iter().zip(&frames).enumerate() {
+        let mut want = want.clone();
+        want.resize(want.len().max(60), 0);
+        assert_eq!(got.bytes, want, "frame {i} after the round trip");
+    }
+    assert_eq!(m.tx.stats().sent.frames(), 2000);
+    assert_eq!(m.rx.stats().received.frames(), 2000);
+    assert_eq!(m.dev.sent.len(), 2000);
+}
+
+#[test]
+fn lso_loops_back_as_rsc_and_checksums_hold() {
+    let mut m = machine(
+        DEFAULT_FEATURES,
+        Backend::Loopback,
+        &UserSettings::default(),
+        4,
+    );
+    let mut gso = NetPacketGso::default();
+    gso.set_mss(1448).unwrap();
+    let csum = NetPacketChecksum::tx(A::Required, A::Required);
+    let big = tcp4(60_000);
+    let small = tcp4(500);
+    let mut pending = vec![
+        TxFrame {
+            bytes: big.clone(),
+            split: vec![54, 30_000],
+            checksum: csum,
+            gso,
+            ..Default::default()
+        },
+        TxFrame {
+            bytes: small.clone(),
+            checksum: csum,
+            ..Default::default()
+        },
+    ];
+    for _ in 0..200 {
+        m.round(&mut pending).unwrap();
+    }
+    let f = &m.os_rx.frames;
+    assert_eq!(f.len(), 2);
+    // The coalesced frame: checksum valid, RSC count estimated from gso_size.
+    let l = offload::Layout::parse(&f[0].bytes).unwrap();
+    assert_eq!(
+        offload::segment::verify_l4_checksum(&f[0].bytes, &l),
+        Some(true)
+    );
+    assert_eq!(f[0].bytes.len(), big.len());
+    assert_eq!(
+        f[0].rsc.coalesced_segment_count,
+        60_000u32.div_ceil(1448) as u16
+    );
+    assert_eq!(f[0].checksum.rx_layer4(), Some(Eval::Valid));
+    assert_eq!(f[1].checksum.rx_layer4(), Some(Eval::Valid));
+    assert_eq!(&f[1].bytes[54..], &small[54..]);
+}
+
+#[test]
+fn receive_filter_and_control_commands_reach_the_device() {
+    let mut m = machine(
+        DEFAULT_FEATURES,
+        Backend::Channel,
+        &UserSettings::default(),
+        5,
+    );
+    let mcast = [0x01, 0, 0x5e, 0, 0, 7];
+    let mut filt = RxFilter::new(
+        MAC,
+        PacketFilter(PacketFilter::DIRECTED | PacketFilter::MULTICAST),
+    );
+    assert!(filt.set_multicast(&[mcast]));
+    assert!(
+        m.adapter.set_receive_filter(&filt).is_none(),
+        "the device filters everything itself"
+    );
+    assert!(m.adapter.set_vlan(42, true));
+    assert!(m.adapter.set_guest_offloads(true, false));
+    let mut progress = ControlProgress::Pending;
+    for _ in 0..100 {
+        progress = m.adapter.poll_control();
+        if progress != ControlProgress::Pending {
+            break;
+        }
+        m.dev.step(&m.ram);
+    }
+    assert_eq!(progress, ControlProgress::Idle { errors: 0 });
+    let fs = m.dev.filter.clone();
+    assert!(!fs.promisc && !fs.allmulti && fs.nobcast);
+    assert_eq!(fs.multicast, vec![mcast]);
+    assert_eq!(fs.vlans, vec![42]);
+    assert_eq!(fs.guest_offloads, Some(Features::NET_GUEST_CSUM.bits()));
+    // The device now drops broadcast and unknown multicast, delivers ours.
+    let d = &mut m.dev;
+    for dst in [[0xff; 6], [0x01, 0, 0x5e, 0, 0, 8], mcast, MAC] {
+        d.to_receive
+            .push_back((Default::default(), eth(dst, &[1; 50])));
+    }
+    for _ in 0..10 {
+        m.round(&mut Vec::new()).unwrap();
+    }
+    assert_eq!(m.os_rx.frames.len(), 2);
+    assert_eq!(m.dev.filtered, 2);
+}
+
+#[test]
+fn link_flap_reaches_the_adapter() {
+    let mut m = machine(
+        DEFAULT_FEATURES,
+        Backend::Loopback,
+        &UserSettings::default(),
+        6,
+    );
+    assert!(m.adapter.link_up());
+    m.dev.set_link(false);
+    assert_eq!(m.adapter.config_changed().unwrap(), Some(false));
+    assert_eq!(
+        m.adapter.config_changed().unwrap(),
+        None,
+        "no change, no event"
+    );
+    m.dev.set_link(true);
+    assert_eq!(m.adapter.config_changed().unwrap(), Some(true));
+}
+
+#[test]
+fn a_misbehaving_device_is_reset_and_traffic_resumes() {
+    let mut m = machine(
+        DEFAULT_FEATURES,
+        Backend::Loopback,
+        &UserSettings::default(),
+        7,
+    );
+    let mut pending: Vec<TxFrame> = (0..50)
+        .map(|i| TxFrame {
+            bytes: eth(MAC, &[i as u8; 100]),
+            ..Default::default()
+        })
+        .collect();
+    for _ in 0..5 {
+        m.round(&mut pending).unwrap();
+    }
+    let before = m.os_rx.frames.len();
+    assert!(before > 0);
+    m.dev.inject_fault(Fault::TxIdOutOfRange);
+    pending.extend((0..5).map(|_| TxFrame {
+        bytes: eth(MAC, &[0xee; 100]),
+        ..Default::default()
+    }));
+    let mut fault = None;
+    for _ in 0..10 {
+        if let Err(e) = m.round(&mut pending) {
+            fault = Some(e);
+            break;
+        }
+    }
+    assert!(
+        fault.unwrap().contains("Device(DeviceIdOutOfRange"),
+        "the fault is reported"
+    );
+    assert_eq!(m.tx.stats().device_faults, 1);
+    // Recover: engines abandon what the device held, the adapter resets and restores.
+    m.tx.abandon_in_flight();
+    m.rx.abandon_in_flight();
+    let queues = [(0u16, m.rx.virtqueue()), (1u16, m.tx.virtqueue())];
+    m.adapter.restore(&PLAN, &queues).expect("restore");
+    // The device model forgets its queues on reset and rebuilds them on DRIVER_OK.
+    pending.extend((0..20).map(|i| TxFrame {
+        bytes: eth(MAC, &[0x40 + i as u8; 100]),
+        ..Default::default()
+    }));
+    for _ in 0..200 {
+        m.round(&mut pending).unwrap();
+    }
+    let tail: Vec<u8> = m
+        .os_rx
+        .frames
+        .iter()
+        .rev()
+        .take(20)
+        .map(|f| f.bytes[14])
+        .collect();
+    assert_eq!(
+        tail,
+        (0x40..0x54).rev().collect::<Vec<u8>>(),
+        "traffic after the reset arrives intact"
+    );
+    assert_eq!(
+        m.os_tx.outstanding.len(),
+        0,
+        "every TX packet returned to the OS, none twice"
+    );
+}
+
+#[test]
+fn rx_device_fault_is_reported() {
+    let mut m = machine(
+        DEFAULT_FEATURES,
+        Backend::Channel,
+        &UserSettings::default(),
+        8,
+    );
+    m.round(&mut Vec::new()).unwrap();
+    let d = &mut m.dev;
+    d.inject_fault(Fault::RxLengthTooLarge);
+    d.to_receive
+        .push_back((Default::default(), eth(MAC, &[1; 100])));
+    d.step(&m.ram);
+    let rx = &mut m.rx;
+    let r = m.os_rx.callback(|p, f| rx.advance(p, f));
+    assert!(matches!(
+        r,
+        Err(RxFault::Device(
+            virtio::queue::QueueError::DeviceLengthTooLarge { .. }
+        ))
+    ));
+}
