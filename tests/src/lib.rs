@@ -20,3 +20,4 @@ pub mod os_tx;
 pub mod pci_model;
 pub mod rings;
 pub mod rng;
+pub mod sim;
