@@ -289,6 +289,21 @@ impl<T: Payload> Extension<T> {
         self.check_element::<E>().map(|_| ())
     }
 
+    /// Binds the handle to a ring for the duration of a callback: the checks (enabled, stride,
+    /// placement) are made once, and [`Bound::read`] is then a masked index computation and a
+    /// copy. The bound handle reads by value through the ring's memory (lifetime `'a`), so it
+    /// can be used while the ring view is borrowed by an iterator.
+    pub fn bind<'a, E: Element>(&self, ring: &Ring<'a, E>) -> Result<Bound<'a, T>, ExtensionError> {
+        self.check(ring)?;
+        let base = ring.elements_ptr().wrapping_add(self.offset);
+        Ok(Bound {
+            base,
+            stride: self.stride,
+            mask: ring.mask(),
+            _memory: PhantomData,
+        })
+    }
+
     /// The payload of element `index` (`NetExtensionGetData(ext, index)`).
     pub fn get<'r, E: Element>(
         &self,
@@ -320,5 +335,30 @@ impl<T: Payload> Extension<T> {
         // reference into the element's memory for 'r.
         let payload = unsafe { &mut *payload };
         Ok(payload)
+    }
+}
+
+/// An [`Extension`] bound to one ring's memory: reads are a masked index computation and a copy.
+#[derive(Debug, Clone, Copy)]
+pub struct Bound<'a, T> {
+    base: *mut u8,
+    stride: usize,
+    mask: u32,
+    _memory: PhantomData<&'a T>,
+}
+
+impl<T: Payload> Bound<'_, T> {
+    /// A copy of the payload of element `index & mask`.
+    #[inline]
+    pub fn read(&self, index: u32) -> T {
+        let p = self
+            .base
+            .wrapping_add((index & self.mask) as usize * self.stride)
+            .cast::<T>();
+        // SAFETY: `bind` checked the handle against the ring (enabled, same stride, offset and
+        // stride multiples of T's alignment, payload inside the element after the ring's own
+        // element); the masked index is inside the ring, whose memory lives for 'a. The read
+        // creates no reference, and T is valid for any bits.
+        unsafe { p.read() }
     }
 }

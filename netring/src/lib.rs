@@ -44,7 +44,9 @@ mod payload;
 mod ring;
 
 pub use error::{ExtensionError, FieldError, RingError};
-pub use extension::{Extension, ExtensionSpec, ExtensionType, NetExtension, NetExtensionQuery};
+pub use extension::{
+    Bound, Extension, ExtensionSpec, ExtensionType, NetExtension, NetExtensionQuery,
+};
 pub use fragment::NetFragment;
 pub use iter::{FragmentRange, RingIterator};
 pub use packet::{Layer2Type, Layer3Type, Layer4Type, NetPacket, NetPacketLayout};

@@ -376,6 +376,14 @@ impl<'a, E: Element> Ring<'a, E> {
         self.write(offset, index & self.mask);
     }
 
+    /// Pointer to element 0 (`Buffer`), with the ring's provenance.
+    pub(crate) fn elements_ptr(&self) -> *mut u8 {
+        self.header
+            .as_ptr()
+            .cast::<u8>()
+            .wrapping_add(NET_RING_HEADER_SIZE)
+    }
+
     /// Address of element 0 (`Buffer`).
     pub(crate) fn elements_addr(&self) -> usize {
         self.header.as_ptr().addr() + NET_RING_HEADER_SIZE

@@ -67,12 +67,20 @@ fn run(layout: Layout, size: u16, event_idx: bool, max_indirect: u16, ops: Vec<O
         match op {
             Op::Add { readable, writable } => {
                 let total = usize::from(readable + writable);
-                let descs = if max_indirect > 1 && total > 1 && total <= usize::from(max_indirect) {
+                let free: u16 = size - m.in_flight.values().map(|v| v.0).sum::<u16>();
+                // The queue's policy: direct while short and there is room, else indirect.
+                let indirect_ok =
+                    max_indirect > 1 && total > 1 && total <= usize::from(max_indirect);
+                let direct_ok = total <= usize::from(size);
+                let descs = if indirect_ok
+                    && (total > virtio::queue::DIRECT_MAX
+                        || total > usize::from(free)
+                        || !direct_ok)
+                {
                     1
                 } else {
                     total
                 };
-                let free: u16 = size - m.in_flight.values().map(|v| v.0).sum::<u16>();
                 let fits = total > 0
                     && descs <= usize::from(size)
                     && descs <= usize::from(free)

@@ -19,6 +19,10 @@ mod split;
 pub use packed::PackedQueue;
 pub use split::SplitQueue;
 
+/// Longest chain posted with direct descriptors when the ring has room; longer chains go into an
+/// indirect table (when negotiated).
+pub const DIRECT_MAX: usize = 3;
+
 /// `VIRTQ_DESC_F_NEXT`.
 pub const DESC_F_NEXT: u16 = 1;
 /// `VIRTQ_DESC_F_WRITE`: device-writable buffer.

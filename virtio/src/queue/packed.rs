@@ -145,11 +145,20 @@ impl PackedQueue {
     }
 
     #[inline]
+    /// Ring descriptors a chain of `segments` takes (as for the split ring: direct while short
+    /// and there is room, else indirect).
     fn ring_descs(&self, segments: usize) -> Option<usize> {
-        match &self.indirect {
-            Some(t) if segments > 1 && segments <= usize::from(t.max) => Some(1),
-            _ if segments <= usize::from(self.size) => Some(segments),
-            _ => None,
+        let max = self.indirect.as_ref().map_or(0, |t| usize::from(t.max));
+        let indirect_ok = segments > 1 && segments <= max;
+        let direct_ok = segments <= usize::from(self.size);
+        if indirect_ok
+            && (segments > super::DIRECT_MAX || segments > usize::from(self.num_free) || !direct_ok)
+        {
+            Some(1)
+        } else if direct_ok {
+            Some(segments)
+        } else {
+            None
         }
     }
 

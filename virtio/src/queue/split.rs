@@ -185,11 +185,17 @@ impl SplitQueue {
         self.broken
     }
 
+    /// Ring descriptors a chain of `segments` takes: direct while it is short and the ring has
+    /// room (fewer writes, no extra cache line), indirect when it is long or the ring is tight.
     #[inline]
     fn ring_descs(&self, segments: usize) -> Option<usize> {
-        if segments > 1 && segments <= usize::from(self.indirect_max) {
+        let indirect_ok = segments > 1 && segments <= usize::from(self.indirect_max);
+        let direct_ok = segments <= usize::from(self.size);
+        if indirect_ok
+            && (segments > super::DIRECT_MAX || segments > usize::from(self.num_free) || !direct_ok)
+        {
             Some(1)
-        } else if segments <= usize::from(self.size) {
+        } else if direct_ok {
             Some(segments)
         } else {
             None

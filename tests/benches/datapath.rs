@@ -1,0 +1,367 @@
+//! Driver-side cost per packet of the TX and RX paths, batches of 64: virtionet's engines under
+//! the NetAdapterCx ring contract against rcore-os `virtio-drivers` 0.13 `VirtIONetRaw`, both on
+//! split virtqueues completed by the same minimal in-process device, in one run.
+//!
+//! Only the driver's work is timed (`iter_custom`): for virtionet the Advance callbacks; for
+//! virtio-drivers `transmit_begin`/`poll_transmit`/`transmit_complete` and
+//! `poll_receive`/`receive_complete`/`receive_begin`. The OS side (NetAdapterCx's posting and
+//! reclaiming) and the device are not timed.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use netring::{NetPacketChecksum, NetPacketGso, TxChecksumAction as A};
+use virtio::Features;
+use virtio::queue::{Layout, QueueConfig, VirtQueue};
+use virtionet::rxqueue::{RxQueue, RxSettings};
+use virtionet::txqueue::{TxQueue, TxSettings};
+use vnet_harness::dma::GuestRam;
+use vnet_harness::os_rx::OsRx;
+use vnet_harness::os_tx::{OsTx, TxFrame};
+use vnet_harness::rng::Rng;
+
+#[path = "common/mini_net.rs"]
+mod mini_net;
+#[path = "common/vq_peers.rs"]
+mod vq_peers;
+use mini_net::MiniQueue;
+use vq_peers::BenchHal;
+
+const BATCH: usize = 64;
+const QSIZE: u16 = 256;
+
+fn frame(len: usize) -> Vec<u8> {
+    let mut f = vec![
+        0x52, 0x54, 0, 0x12, 0x34, 0x56, 2, 0, 0, 0, 0, 1, 0x08, 0x00,
+    ];
+    let total = len - 14;
+    f.extend_from_slice(&[
+        0x45,
+        0,
+        (total >> 8) as u8,
+        total as u8,
+        0,
+        1,
+        0x40,
+        0,
+        64,
+        6,
+        0,
+        0,
+        10,
+        0,
+        0,
+        1,
+        10,
+        0,
+        0,
+        2,
+    ]);
+    f.extend_from_slice(&[
+        0x04, 0xd2, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0,
+    ]);
+    f.resize(len, 0xab);
+    f
+}
+
+fn mini(ram: &GuestRam, vq: &VirtQueue) -> MiniQueue {
+    let a = vq.addresses();
+    let n = usize::from(vq.size());
+    MiniQueue {
+        desc: ram.arena().cpu_ptr(a.desc, 16 * n).unwrap(),
+        avail: ram.arena().cpu_ptr(a.driver, 6 + 2 * n).unwrap(),
+        used: ram.arena().cpu_ptr(a.device, 6 + 8 * n).unwrap(),
+        size: vq.size(),
+        last_avail: 0,
+        used_idx: 0,
+    }
+}
+
+fn virtionet_tx(ram: &GuestRam, len: usize, lso: bool, iters: u64) -> Duration {
+    let mut rng = Rng::new(1);
+    let mut os = OsTx::new(256, 1024, &mut rng);
+    let cfg = QueueConfig {
+        size: QSIZE,
+        layout: Layout::Split,
+        event_idx: true,
+        max_indirect: 64,
+    };
+    let vq = VirtQueue::new(ram.arena(), cfg).unwrap();
+    let mut dev = mini(ram, &vq);
+    let f = Features::VERSION_1
+        | Features::NET_CSUM
+        | Features::NET_HOST_TSO4
+        | Features::RING_EVENT_IDX;
+    let mut tx = TxQueue::new(
+        ram.arena(),
+        vq,
+        256,
+        f,
+        TxSettings::default(),
+        os.extensions(),
+    )
+    .unwrap();
+    let mut gso = NetPacketGso::default();
+    if lso {
+        gso.set_mss(1448).unwrap();
+    }
+    let fr = TxFrame {
+        bytes: frame(len),
+        checksum: if lso {
+            NetPacketChecksum::tx(A::Required, A::Required)
+        } else {
+            NetPacketChecksum::default()
+        },
+        gso,
+        ..Default::default()
+    };
+    let translate = |a: u64| ram.arena().cpu_ptr(a, 1).unwrap();
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        for _ in 0..BATCH {
+            assert!(os.post(ram.arena(), &fr));
+        }
+        let mut p = os.rings.packets.view().unwrap();
+        let mut fr_ring = os.rings.fragments.view().unwrap();
+        let t = Instant::now();
+        black_box(tx.advance(&mut p, &mut fr_ring).unwrap());
+        total += t.elapsed();
+        dev.run(&translate, &mut |_, _| 0);
+        let t = Instant::now();
+        black_box(tx.advance(&mut p, &mut fr_ring).unwrap());
+        total += t.elapsed();
+        os.reclaim(ram.arena());
+    }
+    total
+}
+
+fn virtionet_rx(ram: &GuestRam, len: usize, iters: u64) -> Duration {
+    let mut rng = Rng::new(2);
+    let mut os = OsRx::new(256, 512, &mut rng);
+    let cfg = QueueConfig {
+        size: QSIZE,
+        layout: Layout::Split,
+        event_idx: true,
+        max_indirect: 0,
+    };
+    let vq = VirtQueue::new(ram.arena(), cfg).unwrap();
+    let mut dev = mini(ram, &vq);
+    let settings = RxSettings {
+        buffers: 256,
+        buffer_size: 2048,
+        strip_vlan: false,
+        software_checksum: false,
+    };
+    let f = Features::VERSION_1 | Features::NET_MRG_RXBUF | Features::NET_GUEST_CSUM;
+    let mut rx = RxQueue::new(ram.arena(), vq, f, settings, os.extensions()).unwrap();
+    let mut bytes = vec![0u8; 12];
+    bytes[0] = 2; // DATA_VALID
+    bytes[10] = 1; // num_buffers
+    bytes.extend(frame(len));
+    let translate = |a: u64| ram.arena().cpu_ptr(a, 1).unwrap();
+    let mut total = Duration::ZERO;
+    // Prime: post all buffers.
+    {
+        let mut p = os.rings.packets.view().unwrap();
+        let mut f = os.rings.fragments.view().unwrap();
+        rx.advance(&mut p, &mut f).unwrap();
+    }
+    for _ in 0..iters {
+        os.post(BATCH as u32, BATCH as u32);
+        let mut budget = BATCH;
+        dev.run(&translate, &mut |p, cap| {
+            if budget == 0 {
+                return 0;
+            }
+            budget -= 1;
+            let n = bytes.len().min(cap as usize);
+            // SAFETY: p is a posted buffer of `cap` bytes in the arena.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, n) };
+            n as u32
+        });
+        let mut p = os.rings.packets.view().unwrap();
+        let mut f = os.rings.fragments.view().unwrap();
+        let t = Instant::now();
+        let r = rx.advance(&mut p, &mut f).unwrap();
+        total += t.elapsed();
+        os.reclaim();
+        let t = Instant::now();
+        for c in os.held.drain(..) {
+            rx.return_buffer(c);
+        }
+        total += t.elapsed();
+        black_box(r);
+    }
+    total
+}
+
+type QueueAddrs = std::rc::Rc<std::cell::Cell<[Option<(u64, u64, u64)>; 2]>>;
+
+/// virtio-drivers' transport over nothing: it records the queue addresses (shared with the
+/// bench, which plays the device) and offers VERSION_1, MAC and EVENT_IDX.
+#[derive(Default)]
+struct NetTransport {
+    queues: QueueAddrs,
+}
+
+impl virtio_drivers::transport::Transport for NetTransport {
+    fn device_type(&self) -> virtio_drivers::transport::DeviceType {
+        virtio_drivers::transport::DeviceType::Network
+    }
+    fn read_device_features(&mut self) -> u64 {
+        (1 << 32) | (1 << 5) | (1 << 29)
+    }
+    fn write_driver_features(&mut self, _f: u64) {}
+    fn max_queue_size(&mut self, _q: u16) -> u32 {
+        u32::from(QSIZE)
+    }
+    fn notify(&mut self, _q: u16) {}
+    fn get_status(&self) -> virtio_drivers::transport::DeviceStatus {
+        virtio_drivers::transport::DeviceStatus::empty()
+    }
+    fn set_status(&mut self, _s: virtio_drivers::transport::DeviceStatus) {}
+    fn set_guest_page_size(&mut self, _s: u32) {}
+    fn requires_legacy_layout(&self) -> bool {
+        false
+    }
+    fn queue_set(&mut self, q: u16, _size: u32, d: u64, a: u64, u: u64) {
+        let mut v = self.queues.get();
+        v[usize::from(q)] = Some((d, a, u));
+        self.queues.set(v);
+    }
+    fn queue_unset(&mut self, _q: u16) {}
+    fn queue_used(&mut self, q: u16) -> bool {
+        self.queues.get()[usize::from(q)].is_some()
+    }
+    fn ack_interrupt(&mut self) -> virtio_drivers::transport::InterruptStatus {
+        virtio_drivers::transport::InterruptStatus::empty()
+    }
+    fn read_config_generation(&self) -> u32 {
+        0
+    }
+    fn read_config_space<T: zerocopy::FromBytes + zerocopy::IntoBytes>(
+        &self,
+        _o: usize,
+    ) -> virtio_drivers::Result<T> {
+        Ok(T::new_zeroed())
+    }
+    fn write_config_space<T: zerocopy::IntoBytes + zerocopy::Immutable>(
+        &mut self,
+        _o: usize,
+        _v: T,
+    ) -> virtio_drivers::Result<()> {
+        Ok(())
+    }
+}
+
+type Net = virtio_drivers::device::net::VirtIONetRaw<BenchHal, NetTransport, { QSIZE as usize }>;
+
+fn rcore_queue(addrs: &QueueAddrs, q: usize) -> MiniQueue {
+    let (d, a, u) = addrs.get()[q].unwrap();
+    MiniQueue {
+        desc: d as *mut u8,
+        avail: a as *mut u8,
+        used: u as *mut u8,
+        size: QSIZE,
+        last_avail: 0,
+        used_idx: 0,
+    }
+}
+
+fn rcore_tx(len: usize, iters: u64) -> Duration {
+    let t = NetTransport::default();
+    let addrs = t.queues.clone();
+    let mut net: Net = Net::new(t).unwrap();
+    let mut dev = rcore_queue(&addrs, 1);
+    let mut bufs: Vec<Vec<u8>> = (0..BATCH)
+        .map(|_| {
+            let mut b = vec![0u8; 12 + len];
+            b[12..].copy_from_slice(&frame(len));
+            b
+        })
+        .collect();
+    let id = |a: u64| a as *mut u8;
+    let mut tokens = [0u16; BATCH];
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        let t = Instant::now();
+        for (k, b) in bufs.iter_mut().enumerate() {
+            // SAFETY: the buffer is not touched until transmit_complete.
+            tokens[k] = unsafe { net.transmit_begin(b) }.unwrap();
+        }
+        total += t.elapsed();
+        dev.run(&id, &mut |_, _| 0);
+        let t = Instant::now();
+        for (k, b) in bufs.iter().enumerate() {
+            assert_eq!(net.poll_transmit(), Some(tokens[k]));
+            // SAFETY: same buffer as transmit_begin.
+            black_box(unsafe { net.transmit_complete(tokens[k], b) }.unwrap());
+        }
+        total += t.elapsed();
+    }
+    total
+}
+
+fn rcore_rx(len: usize, iters: u64) -> Duration {
+    let t = NetTransport::default();
+    let addrs = t.queues.clone();
+    let mut net: Net = Net::new(t).unwrap();
+    let mut dev = rcore_queue(&addrs, 0);
+    let mut bufs: Vec<Vec<u8>> = (0..BATCH).map(|_| vec![0u8; 2048]).collect();
+    let mut tokens = [0u16; BATCH];
+    for (k, b) in bufs.iter_mut().enumerate() {
+        // SAFETY: the buffers live until the end and are only touched after completion.
+        tokens[k] = unsafe { net.receive_begin(b) }.unwrap();
+    }
+    let mut bytes = vec![0u8; 12];
+    bytes[10] = 1;
+    bytes.extend(frame(len));
+    let id = |a: u64| a as *mut u8;
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        dev.run(&id, &mut |p, cap| {
+            let n = bytes.len().min(cap as usize);
+            // SAFETY: p is a posted buffer of `cap` bytes.
+            unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, n) };
+            n as u32
+        });
+        let t = Instant::now();
+        for (k, b) in bufs.iter_mut().enumerate() {
+            assert_eq!(net.poll_receive(), Some(tokens[k]));
+            // SAFETY: same buffer as receive_begin.
+            black_box(unsafe { net.receive_complete(tokens[k], b) }.unwrap());
+            // SAFETY: as above; reposted at once.
+            tokens[k] = unsafe { net.receive_begin(b) }.unwrap();
+        }
+        total += t.elapsed();
+    }
+    total
+}
+
+fn bench(c: &mut Criterion) {
+    let ram = GuestRam::new(256 << 20);
+    let mut g = c.benchmark_group("datapath_per_packet_batch64");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    for len in [64usize, 1514] {
+        g.bench_function(BenchmarkId::new("tx_virtionet", len), |b| {
+            b.iter_custom(|n| virtionet_tx(&ram, len, false, n))
+        });
+        g.bench_function(BenchmarkId::new("tx_virtio_drivers", len), |b| {
+            b.iter_custom(|n| rcore_tx(len, n))
+        });
+        g.bench_function(BenchmarkId::new("rx_virtionet", len), |b| {
+            b.iter_custom(|n| virtionet_rx(&ram, len, n))
+        });
+        g.bench_function(BenchmarkId::new("rx_virtio_drivers", len), |b| {
+            b.iter_custom(|n| rcore_rx(len, n))
+        });
+    }
+    g.bench_function(BenchmarkId::new("tx_virtionet_lso", 65_000), |b| {
+        b.iter_custom(|n| virtionet_tx(&ram, 65_000, true, n))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
