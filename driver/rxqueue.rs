@@ -12,12 +12,15 @@
 
 use alloc::vec::Vec;
 
+use alloc::boxed::Box;
+
 use netring::{
-    Extension, FragmentRing, NetFragment, NetFragmentLogicalAddress, NetFragmentReturnContext,
-    NetFragmentVirtualAddress, NetPacket, NetPacketChecksum, NetPacketIeee8021q, NetPacketRsc,
-    PacketRing, RingError,
+    Extension, FragmentRing, HashProtocolType, NetFragment, NetFragmentLogicalAddress,
+    NetFragmentReturnContext, NetFragmentVirtualAddress, NetPacket, NetPacketChecksum,
+    NetPacketHash, NetPacketIeee8021q, NetPacketRsc, PacketRing, RingError,
 };
 use offload::filter::RxFilter;
+use offload::rss::Toeplitz;
 use offload::rx::{RxOptions, metadata, strip_vlan};
 use virtio::Features;
 use virtio::hal::{Dma, DmaRegion};
@@ -35,6 +38,8 @@ pub struct RxExtensions {
     pub rsc: Extension<NetPacketRsc>,
     /// `ms_packet_ieee8021q`.
     pub ieee8021q: Extension<NetPacketIeee8021q>,
+    /// `ms_packet_hash` (registered by the OS when receive-side scaling is on).
+    pub hash: Extension<NetPacketHash>,
     /// `ms_fragment_virtualaddress`.
     pub virtual_address: Extension<NetFragmentVirtualAddress>,
     /// `ms_fragment_logicaladdress`.
@@ -118,6 +123,8 @@ pub struct RxQueue {
     settings: RxSettings,
     ext: RxExtensions,
     filter: Option<RxFilter>,
+    /// RSS: the Toeplitz tables for the current key and the enabled protocol types.
+    rss: Option<(Box<Toeplitz>, HashProtocolType)>,
     stats: RxStats,
     armed: bool,
 }
@@ -168,6 +175,7 @@ impl RxQueue {
             settings,
             ext,
             filter: None,
+            rss: None,
             stats: RxStats::default(),
             armed: false,
         })
@@ -200,6 +208,16 @@ impl RxQueue {
         self.filter = filter;
     }
 
+    /// Turns the software RSS hash on (key and protocol types from the OS) or off. The tables
+    /// are built here, at PASSIVE level, not in the datapath.
+    pub fn set_rss(&mut self, key: Option<(&[u8; offload::rss::KEY_LEN], HashProtocolType)>) {
+        self.rss = key.map(|(k, types)| {
+            let mut t = Box::new(Toeplitz::EMPTY);
+            t.set_key(k);
+            (t, types)
+        });
+    }
+
     fn buf_device(&self, b: u32) -> u64 {
         self.pool.device() + u64::from(b) * u64::from(self.buffer_size)
     }
@@ -229,6 +247,15 @@ impl RxQueue {
 
     /// Appends to the pending ring. It holds one entry per buffer, and a buffer is pending at
     /// most once, so it cannot overflow.
+    /// Read-only view of a filled buffer (for parsing and hashing).
+    fn buf_view(&self, b: u32, len: u32) -> &[u8] {
+        let len = len.min(self.buffer_size) as usize;
+        let p = self.buf_cpu(b.min(self.settings.buffers - 1));
+        // SAFETY: as in `buf_bytes`: the buffer lies inside the pool and is out of the device's
+        // hands; &self keeps writers out for the slice's lifetime.
+        unsafe { core::slice::from_raw_parts(p, len) }
+    }
+
     fn push_pending(&mut self, b: u32, len: u32) {
         let n = self.pending.len();
         if let Some(slot) = self
@@ -372,11 +399,18 @@ impl RxQueue {
             let frame_len = total - (offset as usize - NetHeader::SIZE);
             let first_len = len - offset;
             let options = self.options;
-            let (meta, dst) = {
-                let bytes = &self.buf_bytes(first, len)[offset as usize..];
+            let (meta, dst, hash) = {
+                let bytes = self
+                    .buf_view(first, len)
+                    .get(offset as usize..)
+                    .unwrap_or(&[]);
                 let meta = metadata(&hdr, bytes, frame_len, options);
                 let dst = [bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5]];
-                (meta, dst)
+                let hash = match (&self.rss, meta.parsed) {
+                    (Some((t, types)), Some(l)) => offload::rss::hash_frame(t, bytes, &l, *types),
+                    _ => None,
+                };
+                (meta, dst, hash)
             };
             if let Some(f) = &self.filter
                 && (!f.accepts(&dst) || !f.vlan_accepts(tag.map(|t| t.vid)))
@@ -428,6 +462,11 @@ impl RxQueue {
                 if let Ok(r) = self.ext.rsc.get_mut(packets, pkt) {
                     *r = rsc;
                 }
+            }
+            if let Some(h) = hash
+                && let Ok(e) = self.ext.hash.get_mut(packets, pkt)
+            {
+                *e = h;
             }
             if let Some(t) = tag
                 && let Ok(q) = self.ext.ieee8021q.get_mut(packets, pkt)

@@ -28,6 +28,8 @@ pub struct RxFrame {
     pub rsc: NetPacketRsc,
     /// 802.1Q extension.
     pub ieee8021q: NetPacketIeee8021q,
+    /// Hash extension.
+    pub hash: netring::NetPacketHash,
     /// Fragments it came in.
     pub fragments: u16,
 }
@@ -78,6 +80,7 @@ impl OsRx {
             q.query(&names::RSC),
             q.query(&names::IEEE8021Q),
         );
+        let h = q.query(&names::HASH);
         let (va, la, rc) = (
             q.query(&names::VIRTUAL_ADDRESS),
             q.query(&names::LOGICAL_ADDRESS),
@@ -89,11 +92,13 @@ impl OsRx {
             Extension::new(&r, &p).expect("rsc"),
             Extension::new(&v, &p).expect("8021q"),
         );
+        let hash = Extension::<netring::NetPacketHash>::new(&h, &p).expect("hash");
         let f = q.fragments.view::<NetFragment>().expect("fragment view");
         let ext = RxExtensions {
             checksum,
             rsc,
             ieee8021q,
+            hash,
             virtual_address: Extension::<NetFragmentVirtualAddress>::new(&va, &f).expect("va"),
             logical_address: Extension::<NetFragmentLogicalAddress>::new(&la, &f).expect("la"),
             return_context: Extension::<NetFragmentReturnContext>::new(&rc, &f).expect("rc"),
@@ -247,6 +252,7 @@ impl OsRx {
             off(q, &names::RSC),
             off(q, &names::IEEE8021Q),
         );
+        let h_off = off(q, &names::HASH);
         let (va_off, rc_off) = (
             off(q, &names::VIRTUAL_ADDRESS),
             off(q, &names::RETURN_CONTEXT),
@@ -287,6 +293,13 @@ impl OsRx {
                         duplicate_ack_count: u16::from_le_bytes([e[r_off + 2], e[r_off + 3]]),
                     },
                     ieee8021q: tag,
+                    hash: netring::NetPacketHash::new(
+                        u32::from_le_bytes(e[h_off..h_off + 4].try_into().unwrap()),
+                        netring::HashProtocolType::from_bits_truncate(u16::from_le_bytes([
+                            e[h_off + 4],
+                            e[h_off + 5],
+                        ])),
+                    ),
                     fragments: count,
                 });
             }

@@ -200,6 +200,11 @@ impl OsTx {
         true
     }
 
+    /// Frame buffers the OS still holds (posted and not yet completed).
+    pub fn held_buffers(&self) -> usize {
+        self.buffers.iter().filter(|b| b.is_some()).count()
+    }
+
     /// Whether the driver owns packets (NetAdapterCx calls TX Advance only then).
     pub fn driver_owns_packets(&self) -> bool {
         self.rings.packets.begin_index() != self.rings.packets.end_index()

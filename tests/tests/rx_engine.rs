@@ -372,3 +372,34 @@ fn cancel_in_the_middle_of_traffic() {
     b.rx.return_buffer(1);
     assert_eq!(b.rx.stats().bad_returns, 1);
 }
+
+#[test]
+fn rss_hash_is_reported_in_the_extension() {
+    let mut b = setup(6, false, Features::VERSION_1 | Features::NET_GUEST_CSUM);
+    let key: [u8; 40] = core::array::from_fn(|i| (i * 37 + 11) as u8);
+    let types = netring::HashProtocolType::IPV4 | netring::HashProtocolType::TCP;
+    b.rx.set_rss(Some((&key, types)));
+    b.os.post(64, 127);
+    b.iterate(false);
+    let f = tcp4(200);
+    assert!(b.deliver(NetHeader::default(), &f));
+    assert!(b.deliver(
+        NetHeader::default(),
+        &frame([2, 0, 0, 0, 0, 1], 0x88b5, &[0; 60])
+    ));
+    b.iterate(false);
+    let got = &b.os.frames;
+    assert_eq!(got.len(), 2);
+    let input = [10, 0, 0, 1, 10, 0, 0, 2, 0x04, 0xd2, 0x00, 0x50];
+    assert_eq!(
+        got[0].hash.hash_value,
+        offload::rss::toeplitz_bitwise(&key, &input)
+    );
+    assert_eq!(got[0].hash.protocol(), types);
+    assert_eq!(
+        got[1].hash,
+        netring::NetPacketHash::default(),
+        "not IP: no hash"
+    );
+    b.rx.set_rss(None);
+}
