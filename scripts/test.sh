@@ -19,6 +19,17 @@ if rustup target add x86_64-pc-windows-msvc >/dev/null 2>&1; then
     have_windows_target=1
 fi
 
+step "QEMU (the tests against the real virtio-net-pci need Debian's qemu-system-x86)"
+if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1; then
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86) >/dev/null \
+            || echo "WARNING: could not install qemu-system-x86; the QEMU tests will fail" >&2
+    else
+        echo "WARNING: no apt-get to install QEMU; the QEMU tests will fail" >&2
+    fi
+fi
+command -v qemu-system-x86_64 >/dev/null 2>&1 && qemu-system-x86_64 --version | head -1
+
 step "format"
 cargo fmt --all --check
 

@@ -14,10 +14,12 @@
 pub mod device;
 pub mod dma;
 pub mod fuzzing;
+pub mod lab;
 pub mod netdev;
 pub mod os_rx;
 pub mod os_tx;
 pub mod pci_model;
+pub mod qemu;
 pub mod rings;
 pub mod rng;
 pub mod sim;
