@@ -18,6 +18,7 @@ pub mod lab;
 pub mod netdev;
 pub mod os_rx;
 pub mod os_tx;
+pub mod pcap;
 pub mod pci_model;
 pub mod qemu;
 pub mod rings;

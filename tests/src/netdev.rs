@@ -101,7 +101,7 @@ pub struct NetDevice {
     /// Frames the device dropped by its filter.
     pub filtered: u64,
     fault: Option<Fault>,
-    pcap: Option<Vec<u8>>,
+    pcap: Option<crate::pcap::PcapWriter<Vec<u8>>>,
     /// Resets seen when the queues were last built.
     built_at_reset: u32,
 }
@@ -168,29 +168,17 @@ impl NetDevice {
 
     /// Starts recording every frame (sent and delivered) for a pcap file.
     pub fn record_pcap(&mut self) {
-        let mut h = Vec::new();
-        h.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-        h.extend_from_slice(&2u16.to_le_bytes());
-        h.extend_from_slice(&4u16.to_le_bytes());
-        h.extend_from_slice(&[0; 8]);
-        h.extend_from_slice(&65535u32.to_le_bytes());
-        h.extend_from_slice(&1u32.to_le_bytes()); // LINKTYPE_ETHERNET
-        self.pcap = Some(h);
+        self.pcap = crate::pcap::PcapWriter::new(Vec::new()).ok();
     }
 
     /// The pcap recording so far.
     pub fn pcap(&self) -> Option<&[u8]> {
-        self.pcap.as_deref()
+        self.pcap.as_ref().map(|p| p.get_ref().as_slice())
     }
 
     fn record(&mut self, frame: &[u8]) {
         if let Some(p) = &mut self.pcap {
-            let n = self.sent.len() as u32;
-            p.extend_from_slice(&n.to_le_bytes());
-            p.extend_from_slice(&0u32.to_le_bytes());
-            p.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-            p.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-            p.extend_from_slice(frame);
+            let _ = p.write(frame);
         }
     }
 
