@@ -45,6 +45,9 @@ pub struct QemuOptions {
     pub mac: [u8; 6],
     /// Extra `virtio-net-pci` properties, e.g. `mrg_rxbuf=off,packed=on`.
     pub device_props: String,
+    /// Use a tap device (with `vnet_hdr=on`) of this name instead of the datagram socket, with
+    /// QEMU started inside network namespace `netns`.
+    pub tap: Option<(String, String)>,
 }
 
 impl Default for QemuOptions {
@@ -54,6 +57,7 @@ impl Default for QemuOptions {
             ram_mb: 256,
             mac: [0x52, 0x54, 0, 0x12, 0x34, 0x56],
             device_props: String::new(),
+            tap: None,
         }
     }
 }
@@ -195,7 +199,25 @@ impl Qemu {
         }
         let stderr_path = dir.join("qemu.stderr");
         let stderr = fs::File::create(&stderr_path).map_err(io)?;
-        let mut cmd = Command::new("qemu-system-x86_64");
+        let netdev = match &opts.tap {
+            Some((ifname, _)) => {
+                format!("tap,id=n0,ifname={ifname},script=no,downscript=no,vnet_hdr=on")
+            }
+            None => format!(
+                "dgram,id=n0,local.type=unix,local.path={},remote.type=unix,remote.path={}",
+                qemu_sock.display(),
+                host_sock.display()
+            ),
+        };
+        let mut cmd = match &opts.tap {
+            // Inside the tap's namespace: `ip netns exec` enters it and execs QEMU in place.
+            Some((_, ns)) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns, "qemu-system-x86_64"]);
+                c
+            }
+            None => Command::new("qemu-system-x86_64"),
+        };
         cmd.args([
             "-machine",
             "q35",
@@ -214,12 +236,7 @@ impl Qemu {
             mem_path.display()
         ))
         .args(["-machine", "memory-backend=mem"])
-        .arg("-netdev")
-        .arg(format!(
-            "dgram,id=n0,local.type=unix,local.path={},remote.type=unix,remote.path={}",
-            qemu_sock.display(),
-            host_sock.display()
-        ))
+        .args(["-netdev", &netdev])
         .args(["-device", &device])
         .arg("-qtest")
         .arg(format!("unix:{}", qt_sock.display()))
