@@ -19,13 +19,19 @@ if rustup target add x86_64-pc-windows-msvc >/dev/null 2>&1; then
     have_windows_target=1
 fi
 
-step "QEMU (the tests against the real virtio-net-pci need Debian's qemu-system-x86)"
-if ! command -v qemu-system-x86_64 >/dev/null 2>&1; then
+step "QEMU and network tools (tests against the real virtio-net-pci and the Linux kernel)"
+missing=""
+command -v qemu-system-x86_64 >/dev/null 2>&1 || missing="$missing qemu-system-x86"
+command -v ip >/dev/null 2>&1 || missing="$missing iproute2"
+command -v ethtool >/dev/null 2>&1 || missing="$missing ethtool"
+command -v nstat >/dev/null 2>&1 || missing="$missing iproute2"
+if [ -n "$missing" ]; then
     if command -v apt-get >/dev/null 2>&1; then
-        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends qemu-system-x86) >/dev/null \
-            || echo "WARNING: could not install qemu-system-x86; the QEMU tests will fail" >&2
+        echo "installing:$missing"
+        (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $missing) >/dev/null \
+            || echo "WARNING: could not install$missing; the QEMU tests will fail" >&2
     else
-        echo "WARNING: no apt-get to install QEMU; the QEMU tests will fail" >&2
+        echo "WARNING: no apt-get to install$missing; the QEMU tests will fail" >&2
     fi
 fi
 command -v qemu-system-x86_64 >/dev/null 2>&1 && qemu-system-x86_64 --version | head -1
