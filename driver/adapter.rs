@@ -309,11 +309,18 @@ impl<B: Bars> Adapter<B> {
         r
     }
 
-    /// Device reset and restore — on NEEDS_RESET, after a device fault, or on D0 re-entry: resets
-    /// the device, negotiates the same features again (a device that no longer offers them is an
-    /// error), and programs every queue again at the same ring memory. `engine_queues` are the
-    /// virtqueues engines hold, with their queue index; the engines must have called their
-    /// `abandon_in_flight` first (which clears the rings). Control commands are dropped.
+    /// Resets the device: it stops using every queue (no more DMA). First step of a recovery —
+    /// on NEEDS_RESET, after a device fault, or on D0 exit: only after this may the engines call
+    /// `abandon_in_flight` (which clears the rings the device could otherwise still write).
+    pub fn reset_device(&self, plan: &BringUp) -> Result<(), TransportError> {
+        self.transport.reset(plan.reset_polls)
+    }
+
+    /// Restore after [`reset_device`](Self::reset_device) and the engines' `abandon_in_flight`:
+    /// resets again (harmless), negotiates the same features (a device that no longer offers
+    /// them is an error), and programs every queue again at the same ring memory.
+    /// `engine_queues` are the virtqueues engines hold, with their queue index. Control commands
+    /// are dropped.
     pub fn restore(
         &mut self,
         plan: &BringUp,

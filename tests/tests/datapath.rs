@@ -318,6 +318,7 @@ fn a_misbehaving_device_is_reset_and_traffic_resumes() {
     );
     assert_eq!(m.tx.stats().device_faults, 1);
     // Recover: engines abandon what the device held, the adapter resets and restores.
+    m.adapter.reset_device(&PLAN).expect("reset");
     m.tx.abandon_in_flight();
     m.rx.abandon_in_flight();
     let queues = [(0u16, m.rx.virtqueue()), (1u16, m.tx.virtqueue())];
