@@ -19,9 +19,10 @@ use netring::{
     NetFragmentReturnContext, NetFragmentVirtualAddress, NetPacket, NetPacketChecksum,
     NetPacketHash, NetPacketIeee8021q, NetPacketRsc, PacketRing, RingError,
 };
+use offload::checksum::Checksum;
 use offload::filter::RxFilter;
 use offload::rss::Toeplitz;
-use offload::rx::{RxOptions, metadata, strip_vlan};
+use offload::rx::{RxOptions, checksum_fix, metadata, strip_vlan};
 use virtio::Features;
 use virtio::hal::{Dma, DmaRegion};
 use virtio::net::NetHeader;
@@ -399,18 +400,19 @@ impl RxQueue {
             let frame_len = total - (offset as usize - NetHeader::SIZE);
             let first_len = len - offset;
             let options = self.options;
-            let (meta, dst, hash) = {
+            let (mut meta, dst, hash, fix) = {
                 let bytes = self
                     .buf_view(first, len)
                     .get(offset as usize..)
                     .unwrap_or(&[]);
                 let meta = metadata(&hdr, bytes, frame_len, options);
+                let fix = checksum_fix(&hdr, &meta, bytes, frame_len, tag.is_some(), options);
                 let dst = [bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5]];
                 let hash = match (&self.rss, meta.parsed) {
                     (Some((t, types)), Some(l)) => offload::rss::hash_frame(t, bytes, &l, *types),
                     _ => None,
                 };
-                (meta, dst, hash)
+                (meta, dst, hash, fix)
             };
             if let Some(f) = &self.filter
                 && (!f.accepts(&dst) || !f.vlan_accepts(tag.map(|t| t.vid)))
@@ -422,6 +424,31 @@ impl RxQueue {
                 }
                 self.pop_pending(count);
                 continue;
+            }
+            // The transport checksum the OS will be told is valid must be a real one.
+            match fix {
+                Ok(None) => {}
+                Ok(Some(fix)) => {
+                    let mut rest = Checksum::new();
+                    for k in 1..count {
+                        let (b, blen) = self.pending_at(k);
+                        rest.add_bytes(self.buf_view(b, blen));
+                    }
+                    if let Some(bytes) = self.buf_bytes(first, len).get_mut(offset as usize..) {
+                        fix.apply(bytes, rest);
+                    }
+                    self.stats.checksums_completed += 1;
+                }
+                Err(_) => {
+                    self.stats.checksum_offsets_bad += 1;
+                    self.stats.device_faults += 1;
+                    meta.checksum = NetPacketChecksum::rx(
+                        meta.checksum
+                            .rx_layer3()
+                            .unwrap_or(netring::RxChecksumEvaluation::NotChecked),
+                        netring::RxChecksumEvaluation::NotChecked,
+                    );
+                }
             }
             // Fragments: one per buffer.
             for k in 0..count {

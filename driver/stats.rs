@@ -77,6 +77,12 @@ pub struct RxStats {
     pub checksum_errors: u64,
     /// Coalesced (RSC) packets indicated.
     pub coalesced_packets: u64,
+    /// Transport checksums the driver wrote before indicating: `NEEDS_CSUM` completed, or a
+    /// coalesced packet's checksum recomputed.
+    pub checksums_completed: u64,
+    /// `NEEDS_CSUM` packets whose offsets were unusable: indicated with the transport checksum
+    /// "not checked", so the OS verifies it (counted also as a device fault).
+    pub checksum_offsets_bad: u64,
     /// Frames dropped: shorter than the virtio-net header plus an Ethernet header.
     pub runts: u64,
     /// Frames dropped by the software receive filter (address or VLAN).

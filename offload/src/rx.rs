@@ -6,6 +6,7 @@ use netring::{NetPacketChecksum, NetPacketLayout, NetPacketRsc, RxChecksumEvalua
 use virtio::Features;
 use virtio::net::{NetHeader, gso, hdr_flags};
 
+use crate::checksum::Checksum;
 use crate::segment::{verify_ipv4_checksum, verify_l4_checksum};
 use crate::wire::{VlanTag, ethertype};
 use crate::{L4, Layout};
@@ -119,4 +120,119 @@ pub fn strip_vlan(frame: &mut [u8]) -> Option<VlanTag> {
     let tag = VlanTag::from_tci(u16::from_be_bytes([frame[14], frame[15]]));
     frame.copy_within(0..12, 4);
     Some(tag)
+}
+
+/// A transport checksum the driver must write into a received packet before indicating it.
+///
+/// The OS is told the checksum is valid, so the field must hold a real checksum: Windows
+/// forwards, bridges and captures packets as they are, and the RSC rules ask that a coalesced
+/// segment carry recomputed checksums. Two cases need it: `NEEDS_CSUM` (the field holds only the
+/// pseudo-header sum a local sender left), and a coalesced packet the device validated
+/// (`DATA_VALID`), whose field still holds the first segment's checksum.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChecksumFix {
+    /// Where the summed region starts, in frame bytes (the L4 header).
+    pub start: usize,
+    /// Where the 16-bit field is, in frame bytes.
+    pub field: usize,
+    /// A pseudo-header sum to store in the field before summing (recomputation), or `None`
+    /// when the field already holds it (`NEEDS_CSUM`).
+    pub seed: Option<u16>,
+    /// UDP: a computed zero goes on the wire as all-ones.
+    pub udp: bool,
+}
+
+/// Why a checksum could not be completed (the device's offsets are unusable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChecksumFixError {
+    /// `csum_start`/`csum_offset` point outside the first buffer, into the Ethernet header,
+    /// or at a field that is neither TCP's nor UDP's.
+    BadOffsets {
+        /// `csum_start` as the device wrote it.
+        start: u16,
+        /// `csum_offset` as the device wrote it.
+        offset: u16,
+    },
+}
+
+/// Decides whether the packet needs its checksum written, and where. `first` is the part of the
+/// frame in the first buffer (after any VLAN strip), `total_len` the whole frame's length,
+/// `stripped` whether a 4-byte tag was removed (the device's offsets count it).
+pub fn checksum_fix(
+    hdr: &NetHeader,
+    meta: &RxMetadata,
+    first: &[u8],
+    total_len: usize,
+    stripped: bool,
+    opt: RxOptions,
+) -> Result<Option<ChecksumFix>, ChecksumFixError> {
+    if !opt.guest_csum {
+        return Ok(None);
+    }
+    if hdr.flags & hdr_flags::NEEDS_CSUM != 0 {
+        let bad = ChecksumFixError::BadOffsets {
+            start: hdr.csum_start,
+            offset: hdr.csum_offset,
+        };
+        let shift = if stripped { 4 } else { 0 };
+        let start = usize::from(hdr.csum_start)
+            .checked_sub(shift)
+            .filter(|&s| s >= 14 && s <= total_len)
+            .ok_or(bad)?;
+        let udp = match hdr.csum_offset {
+            16 => false,
+            6 => true,
+            _ => return Err(bad),
+        };
+        let field = start + usize::from(hdr.csum_offset);
+        if field + 2 > first.len() || field + 2 > total_len {
+            return Err(bad);
+        }
+        return Ok(Some(ChecksumFix {
+            start,
+            field,
+            seed: None,
+            udp,
+        }));
+    }
+    // A coalesced TCP packet with the device's DATA_VALID: recompute from the pseudo-header.
+    let (Some(_), Some(l)) = (meta.rsc, meta.parsed) else {
+        return Ok(None);
+    };
+    if hdr.flags & hdr_flags::DATA_VALID == 0 || l.l4 != L4::Tcp {
+        return Ok(None);
+    }
+    let (l3o, l4o) = (l.l3_offset(), l.l4_offset());
+    if l4o + 20 > first.len() || l4o > total_len {
+        return Ok(None);
+    }
+    let Ok(pseudo) = crate::wire::pseudo_header(&first[l3o..l4o], 6, (total_len - l4o) as u32)
+    else {
+        return Ok(None);
+    };
+    Ok(Some(ChecksumFix {
+        start: l4o,
+        field: l4o + 16,
+        seed: Some(pseudo.fold()),
+        udp: false,
+    }))
+}
+
+impl ChecksumFix {
+    /// Writes the checksum: `first` is the frame's part in the first buffer (holding the field),
+    /// `rest` the sum of the frame's bytes in the following buffers, in order.
+    pub fn apply(self, first: &mut [u8], rest: Checksum) {
+        let Some(f) = first.get_mut(self.field..self.field + 2) else {
+            return;
+        };
+        if let Some(seed) = self.seed {
+            f.copy_from_slice(&seed.to_be_bytes());
+        }
+        let mut sum = Checksum::new();
+        sum.add_bytes(first.get(self.start..).unwrap_or(&[]));
+        sum.add_sum(rest);
+        let c = sum.finish();
+        let c = if self.udp && c == 0 { 0xffff } else { c };
+        first[self.field..self.field + 2].copy_from_slice(&c.to_be_bytes());
+    }
 }

@@ -214,6 +214,115 @@ fn lso_loops_back_as_rsc_and_checksums_hold() {
     assert_eq!(&f[1].bytes[54..], &small[54..]);
 }
 
+/// What a host's local sender or GRO gives the guest: partial (`NEEDS_CSUM`) checksums and
+/// coalesced packets whose checksum field is stale. The driver must hand the OS real checksums.
+#[test]
+fn received_partial_and_stale_checksums_are_completed() {
+    use virtio::net::{NetHeader, gso, hdr_flags};
+    let mut m = machine(
+        DEFAULT_FEATURES,
+        Backend::Channel,
+        &UserSettings::default(),
+        6,
+    );
+    let with_ip_csum = |mut f: Vec<u8>| {
+        let c = offload::checksum::checksum(&f[14..34]);
+        f[24..26].copy_from_slice(&c.to_be_bytes());
+        f
+    };
+    let seeded = |mut f: Vec<u8>| {
+        let l4_len = (f.len() - 34) as u32;
+        let seed = offload::wire::pseudo_header(&f[14..34], 6, l4_len)
+            .unwrap()
+            .fold();
+        f[50..52].copy_from_slice(&seed.to_be_bytes());
+        f
+    };
+    let partial = NetHeader {
+        flags: hdr_flags::NEEDS_CSUM,
+        csum_start: 34,
+        csum_offset: 16,
+        ..Default::default()
+    };
+    // 1: a 60 000-byte coalesced packet with a partial checksum (spans many RX buffers).
+    let big = seeded(with_ip_csum(tcp4(60_000)));
+    m.dev.to_receive.push_back((
+        NetHeader {
+            gso_type: gso::TCPV4,
+            gso_size: 1448,
+            ..partial
+        },
+        big.clone(),
+    ));
+    // 2: a small packet with a partial checksum, odd length.
+    let small = seeded(with_ip_csum(tcp4(501)));
+    m.dev.to_receive.push_back((partial, small.clone()));
+    // 3: a coalesced packet the device validated, its checksum field stale.
+    let mut stale = with_ip_csum(tcp4(20_001));
+    stale[50..52].copy_from_slice(&[0x12, 0x34]);
+    m.dev.to_receive.push_back((
+        NetHeader {
+            flags: hdr_flags::DATA_VALID,
+            gso_type: gso::TCPV4,
+            gso_size: 1000,
+            ..Default::default()
+        },
+        stale.clone(),
+    ));
+    // 4: NEEDS_CSUM with offsets into the Ethernet header: not trusted, left to the OS.
+    m.dev.to_receive.push_back((
+        NetHeader {
+            csum_start: 2,
+            ..partial
+        },
+        small.clone(),
+    ));
+    for _ in 0..200 {
+        m.round(&mut Vec::new()).unwrap();
+        if m.os_rx.frames.len() == 4 {
+            break;
+        }
+    }
+    let f = &m.os_rx.frames;
+    assert_eq!(f.len(), 4);
+    for (i, (frame, sent)) in f.iter().zip([&big, &small, &stale]).enumerate() {
+        let l = offload::Layout::parse(&frame.bytes).unwrap();
+        assert_eq!(
+            offload::segment::verify_l4_checksum(&frame.bytes, &l),
+            Some(true),
+            "frame {i}: the checksum is complete"
+        );
+        // Only the checksum field changed.
+        assert_eq!(frame.bytes[..50], sent[..50], "frame {i}");
+        assert_eq!(frame.bytes[52..], sent[52..], "frame {i}");
+        assert_eq!(frame.checksum.rx_layer4(), Some(Eval::Valid), "frame {i}");
+        let parsed = etherparse::SlicedPacket::from_ethernet(&frame.bytes).unwrap();
+        let Some(etherparse::TransportSlice::Tcp(t)) = parsed.transport else {
+            panic!("frame {i}: TCP");
+        };
+        let etherparse::NetSlice::Ipv4(ip) = parsed.net.unwrap() else {
+            panic!("frame {i}: IPv4");
+        };
+        assert_eq!(
+            t.calc_checksum_ipv4(ip.header().source(), ip.header().destination())
+                .unwrap(),
+            t.checksum(),
+            "frame {i}: etherparse agrees"
+        );
+    }
+    assert_eq!(
+        f[0].rsc.coalesced_segment_count,
+        60_000u32.div_ceil(1448) as u16
+    );
+    assert_eq!(f[2].rsc.coalesced_segment_count, 21);
+    // The untrusted offsets: bytes untouched, the OS verifies the checksum itself.
+    assert_eq!(f[3].bytes, small);
+    assert_eq!(f[3].checksum.rx_layer4(), Some(Eval::NotChecked));
+    let s = m.rx.stats();
+    assert_eq!(s.checksums_completed, 3);
+    assert_eq!(s.checksum_offsets_bad, 1);
+}
+
 #[test]
 fn receive_filter_and_control_commands_reach_the_device() {
     let mut m = machine(
