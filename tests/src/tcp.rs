@@ -57,6 +57,23 @@ pub struct TcpFlow {
     pub acks_seen: u64,
 }
 
+/// What [`TcpFlow::recv_stream`] received.
+#[derive(Debug, Clone, Default)]
+pub struct Received {
+    /// The stream's bytes, in order.
+    pub data: Vec<u8>,
+    /// Frames of the flow the driver indicated.
+    pub frames: u64,
+    /// Of those, coalesced packets (RSC count above one).
+    pub coalesced: u64,
+    /// Frames whose TCP checksum did not verify.
+    pub bad_checksums: u64,
+    /// Segments not at the next expected sequence number (dropped; the peer retransmits).
+    pub out_of_order: u64,
+    /// The largest frame indicated, in bytes.
+    pub largest: usize,
+}
+
 /// A segment the peer sent.
 #[derive(Debug, Clone, Copy)]
 struct Seg {
@@ -66,6 +83,10 @@ struct Seg {
     wnd: u16,
     wscale: Option<u8>,
     mss: Option<u16>,
+    /// Payload bytes: frame range.
+    payload: (usize, usize),
+    /// The TCP checksum verifies (as the OS would check it, were it not told it is valid).
+    csum_ok: bool,
 }
 
 impl TcpFlow {
@@ -191,7 +212,11 @@ impl TcpFlow {
                 _ => o += usize::from(t.get(o + 1).copied().unwrap_or(1)).max(2),
             }
         }
+        let end = offload::segment::ip_payload_end(f, &l).ok()?;
+        let start = (l.l4_offset() + hl).min(end);
         Some(Seg {
+            payload: (start, end),
+            csum_ok: offload::segment::verify_l4_checksum(f, &l) == Some(true),
             flags: t[13],
             seq: u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
             ack: u32::from_be_bytes([t[8], t[9], t[10], t[11]]),
@@ -224,16 +249,9 @@ impl TcpFlow {
         Ok(last)
     }
 
-    /// Opens the connection, sends `data` in LSO packets of up to 64 000 bytes cut at
-    /// `min(lso_mss, the peer's MSS)`, and closes it. Bounded by `timeout`.
-    pub fn send_stream(
-        &mut self,
-        m: &mut QemuMachine,
-        data: &[u8],
-        lso_mss: u32,
-        timeout: Duration,
-    ) -> Result<(), String> {
-        let deadline = Instant::now() + timeout;
+    /// Sends SYN (MSS 1460, window scale 7) until the peer's SYN-ACK arrives; takes its
+    /// window, scale and MSS.
+    fn connect(&mut self, m: &mut QemuMachine, deadline: Instant) -> Result<(), String> {
         // Handshake.
         let mut last_syn = Instant::now() - Duration::from_secs(1);
         loop {
@@ -262,6 +280,82 @@ impl TcpFlow {
                 break;
             }
         }
+        Ok(())
+    }
+
+    /// Opens the connection, receives what the peer sends until its FIN, acknowledging every
+    /// batch (window 8 MiB), and closes. Bounded by `timeout`.
+    pub fn recv_stream(
+        &mut self,
+        m: &mut QemuMachine,
+        timeout: Duration,
+    ) -> Result<Received, String> {
+        let deadline = Instant::now() + timeout;
+        self.connect(m, deadline)?;
+        let mut got = Received::default();
+        let ack = self.frame(flags::ACK, self.snd_nxt, &[], false);
+        m.pump(&mut vec![self.tx(ack, 0)])?;
+        let mut fin = false;
+        while !fin {
+            if Instant::now() > deadline {
+                return Err(format!("stream stalled after {} bytes", got.data.len()));
+            }
+            m.pump(&mut Vec::new())?;
+            let frames = std::mem::take(&mut m.os_rx.frames);
+            let mut new_data = false;
+            for rf in &frames {
+                let Some(s) = self.parse(&rf.bytes) else {
+                    continue;
+                };
+                if s.flags & flags::RST != 0 {
+                    return Err("connection reset by the peer".into());
+                }
+                got.frames += 1;
+                got.bad_checksums += u64::from(!s.csum_ok);
+                got.largest = got.largest.max(rf.bytes.len());
+                if rf.rsc.coalesced_segment_count > 1 {
+                    got.coalesced += 1;
+                }
+                let p = &rf.bytes[s.payload.0..s.payload.1];
+                if s.seq == self.rcv_nxt && s.csum_ok {
+                    got.data.extend_from_slice(p);
+                    self.rcv_nxt = self.rcv_nxt.wrapping_add(p.len() as u32);
+                    if s.flags & flags::FIN != 0 {
+                        self.rcv_nxt = self.rcv_nxt.wrapping_add(1);
+                        fin = true;
+                    }
+                    new_data = true;
+                } else if !p.is_empty() || s.flags & flags::FIN != 0 {
+                    got.out_of_order += 1;
+                    new_data = true; // a duplicate ACK tells the peer where we are
+                }
+            }
+            if new_data {
+                let ack = self.frame(flags::ACK, self.snd_nxt, &[], false);
+                m.pump(&mut vec![self.tx(ack, 0)])?;
+            }
+        }
+        // Close our side; the peer's ACK of it is not awaited (its socket is already closed).
+        let fin = self.frame(flags::FIN | flags::ACK, self.snd_nxt, &[], false);
+        m.pump(&mut vec![self.tx(fin, 0)])?;
+        self.snd_nxt = self.snd_nxt.wrapping_add(1);
+        for _ in 0..10 {
+            m.pump(&mut Vec::new())?;
+        }
+        Ok(got)
+    }
+
+    /// Opens the connection, sends `data` in LSO packets of up to 64 000 bytes cut at
+    /// `min(lso_mss, the peer's MSS)`, and closes it. Bounded by `timeout`.
+    pub fn send_stream(
+        &mut self,
+        m: &mut QemuMachine,
+        data: &[u8],
+        lso_mss: u32,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        let deadline = Instant::now() + timeout;
+        self.connect(m, deadline)?;
         let ack = self.frame(flags::ACK, self.snd_nxt, &[], false);
         let f = self.tx(ack, 0);
         m.pump(&mut vec![f])?;
