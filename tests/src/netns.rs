@@ -197,3 +197,58 @@ pub fn setup_far(ns: &NetNs, far: &NetNs) -> Result<(), String> {
     ])?;
     Ok(())
 }
+
+/// A serving thread: what it read (a sink), or nothing (a source).
+pub type Server = std::thread::JoinHandle<Result<Vec<u8>, String>>;
+
+/// Serves one TCP connection at `at` from a thread that joins namespace `ns`: with `send`
+/// `None` it reads to EOF and returns the bytes; with `Some(data)` it writes `data`, shuts
+/// its sending side and waits for the peer to close. The receiver is signalled once the socket
+/// listens. Every wait is bounded (60 s).
+pub fn serve_tcp(
+    ns: &NetNs,
+    at: std::net::SocketAddr,
+    send: Option<Vec<u8>>,
+) -> (Server, std::sync::mpsc::Receiver<()>) {
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, Instant};
+    let path = ns.path();
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let h = std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+        // SAFETY: setns changes only this thread's namespace, with an fd this thread opened.
+        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err("setns failed".into());
+        }
+        let l = std::net::TcpListener::bind(at).map_err(|e| format!("bind {at}: {e}"))?;
+        l.set_nonblocking(true).map_err(|e| e.to_string())?;
+        let _ = ready_tx.send(());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let (mut s, _) = loop {
+            match l.accept() {
+                Ok(c) => break c,
+                Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+                Err(e) => return Err(format!("accept: {e}")),
+            }
+        };
+        s.set_nonblocking(false).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(60)))
+            .map_err(|e| e.to_string())?;
+        s.set_write_timeout(Some(Duration::from_secs(60)))
+            .map_err(|e| e.to_string())?;
+        let mut got = Vec::new();
+        if let Some(data) = send {
+            s.write_all(&data).map_err(|e| format!("write: {e}"))?;
+            s.shutdown(std::net::Shutdown::Write)
+                .map_err(|e| e.to_string())?;
+            // Until the peer closes, so the data is not reset away.
+            let _ = s.read_to_end(&mut got);
+            got.clear();
+        } else {
+            s.read_to_end(&mut got).map_err(|e| format!("read: {e}"))?;
+        }
+        Ok(got)
+    });
+    (h, ready)
+}

@@ -72,6 +72,8 @@ pub struct Received {
     pub out_of_order: u64,
     /// The largest frame indicated, in bytes.
     pub largest: usize,
+    /// Coalesced packets: (payload bytes, RSC coalesced segment count).
+    pub rsc: Vec<(usize, u16)>,
 }
 
 /// A segment the peer sent.
@@ -313,10 +315,11 @@ impl TcpFlow {
                 got.frames += 1;
                 got.bad_checksums += u64::from(!s.csum_ok);
                 got.largest = got.largest.max(rf.bytes.len());
+                let p = &rf.bytes[s.payload.0..s.payload.1];
                 if rf.rsc.coalesced_segment_count > 1 {
                     got.coalesced += 1;
+                    got.rsc.push((p.len(), rf.rsc.coalesced_segment_count));
                 }
-                let p = &rf.bytes[s.payload.0..s.payload.1];
                 if s.seq == self.rcv_nxt && s.csum_ok {
                     got.data.extend_from_slice(p);
                     self.rcv_nxt = self.rcv_nxt.wrapping_add(p.len() as u32);

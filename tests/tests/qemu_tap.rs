@@ -2,97 +2,22 @@
 //! the test creates and removes: the OS side hands the driver 64 KiB LSO packets with checksum
 //! offload requested; the kernel receives a multi-megabyte stream whose SHA-256 must match, with
 //! no checksum errors — delivered locally, and forwarded through a veth with every offload off so
-//! the kernel segments in software. IPv4 and IPv6.
+//! the kernel segments in software. And the other way: the kernel's TSO stream reaches the guest
+//! as coalesced (RSC) packets whose partial checksums the driver completes. IPv4 and IPv6.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
-use std::os::fd::AsRawFd;
-use std::sync::mpsc;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use virtio::Features;
 use virtionet::config::UserSettings;
 use vnet_harness::lab::QemuMachine;
-use vnet_harness::netns::{NetNs, addr, setup_far, setup_tap};
+use vnet_harness::netns::{NetNs, addr, serve_tcp, setup_far, setup_tap};
 use vnet_harness::qemu::QemuOptions;
 use vnet_harness::rng::Rng;
 use vnet_harness::tcp::{Ip, TcpFlow};
 
 const MAC: [u8; 6] = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
-
-/// The sink's thread: (bytes received, SHA-256).
-type Sink = std::thread::JoinHandle<Result<(usize, Vec<u8>), String>>;
-
-/// A TCP sink inside a namespace: accepts one connection, reads to EOF, returns (bytes, SHA-256).
-fn sink(ns: &NetNs, at: SocketAddr) -> (Sink, mpsc::Receiver<()>) {
-    let path = ns.path();
-    let (ready_tx, ready) = mpsc::channel();
-    let h = std::thread::spawn(move || {
-        let f = std::fs::File::open(&path).map_err(|e| e.to_string())?;
-        // SAFETY: setns on this thread only, with a namespace fd this thread opened.
-        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err("setns failed".into());
-        }
-        let l = TcpListener::bind(at).map_err(|e| format!("bind {at}: {e}"))?;
-        l.set_nonblocking(true).map_err(|e| e.to_string())?;
-        let _ = ready_tx.send(());
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        let (mut s, _) = loop {
-            match l.accept() {
-                Ok(c) => break c,
-                Err(_) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                Err(e) => return Err(format!("accept: {e}")),
-            }
-        };
-        s.set_nonblocking(false).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(60)))
-            .map_err(|e| e.to_string())?;
-        let mut data = Vec::new();
-        s.read_to_end(&mut data).map_err(|e| format!("read: {e}"))?;
-        Ok((data.len(), Sha256::digest(&data).to_vec()))
-    });
-    (h, ready)
-}
-
-/// A TCP source inside a namespace: accepts one connection, writes `data`, closes.
-fn source(ns: &NetNs, at: SocketAddr, data: Vec<u8>) -> (Sink, mpsc::Receiver<()>) {
-    let path = ns.path();
-    let (ready_tx, ready) = mpsc::channel();
-    let h = std::thread::spawn(move || {
-        let f = std::fs::File::open(&path).map_err(|e| e.to_string())?;
-        // SAFETY: setns on this thread only, with a namespace fd this thread opened.
-        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err("setns failed".into());
-        }
-        let l = TcpListener::bind(at).map_err(|e| format!("bind {at}: {e}"))?;
-        l.set_nonblocking(true).map_err(|e| e.to_string())?;
-        let _ = ready_tx.send(());
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        let (mut s, _) = loop {
-            match l.accept() {
-                Ok(c) => break c,
-                Err(_) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5))
-                }
-                Err(e) => return Err(format!("accept: {e}")),
-            }
-        };
-        s.set_nonblocking(false).map_err(|e| e.to_string())?;
-        s.set_write_timeout(Some(Duration::from_secs(60)))
-            .map_err(|e| e.to_string())?;
-        s.write_all(&data).map_err(|e| format!("write: {e}"))?;
-        s.shutdown(std::net::Shutdown::Write)
-            .map_err(|e| e.to_string())?;
-        // Wait for the guest's FIN so the data is not reset away.
-        let mut rest = Vec::new();
-        let _ = s.read_to_end(&mut rest);
-        Ok((data.len(), Sha256::digest(&data).to_vec()))
-    });
-    (h, ready)
-}
 
 /// The kernel sends to the guest: its TSO packets reach the driver as coalesced (RSC) packets
 /// with partial checksums, which the driver completes; the guest's stream must match.
@@ -124,7 +49,7 @@ fn receive(tag: &str, v6: bool) {
     };
     let mut rng = Rng::new(6);
     let data: Vec<u8> = (0..4 << 20).map(|_| rng.next_u64() as u8).collect();
-    let (h, ready) = source(&ns, at, data.clone());
+    let (h, ready) = serve_tcp(&ns, at, Some(data.clone()));
     ready
         .recv_timeout(Duration::from_secs(10))
         .expect("source ready");
@@ -147,6 +72,16 @@ fn receive(tag: &str, v6: bool) {
         got.coalesced > 0 && got.largest > 9000,
         "{tag}: the kernel's TSO packets arrived coalesced: {got:?}"
     );
+    // RSC metadata: the segment count the kernel's MSS implies (IPv4 1460, IPv6 1440: the
+    // guest advertised 1460, the tap's MTU is 1500).
+    let mss = if v6 { 1440 } else { 1460 };
+    for &(len, count) in &got.rsc {
+        assert_eq!(
+            usize::from(count),
+            len.div_ceil(mss),
+            "{tag}: RSC count of a {len}-byte payload"
+        );
+    }
     let s = m.rx.stats();
     assert!(s.coalesced_packets >= got.coalesced, "{tag}: {s:?}");
     assert!(s.checksums_completed > 0, "{tag}: {s:?}");
@@ -217,7 +152,7 @@ fn stream(tag: &str, v6: bool, forwarded: bool) {
     };
     let csum_errors = receiving.counter("TcpInCsumErrors");
     let in_segs = receiving.counter("TcpInSegs");
-    let (h, ready) = sink(receiving, at);
+    let (h, ready) = serve_tcp(receiving, at, None);
     ready
         .recv_timeout(Duration::from_secs(10))
         .expect("sink ready");
@@ -226,10 +161,10 @@ fn stream(tag: &str, v6: bool, forwarded: bool) {
     let mut flow = TcpFlow::new(MAC, tap_mac, ip, 40_000, 5001);
     flow.send_stream(&mut m, &data, 1448, Duration::from_secs(60))
         .unwrap_or_else(|e| panic!("{tag}: {e}"));
-    let (n, sha) = h.join().expect("sink thread").expect("sink");
-    assert_eq!(n, data.len(), "{tag}: bytes received");
+    let got = h.join().expect("sink thread").expect("sink");
+    assert_eq!(got.len(), data.len(), "{tag}: bytes received");
     assert_eq!(
-        sha,
+        Sha256::digest(&got).to_vec(),
         Sha256::digest(&data).to_vec(),
         "{tag}: SHA-256 of the stream"
     );
