@@ -99,14 +99,29 @@ pub mod addr {
 /// Creates the tap `ifname` (vnet_hdr) in `ns`, with the host addresses and static neighbour
 /// entries for the guest's MAC; returns the tap's MAC address.
 pub fn setup_tap(ns: &NetNs, ifname: &str, guest_mac: [u8; 6]) -> Result<[u8; 6], String> {
+    setup_tap_with(ns, ifname, guest_mac, false)
+}
+
+/// [`setup_tap`], with the tap multi-queue (`multi_queue`) when asked: QEMU then opens one
+/// queue per virtio queue pair and the kernel spreads flows over them by hash.
+pub fn setup_tap_with(
+    ns: &NetNs,
+    ifname: &str,
+    guest_mac: [u8; 6],
+    multi_queue: bool,
+) -> Result<[u8; 6], String> {
     let mac = guest_mac
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect::<Vec<_>>()
         .join(":");
-    ns.exec(&[
+    let mut add = vec![
         "ip", "tuntap", "add", "dev", ifname, "mode", "tap", "vnet_hdr",
-    ])?;
+    ];
+    if multi_queue {
+        add.push("multi_queue");
+    }
+    ns.exec(&add)?;
     ns.exec(&["ip", "addr", "add", "10.99.0.1/24", "dev", ifname])?;
     ns.exec(&[
         "ip",

@@ -357,7 +357,7 @@ impl<B: Bars> Transport<B> {
         &self.bars
     }
 
-    /// `num_queues` as read at probe time.
+    /// `num_queues` as read at probe time (before feature negotiation; it may grow after it).
     pub const fn num_queues(&self) -> u16 {
         self.num_queues
     }
@@ -476,9 +476,12 @@ impl<B: Bars> Transport<B> {
         self.add_status(status::DRIVER_OK);
     }
 
-    /// The maximum size of queue `index` (0 if it does not exist).
+    /// The maximum size of queue `index` (0 if it does not exist). `num_queues` is read again
+    /// each time: a device may add queues when features are negotiated (QEMU's virtio-net
+    /// realizes one queue pair and adds the others when MQ is accepted).
     pub fn queue_max_size(&self, index: u16) -> u16 {
-        if index >= self.num_queues {
+        let n = self.read16(common::NUM_QUEUES);
+        if n == 0xffff || index >= n {
             return 0;
         }
         self.write16(common::QUEUE_SELECT, index);

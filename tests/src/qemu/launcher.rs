@@ -48,6 +48,8 @@ pub struct QemuOptions {
     /// Use a tap device (with `vnet_hdr=on`) of this name instead of the datagram socket, with
     /// QEMU started inside network namespace `netns`.
     pub tap: Option<(String, String)>,
+    /// Queue pairs of the tap backend (`queues=N`; the tap must be multi-queue when above 1).
+    pub tap_queues: u16,
 }
 
 impl Default for QemuOptions {
@@ -58,6 +60,7 @@ impl Default for QemuOptions {
             mac: [0x52, 0x54, 0, 0x12, 0x34, 0x56],
             device_props: String::new(),
             tap: None,
+            tap_queues: 1,
         }
     }
 }
@@ -201,7 +204,12 @@ impl Qemu {
         let stderr = fs::File::create(&stderr_path).map_err(io)?;
         let netdev = match &opts.tap {
             Some((ifname, _)) => {
-                format!("tap,id=n0,ifname={ifname},script=no,downscript=no,vnet_hdr=on")
+                let mut t =
+                    format!("tap,id=n0,ifname={ifname},script=no,downscript=no,vnet_hdr=on");
+                if opts.tap_queues > 1 {
+                    t.push_str(&format!(",queues={}", opts.tap_queues));
+                }
+                t
             }
             None => format!(
                 "dgram,id=n0,local.type=unix,local.path={},remote.type=unix,remote.path={}",
