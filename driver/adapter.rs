@@ -16,6 +16,7 @@ use virtio::pci::{NO_VECTOR, Notifier, Transport, TransportError};
 use virtio::queue::{Layout, QueueConfig, QueueError, VirtQueue};
 
 use crate::config::{Capabilities, UserSettings, derive, wanted_features};
+use crate::events::{Event, EventLog, EventSink};
 
 /// Bring-up failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +82,7 @@ pub struct Adapter<B> {
     commands: VecDeque<OwnedCommand>,
     command_errors: u32,
     link_up: bool,
+    events: EventLog,
 }
 
 impl<B> core::fmt::Debug for Adapter<B> {
@@ -173,6 +175,7 @@ impl<B: Bars> Adapter<B> {
             commands: VecDeque::new(),
             command_errors: 0,
             link_up: config.link_up(),
+            events: EventLog::default(),
         };
         if let Err(e) = a.setup_queues(dma, plan, max_pairs) {
             a.transport.fail();
@@ -182,6 +185,14 @@ impl<B: Bars> Adapter<B> {
         let config_vector = if plan.msix { 0 } else { NO_VECTOR };
         a.transport.set_config_vector(config_vector)?;
         a.transport.driver_ok();
+        a.events.push(Event::BringUp {
+            offered: offered.bits(),
+            negotiated: features.bits(),
+            queue_pairs: pairs,
+            max_queue_pairs: max_pairs,
+            msix: plan.msix,
+        });
+        a.events.push(Event::Capabilities(caps));
         if pairs > 1 {
             a.commands.push_back(OwnedCommand::Pairs(pairs));
         }
@@ -312,7 +323,8 @@ impl<B: Bars> Adapter<B> {
     /// Resets the device: it stops using every queue (no more DMA). First step of a recovery —
     /// on NEEDS_RESET, after a device fault, or on D0 exit: only after this may the engines call
     /// `abandon_in_flight` (which clears the rings the device could otherwise still write).
-    pub fn reset_device(&self, plan: &BringUp) -> Result<(), TransportError> {
+    pub fn reset_device(&mut self, plan: &BringUp) -> Result<(), TransportError> {
+        self.events.push(Event::DeviceReset);
         self.transport.reset(plan.reset_polls)
     }
 
@@ -322,6 +334,16 @@ impl<B: Bars> Adapter<B> {
     /// `engine_queues` are the virtqueues engines hold, with their queue index. Control commands
     /// are dropped.
     pub fn restore(
+        &mut self,
+        plan: &BringUp,
+        engine_queues: &[(u16, &VirtQueue)],
+    ) -> Result<(), AdapterError> {
+        let r = self.reprogram(plan, engine_queues);
+        self.events.push(Event::Restored { ok: r.is_ok() });
+        r
+    }
+
+    fn reprogram(
         &mut self,
         plan: &BringUp,
         engine_queues: &[(u16, &VirtQueue)],
@@ -452,6 +474,22 @@ impl<B: Bars> Adapter<B> {
         self.transport.needs_reset()
     }
 
+    /// Records an event the glue saw (a queue fault, surprise removal, counters on its timer),
+    /// in order with the adapter's own.
+    pub fn record(&mut self, e: Event) {
+        self.events.push(e);
+    }
+
+    /// Hands the waiting events to `sink` (the TraceLogging provider), oldest first.
+    pub fn drain_events(&mut self, sink: &mut impl EventSink) {
+        self.events.drain(sink);
+    }
+
+    /// Events dropped because nobody drained them in time.
+    pub const fn events_dropped(&self) -> u64 {
+        self.events.dropped()
+    }
+
     /// Current link state.
     pub const fn link_up(&self) -> bool {
         self.link_up
@@ -468,7 +506,11 @@ impl<B: Bars> Adapter<B> {
             self.commands.push_back(OwnedCommand::AnnounceAck);
         }
         let up = c.link_up();
-        Ok((up != core::mem::replace(&mut self.link_up, up)).then_some(up))
+        let changed = up != core::mem::replace(&mut self.link_up, up);
+        if changed {
+            self.events.push(Event::LinkChanged { up });
+        }
+        Ok(changed.then_some(up))
     }
 
     /// Queues the commands that make the device filter as `filter` says: promiscuous and
@@ -572,9 +614,12 @@ impl<B: Bars> Adapter<B> {
                 Err(_) => self.command_errors += 1,
             }
         }
-        ControlProgress::Idle {
-            errors: core::mem::take(&mut self.command_errors),
+        let errors = core::mem::take(&mut self.command_errors);
+        if errors > 0 {
+            self.events
+                .push(Event::ControlCommandsFailed { count: errors });
         }
+        ControlProgress::Idle { errors }
     }
 
     /// Whether control commands are queued or running.

@@ -29,6 +29,7 @@ static GLOBAL_ALLOCATOR: wdk_alloc::WdkAllocator = wdk_alloc::WdkAllocator;
 
 pub mod adapter;
 pub mod config;
+pub mod events;
 pub mod os_memory;
 pub mod rxqueue;
 pub mod stats;

@@ -9,6 +9,7 @@ use offload::filter::{PacketFilter, RxFilter};
 use virtio::Features;
 use virtionet::adapter::ControlProgress;
 use virtionet::config::UserSettings;
+use virtionet::events::Event;
 use virtionet::rxqueue::RxFault;
 use vnet_harness::netdev::{Backend, DEFAULT_FEATURES, Fault};
 use vnet_harness::os_tx::TxFrame;
@@ -388,6 +389,23 @@ fn link_flap_reaches_the_adapter() {
     );
     m.dev.set_link(true);
     assert_eq!(m.adapter.config_changed().unwrap(), Some(true));
+    // The trace: bring-up, capabilities, then exactly the two changes.
+    let mut ev = Vec::new();
+    m.adapter.drain_events(&mut ev);
+    assert!(
+        matches!(ev[0], Event::BringUp { queue_pairs: 1, msix: false, negotiated, .. }
+        if negotiated == m.adapter.features().bits())
+    );
+    assert_eq!(ev[1], Event::Capabilities(*m.adapter.capabilities()));
+    assert_eq!(
+        ev[2..],
+        [
+            Event::LinkChanged { up: false },
+            Event::LinkChanged { up: true }
+        ]
+    );
+    m.adapter.drain_events(&mut ev);
+    assert_eq!(ev.len(), 4, "drained once");
 }
 
 #[test]
@@ -432,6 +450,13 @@ fn a_misbehaving_device_is_reset_and_traffic_resumes() {
     m.rx.abandon_in_flight();
     let queues = [(0u16, m.rx.virtqueue()), (1u16, m.tx.virtqueue())];
     m.adapter.restore(&PLAN, &queues).expect("restore");
+    let mut ev = Vec::new();
+    m.adapter.drain_events(&mut ev);
+    assert_eq!(
+        ev[ev.len() - 2..],
+        [Event::DeviceReset, Event::Restored { ok: true }],
+        "the recovery is traced"
+    );
     // The device model forgets its queues on reset and rebuilds them on DRIVER_OK.
     pending.extend((0..20).map(|i| TxFrame {
         bytes: eth(MAC, &[0x40 + i as u8; 100]),
@@ -558,4 +583,33 @@ fn surprise_removal_is_detected_and_stop_does_not_hang() {
         os_tx.held_buffers(),
         "only the OS's own frame buffers remain: the driver leaked no DMA memory"
     );
+}
+
+#[test]
+fn event_log_keeps_the_newest_and_counts_what_it_dropped() {
+    use virtionet::events::EventLog;
+    let mut log = EventLog::default();
+    let n = EventLog::CAPACITY + 5;
+    for i in 0..n {
+        log.push(Event::QueueFault {
+            pair: i as u16,
+            transmit: i % 2 == 0,
+        });
+    }
+    assert_eq!((log.len(), log.dropped()), (EventLog::CAPACITY, 5));
+    let mut ev = Vec::new();
+    log.drain(&mut ev);
+    let pairs: Vec<u16> = ev
+        .iter()
+        .map(|e| match e {
+            Event::QueueFault { pair, .. } => *pair,
+            _ => u16::MAX,
+        })
+        .collect();
+    assert_eq!(
+        pairs,
+        (5..n as u16).collect::<Vec<_>>(),
+        "oldest dropped, order kept"
+    );
+    assert!(log.is_empty());
 }

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use virtio::Features;
 use virtionet::config::UserSettings;
+use virtionet::events::Event;
 use vnet_harness::lab::QemuMachine;
 use vnet_harness::os_tx::TxFrame;
 use vnet_harness::qemu::QemuOptions;
@@ -188,6 +189,21 @@ fn link_down_and_up_through_qmp() {
         .unwrap();
     assert_eq!(m.adapter.config_changed().unwrap(), Some(true));
     let _ = m.pump(&mut Vec::new());
+    let mut ev = Vec::new();
+    m.adapter.drain_events(&mut ev);
+    assert!(
+        matches!(ev[0], Event::BringUp { offered, negotiated, .. }
+            if negotiated == m.adapter.features().bits() && offered & negotiated == negotiated),
+        "{:?}",
+        ev[0]
+    );
+    assert_eq!(
+        ev[2..],
+        [
+            Event::LinkChanged { up: false },
+            Event::LinkChanged { up: true }
+        ]
+    );
 }
 
 #[test]
@@ -248,6 +264,12 @@ fn device_reset_during_traffic_recovers() {
         .restore(&plan, &queues)
         .expect("restore after reset");
     assert_eq!(m.adapter.transport().status(), 15, "DRIVER_OK again");
+    let mut ev = Vec::new();
+    m.adapter.drain_events(&mut ev);
+    assert_eq!(
+        ev[ev.len() - 2..],
+        [Event::DeviceReset, Event::Restored { ok: true }]
+    );
     // Everything posted after the reset arrives; every packet is returned to the OS once.
     let after: Vec<Vec<u8>> = (0..200)
         .map(|i| frame([2, 0, 0, 0, 0, 0x43], i, 900))
