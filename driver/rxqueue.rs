@@ -168,7 +168,8 @@ impl RxQueue {
             buffer_size: settings.buffer_size,
             state: alloc::vec![Buf::Free; n as usize],
             free: (0..n).rev().collect(),
-            pending: alloc::vec![(0, 0); n as usize],
+            // A power of two, so positions wrap with a mask (no division per packet).
+            pending: alloc::vec![(0, 0); (n as usize).next_power_of_two()],
             pending_head: 0,
             pending_len: 0,
             mergeable: features.contains(Features::NET_MRG_RXBUF),
@@ -258,10 +259,10 @@ impl RxQueue {
     }
 
     fn push_pending(&mut self, b: u32, len: u32) {
-        let n = self.pending.len();
+        let mask = self.pending.len() - 1;
         if let Some(slot) = self
             .pending
-            .get_mut((self.pending_head + self.pending_len) % n)
+            .get_mut((self.pending_head + self.pending_len) & mask)
         {
             *slot = (b, len);
             self.pending_len += 1;
@@ -269,15 +270,15 @@ impl RxQueue {
     }
 
     fn pending_at(&self, k: usize) -> (u32, u32) {
-        let n = self.pending.len();
+        let mask = self.pending.len() - 1;
         self.pending
-            .get((self.pending_head + k) % n)
+            .get((self.pending_head + k) & mask)
             .copied()
             .unwrap_or((0, 0))
     }
 
     fn pop_pending(&mut self, k: usize) {
-        self.pending_head = (self.pending_head + k) % self.pending.len();
+        self.pending_head = (self.pending_head + k) & (self.pending.len() - 1);
         self.pending_len -= k;
     }
 
