@@ -439,8 +439,12 @@ impl TxQueue {
                 Err(()) => return Posted::Done,
             }
         } else {
-            // SAFETY: as above; only the destination address is read (for the counters).
-            unsafe { copy_out(frags, 0, &mut dst) };
+            match frags.first() {
+                // SAFETY: the first fragment is readable for `len` ≥ 6 bytes (as above).
+                Some(f) if f.len >= 6 => dst = unsafe { f.va.cast::<[u8; 6]>().read_unaligned() },
+                // SAFETY: as above; only the destination address is read (for the counters).
+                _ => _ = unsafe { copy_out(frags, 0, &mut dst) },
+            }
             (NetHeader::default(), NetHeader::SIZE, 0)
         };
         if hdr.write(self.slot(idx)).is_none() {
