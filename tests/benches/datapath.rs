@@ -32,37 +32,13 @@ const BATCH: usize = 64;
 const QSIZE: u16 = 256;
 
 fn frame(len: usize) -> Vec<u8> {
-    let mut f = vec![
-        0x52, 0x54, 0, 0x12, 0x34, 0x56, 2, 0, 0, 0, 0, 1, 0x08, 0x00,
-    ];
-    let total = len - 14;
-    f.extend_from_slice(&[
-        0x45,
-        0,
-        (total >> 8) as u8,
-        total as u8,
-        0,
-        1,
-        0x40,
-        0,
-        64,
-        6,
-        0,
-        0,
-        10,
-        0,
-        0,
-        1,
-        10,
-        0,
-        0,
-        2,
-    ]);
-    f.extend_from_slice(&[
-        0x04, 0xd2, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0,
-    ]);
-    f.resize(len, 0xab);
-    f
+    let payload = core::iter::repeat_n(0xab, len - 54);
+    vnet_harness::frames::tcp4(
+        [0x52, 0x54, 0, 0x12, 0x34, 0x56],
+        [2, 0, 0, 0, 0, 1],
+        0x10,
+        payload,
+    )
 }
 
 fn mini(ram: &GuestRam, vq: &VirtQueue) -> MiniQueue {

@@ -13,6 +13,7 @@
 
 pub mod device;
 pub mod dma;
+pub mod frames;
 pub mod fuzzing;
 pub mod lab;
 pub mod netdev;

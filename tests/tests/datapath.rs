@@ -11,6 +11,7 @@ use virtionet::adapter::ControlProgress;
 use virtionet::config::UserSettings;
 use virtionet::events::Event;
 use virtionet::rxqueue::RxFault;
+use vnet_harness::frames;
 use vnet_harness::netdev::{Backend, DEFAULT_FEATURES, Fault};
 use vnet_harness::os_tx::TxFrame;
 use vnet_harness::sim::{MAC, Machine, PLAN, machine};
@@ -24,37 +25,12 @@ fn eth(dst: [u8; 6], payload: &[u8]) -> Vec<u8> {
 }
 
 fn tcp4(payload: usize) -> Vec<u8> {
-    let total = 40 + payload;
-    let mut ip = vec![
-        0x45,
-        0,
-        (total >> 8) as u8,
-        total as u8,
-        0,
-        1,
-        0x40,
-        0,
-        64,
-        6,
-        0,
-        0,
-        10,
-        0,
-        0,
-        1,
-        10,
-        0,
-        0,
-        2,
-    ];
-    ip.extend_from_slice(&[
-        0x04, 0xd2, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 0xff, 0xff, 0, 0, 0, 0,
-    ]);
-    ip.extend((0..payload).map(|i| (i * 13) as u8));
-    let mut f = MAC.to_vec();
-    f.extend_from_slice(&[2, 0, 0, 0, 0, 9, 0x08, 0x00]);
-    f.extend_from_slice(&ip);
-    f
+    frames::tcp4(
+        MAC,
+        [2, 0, 0, 0, 0, 9],
+        0x18,
+        (0..payload).map(|i| (i * 13) as u8),
+    )
 }
 
 #[test]

@@ -6,35 +6,8 @@ use vnet_harness::rng::Rng;
 /// A valid Ethernet/IPv4/TCP frame to mutate (mutations reach deeper than random bytes).
 fn seed_frame(rng: &mut Rng) -> Vec<u8> {
     let payload = rng.below(3000) as usize;
-    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
-    let total = 40 + payload;
-    f.extend_from_slice(&[
-        0x45,
-        0,
-        (total >> 8) as u8,
-        total as u8,
-        0,
-        1,
-        0x40,
-        0,
-        64,
-        6,
-        0,
-        0,
-        10,
-        0,
-        0,
-        1,
-        10,
-        0,
-        0,
-        2,
-    ]);
-    f.extend_from_slice(&[
-        4, 210, 0, 80, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x18, 255, 255, 0, 0, 0, 0,
-    ]);
-    f.extend((0..payload).map(|_| rng.next_u64() as u8));
-    f
+    let bytes: Vec<u8> = (0..payload).map(|_| rng.next_u64() as u8).collect();
+    vnet_harness::frames::tcp4([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2], 0x18, bytes)
 }
 
 /// Half random bytes, half `prefix` control bytes followed by a mutated valid frame.

@@ -8,6 +8,7 @@ use virtio::queue::{Layout, QueueConfig, VirtQueue};
 use virtionet::rxqueue::{RxQueue, RxSettings};
 use vnet_harness::device::SplitDevice;
 use vnet_harness::dma::GuestRam;
+use vnet_harness::frames;
 use vnet_harness::os_rx::OsRx;
 use vnet_harness::rng::Rng;
 
@@ -203,35 +204,9 @@ fn mergeable_buffers_make_multi_fragment_packets() {
 }
 
 fn tcp4(payload: usize) -> Vec<u8> {
-    let total = 40 + payload;
-    let mut ip = vec![
-        0x45,
-        0,
-        (total >> 8) as u8,
-        total as u8,
-        0,
-        1,
-        0x40,
-        0,
-        64,
-        6,
-        0,
-        0,
-        10,
-        0,
-        0,
-        1,
-        10,
-        0,
-        0,
-        2,
-    ];
-    let c = offload::checksum::checksum(&ip);
+    let mut ip = frames::ipv4_tcp(0x10, (0..payload).map(|i| (i * 3) as u8));
+    let c = offload::checksum::checksum(&ip[..20]);
     ip[10..12].copy_from_slice(&c.to_be_bytes());
-    ip.extend_from_slice(&[
-        0x04, 0xd2, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x10, 0xff, 0xff, 0, 0, 0, 0,
-    ]);
-    ip.extend((0..payload).map(|i| (i * 3) as u8));
     let mut f = frame([2, 0, 0, 0, 0, 1], 0x0800, &ip);
     offload::segment::fill_l4_checksum(&mut f).unwrap();
     f

@@ -10,6 +10,7 @@ use virtio::queue::{Layout, QueueConfig, VirtQueue};
 use virtionet::txqueue::{TxQueue, TxSettings};
 use vnet_harness::device::SplitDevice;
 use vnet_harness::dma::GuestRam;
+use vnet_harness::frames;
 use vnet_harness::os_tx::{OsTx, TxFrame};
 use vnet_harness::rng::Rng;
 
@@ -61,33 +62,7 @@ fn eth(dst: [u8; 6], ethertype: u16, payload: &[u8]) -> Vec<u8> {
 }
 
 fn tcp4(payload: usize, flags: u8) -> Vec<u8> {
-    let total = 40 + payload;
-    let mut ip = vec![
-        0x45,
-        0,
-        (total >> 8) as u8,
-        total as u8,
-        0,
-        1,
-        0x40,
-        0,
-        64,
-        6,
-        0,
-        0,
-        10,
-        0,
-        0,
-        1,
-        10,
-        0,
-        0,
-        2,
-    ];
-    ip.extend_from_slice(&[
-        0x04, 0xd2, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0,
-    ]);
-    ip.extend((0..payload).map(|i| (i * 7) as u8));
+    let ip = frames::ipv4_tcp(flags, (0..payload).map(|i| (i * 7) as u8));
     eth([2, 0, 0, 0, 0, 1], 0x0800, &ip)
 }
 
