@@ -213,6 +213,23 @@ pub fn setup_far(ns: &NetNs, far: &NetNs) -> Result<(), String> {
     Ok(())
 }
 
+/// Runs `f` on a new thread that has joined network namespace `ns` (only that thread does).
+pub fn spawn_in<T: Send + 'static>(
+    ns: &NetNs,
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> std::thread::JoinHandle<Result<T, String>> {
+    use std::os::fd::AsRawFd;
+    let path = ns.path();
+    std::thread::spawn(move || {
+        let file = std::fs::File::open(&path).map_err(|e| format!("{path}: {e}"))?;
+        // SAFETY: setns changes only this thread's namespace, with an fd this thread opened.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(format!("setns {path}: {}", std::io::Error::last_os_error()));
+        }
+        f()
+    })
+}
+
 /// A serving thread: what it read (a sink), or nothing (a source).
 pub type Server = std::thread::JoinHandle<Result<Vec<u8>, String>>;
 
@@ -226,16 +243,9 @@ pub fn serve_tcp(
     send: Option<Vec<u8>>,
 ) -> (Server, std::sync::mpsc::Receiver<()>) {
     use std::io::{Read, Write};
-    use std::os::fd::AsRawFd;
     use std::time::{Duration, Instant};
-    let path = ns.path();
     let (ready_tx, ready) = std::sync::mpsc::channel();
-    let h = std::thread::spawn(move || {
-        let f = std::fs::File::open(&path).map_err(|e| e.to_string())?;
-        // SAFETY: setns changes only this thread's namespace, with an fd this thread opened.
-        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err("setns failed".into());
-        }
+    let h = spawn_in(ns, move || {
         let l = std::net::TcpListener::bind(at).map_err(|e| format!("bind {at}: {e}"))?;
         l.set_nonblocking(true).map_err(|e| e.to_string())?;
         let _ = ready_tx.send(());

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use virtio::Features;
 use virtionet::config::UserSettings;
 use vnet_harness::lab::QemuMachine;
-use vnet_harness::netns::{NetNs, addr, serve_tcp, setup_far, setup_tap};
+use vnet_harness::netns::{NetNs, addr, serve_tcp, setup_far, setup_tap, spawn_in};
 use vnet_harness::os_tx::TxFrame;
 use vnet_harness::qemu::QemuOptions;
 use vnet_harness::rng::Rng;
@@ -235,7 +235,6 @@ fn udp4(dst_mac: [u8; 6], src: ([u8; 4], u16), dst: ([u8; 4], u16), payload: &[u
 #[test]
 fn multi_queue_with_per_queue_vectors() {
     use netring::{NetPacketChecksum, TxChecksumAction as A};
-    use std::os::fd::AsRawFd;
     const PAIRS: u16 = 4;
     let ns = NetNs::new(&format!("vnet{}g", std::process::id() % 100_000)).expect("netns");
     let tap_mac =
@@ -266,13 +265,7 @@ fn multi_queue_with_per_queue_vectors() {
         m.take_msix(v);
     }
     // Kernel → guest: 64 flows of 8 datagrams each.
-    let path = ns.path();
-    let sender = std::thread::spawn(move || -> Result<(), String> {
-        let f = std::fs::File::open(&path).map_err(|e| e.to_string())?;
-        // SAFETY: setns changes only this thread's namespace, with an fd this thread opened.
-        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err("setns failed".into());
-        }
+    let sender = spawn_in(&ns, || {
         for flow in 0..64u16 {
             let s = std::net::UdpSocket::bind(("10.99.0.1", 20_000 + flow))
                 .map_err(|e| e.to_string())?;
@@ -324,14 +317,8 @@ fn multi_queue_with_per_queue_vectors() {
         "the flows spread over every RX queue: {per_queue:?}"
     );
     // Guest → kernel: 16 datagrams from each TX queue.
-    let path = ns.path();
     let (ready_tx, ready) = std::sync::mpsc::channel();
-    let receiver = std::thread::spawn(move || -> Result<Vec<Vec<u8>>, String> {
-        let f = std::fs::File::open(&path).map_err(|e| e.to_string())?;
-        // SAFETY: as above.
-        if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err("setns failed".into());
-        }
+    let receiver = spawn_in(&ns, move || {
         let s = std::net::UdpSocket::bind(("10.99.0.1", 7100)).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(Duration::from_secs(10)))
             .map_err(|e| e.to_string())?;
@@ -405,17 +392,16 @@ fn multi_queue_with_per_queue_vectors() {
     for v in 0..u64::from(2 * PAIRS + 2) {
         m.take_msix(v);
     }
-    let path = ns.path();
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(&path).unwrap();
-        // SAFETY: as above.
-        assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-        let s = std::net::UdpSocket::bind(("10.99.0.1", 20_000)).unwrap();
+    spawn_in(&ns, || {
+        let s = std::net::UdpSocket::bind(("10.99.0.1", 20_000)).map_err(|e| e.to_string())?;
         for _ in 0..3 {
-            s.send_to(&[0u8; 200], ("10.99.0.2", 7000)).unwrap();
+            s.send_to(&[0u8; 200], ("10.99.0.2", 7000))
+                .map_err(|e| e.to_string())?;
         }
+        Ok(())
     })
     .join()
+    .unwrap()
     .unwrap();
     std::thread::sleep(Duration::from_millis(200));
     let fired: Vec<bool> = (0..PAIRS)
