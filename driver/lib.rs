@@ -30,9 +30,11 @@ static GLOBAL_ALLOCATOR: wdk_alloc::WdkAllocator = wdk_alloc::WdkAllocator;
 pub mod adapter;
 pub mod config;
 pub mod events;
+pub mod kmdf;
 pub mod os_memory;
 pub mod rxqueue;
 pub mod stats;
+pub mod trace;
 pub mod txqueue;
 
 pub use netring;

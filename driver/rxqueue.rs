@@ -195,6 +195,14 @@ impl RxQueue {
         &self.vq
     }
 
+    /// Binds the engine to a new NetAdapterCx queue's extensions. The engine (its buffer pool
+    /// and the buffers posted to the device) outlives NetAdapterCx's queue objects, which come
+    /// and go across power transitions and restarts; the framework destroys a receive queue
+    /// only after the OS returned every indicated buffer.
+    pub fn set_extensions(&mut self, ext: RxExtensions) {
+        self.ext = ext;
+    }
+
     /// Counters.
     pub const fn stats(&self) -> &RxStats {
         &self.stats

@@ -182,6 +182,19 @@ impl TxQueue {
         dma.free(self.slots);
     }
 
+    /// Frees the header slots and hands the virtqueue back (to the adapter, for the next queue
+    /// NetAdapterCx creates on this pair). With packets still in flight (a stalled device) the
+    /// device may still read the rings and header slots: nothing is freed — the memory is left
+    /// to the device, and dies with the DMA enabler — and `None` says the device needs a reset.
+    pub fn release(self, dma: &impl Dma) -> Option<VirtQueue> {
+        if self.vq.in_flight() != 0 {
+            core::mem::forget(self);
+            return None;
+        }
+        dma.free(self.slots);
+        Some(self.vq)
+    }
+
     /// The virtqueue (for its addresses and notifications).
     pub fn virtqueue(&self) -> &VirtQueue {
         &self.vq

@@ -540,6 +540,12 @@ impl<B: Bars> Transport<B> {
         self.bars.write16(n.bar, n.offset, n.queue);
     }
 
+    /// Where the ISR status register is (BAR, offset): an interrupt service routine reads it
+    /// directly, without the lock that guards the transport.
+    pub const fn isr_location(&self) -> (u8, u64) {
+        (self.caps.isr.bar, self.caps.isr.offset)
+    }
+
     /// Reads (and so clears) the ISR status: bit 0 queue interrupt, bit 1 configuration change.
     pub fn read_isr(&self) -> u8 {
         self.bars.read8(self.caps.isr.bar, self.caps.isr.offset)
