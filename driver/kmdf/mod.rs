@@ -14,3 +14,24 @@
 pub mod declare;
 pub mod msix;
 pub mod netcx;
+
+#[cfg(all(windows, not(test)))]
+mod adapter;
+#[cfg(all(windows, not(test)))]
+mod configuration;
+#[cfg(all(windows, not(test)))]
+mod context;
+#[cfg(all(windows, not(test)))]
+mod device;
+#[cfg(all(windows, not(test)))]
+mod driver;
+#[cfg(all(windows, not(test)))]
+mod hal;
+#[cfg(all(windows, not(test)))]
+mod interrupt;
+#[cfg(all(windows, not(test)))]
+mod power;
+#[cfg(all(windows, not(test)))]
+mod rxqueue;
+#[cfg(all(windows, not(test)))]
+mod txqueue;

@@ -1,0 +1,102 @@
+//! WDF object contexts: each holds one pointer to a Rust object the glue owns (created with the
+//! WDF object, freed in its destroy callback), so no Rust state lives in WDF's raw memory.
+//! Windows only; not compiled in CI.
+
+use core::ffi::c_void;
+
+use wdk_sys::{
+    _WDF_EXECUTION_LEVEL, _WDF_SYNCHRONIZATION_SCOPE, PFN_WDF_OBJECT_CONTEXT_DESTROY,
+    WDF_OBJECT_ATTRIBUTES, WDF_OBJECT_CONTEXT_TYPE_INFO, WDFOBJECT,
+    call_unsafe_wdf_function_binding,
+};
+
+/// A context type: `WDF_DECLARE_CONTEXT_TYPE` by hand. The context is one pointer.
+#[repr(transparent)]
+pub struct ContextType(pub WDF_OBJECT_CONTEXT_TYPE_INFO);
+
+// SAFETY: the type info is immutable static data (a name and sizes) that WDF only reads.
+unsafe impl Sync for ContextType {}
+
+/// Declares a context type named `$name` holding a `*mut c_void`.
+macro_rules! context_type {
+    ($name:ident, $text:literal) => {
+        pub static $name: $crate::kmdf::context::ContextType =
+            $crate::kmdf::context::ContextType(wdk_sys::WDF_OBJECT_CONTEXT_TYPE_INFO {
+                Size: core::mem::size_of::<wdk_sys::WDF_OBJECT_CONTEXT_TYPE_INFO>() as u32,
+                ContextName: $text.as_ptr().cast_mut(),
+                ContextSize: core::mem::size_of::<*mut core::ffi::c_void>(),
+                UniqueType: &raw const $name.0,
+                EvtDriverGetUniqueContextType: None,
+            });
+    };
+}
+pub(crate) use context_type;
+
+context_type!(DEVICE_CONTEXT, c"VirtionetDevice");
+context_type!(QUEUE_CONTEXT, c"VirtionetQueue");
+context_type!(INTERRUPT_CONTEXT, c"VirtionetInterrupt");
+
+/// `WDF_OBJECT_ATTRIBUTES_INIT_CONTEXT_TYPE`, with an optional destroy callback.
+pub fn attributes(
+    ty: &'static ContextType,
+    destroy: PFN_WDF_OBJECT_CONTEXT_DESTROY,
+) -> WDF_OBJECT_ATTRIBUTES {
+    WDF_OBJECT_ATTRIBUTES {
+        Size: core::mem::size_of::<WDF_OBJECT_ATTRIBUTES>() as u32,
+        EvtCleanupCallback: None,
+        EvtDestroyCallback: destroy,
+        ExecutionLevel: _WDF_EXECUTION_LEVEL::WdfExecutionLevelInheritFromParent,
+        SynchronizationScope: _WDF_SYNCHRONIZATION_SCOPE::WdfSynchronizationScopeInheritFromParent,
+        ParentObject: core::ptr::null_mut(),
+        ContextSizeOverride: 0,
+        ContextTypeInfo: &raw const ty.0,
+    }
+}
+
+/// `WDF_OBJECT_ATTRIBUTES_INIT`: no context.
+pub fn plain_attributes() -> WDF_OBJECT_ATTRIBUTES {
+    WDF_OBJECT_ATTRIBUTES {
+        Size: core::mem::size_of::<WDF_OBJECT_ATTRIBUTES>() as u32,
+        EvtCleanupCallback: None,
+        EvtDestroyCallback: None,
+        ExecutionLevel: _WDF_EXECUTION_LEVEL::WdfExecutionLevelInheritFromParent,
+        SynchronizationScope: _WDF_SYNCHRONIZATION_SCOPE::WdfSynchronizationScopeInheritFromParent,
+        ParentObject: core::ptr::null_mut(),
+        ContextSizeOverride: 0,
+        ContextTypeInfo: core::ptr::null(),
+    }
+}
+
+/// The context slot of `object` (a pointer-sized cell).
+///
+/// # Safety
+///
+/// `object` must be a live WDF object created with attributes of type `ty`.
+pub unsafe fn slot(object: WDFOBJECT, ty: &'static ContextType) -> *mut *mut c_void {
+    // SAFETY: the caller guarantees the object carries this context type.
+    unsafe {
+        call_unsafe_wdf_function_binding!(WdfObjectGetTypedContextWorker, object, &raw const ty.0)
+    }
+    .cast()
+}
+
+/// Stores `value` in the context of `object`.
+///
+/// # Safety
+///
+/// As [`slot`]; no other thread may read the slot meanwhile.
+pub unsafe fn set<T>(object: WDFOBJECT, ty: &'static ContextType, value: *mut T) {
+    // SAFETY: the caller's contract; the slot is pointer-sized and aligned (WDF contexts are
+    // MEMORY_ALLOCATION_ALIGNMENT-aligned).
+    unsafe { slot(object, ty).write(value.cast()) };
+}
+
+/// The pointer stored in the context of `object` (null before [`set`]).
+///
+/// # Safety
+///
+/// As [`slot`].
+pub unsafe fn get<T>(object: WDFOBJECT, ty: &'static ContextType) -> *mut T {
+    // SAFETY: the caller's contract; WDF zeroes contexts, so an unset slot reads null.
+    unsafe { slot(object, ty).read() }.cast()
+}

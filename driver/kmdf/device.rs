@@ -1,0 +1,443 @@
+//! EvtDriverDeviceAdd (device and adapter creation) and the hardware callbacks:
+//! PrepareHardware (BARs, PCI capabilities, DMA enabler, keywords, interrupts, core bring-up,
+//! capabilities, NetAdapterStart) and ReleaseHardware. Windows only; not compiled in CI.
+
+use core::cell::UnsafeCell;
+use core::ffi::c_void;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64};
+
+use alloc::boxed::Box;
+use alloc::vec::Vec;
+use wdk::wdf::SpinLock;
+use wdk_sys::{
+    _WDF_DMA_PROFILE, BUS_INTERFACE_STANDARD, GUID, NT_SUCCESS, NTSTATUS, PINTERFACE,
+    PWDFDEVICE_INIT, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS, WDF_DMA_ENABLER_CONFIG,
+    WDF_NO_OBJECT_ATTRIBUTES, WDF_OBJECT_ATTRIBUTES, WDF_PNPPOWER_EVENT_CALLBACKS, WDFCMRESLIST,
+    WDFDEVICE, WDFDRIVER, WDFOBJECT, call_unsafe_wdf_function_binding,
+};
+
+use super::adapter::{CALLBACKS, Nic};
+use super::context;
+use super::declare;
+use super::hal::{CommonBufferDma, MappedBars, PciBus};
+use super::msix::{MsixPlan, NotifyGate};
+use super::netcx::{self, NET_ADAPTER_DATAPATH_CALLBACKS};
+use super::{configuration, interrupt, power, rxqueue, txqueue};
+use crate::adapter::{Adapter, BringUp};
+use crate::config::UserSettings;
+use crate::stats::TxStats;
+
+/// `GUID_BUS_INTERFACE_STANDARD` (wdmguid.h), defined here so no GUID library is linked.
+const GUID_BUS_INTERFACE_STANDARD: GUID = GUID {
+    Data1: 0x496B_8280,
+    Data2: 0x6F25,
+    Data3: 0x11D0,
+    Data4: [0xBE, 0xAF, 0x08, 0x00, 0x2B, 0xE2, 0x09, 0x2F],
+};
+
+/// `CM_PARTIAL_RESOURCE_DESCRIPTOR` is declared under `pshpack4.h`: Type @0, Flags @2, and the
+/// union at 4 — memory: Start (PHYSICAL_ADDRESS) @4, Length @12. Read by offset, so the code
+/// does not depend on the names bindgen gives the anonymous union members.
+mod cm {
+    pub const TYPE_INTERRUPT: u8 = 2;
+    pub const TYPE_MEMORY: u8 = 3;
+    pub const TYPE_MEMORY_LARGE: u8 = 7;
+    pub const INTERRUPT_MESSAGE: u16 = 0x0002;
+    pub const MEMORY_LARGE_40: u16 = 0x0200;
+    pub const MEMORY_LARGE_48: u16 = 0x0400;
+    pub const MEMORY_LARGE_64: u16 = 0x0800;
+}
+
+struct Descriptor {
+    ty: u8,
+    flags: u16,
+    start: i64,
+    length: u64,
+}
+
+/// # Safety
+///
+/// `d` must point at a resource descriptor from the PnP manager.
+unsafe fn descriptor(d: *const u8) -> Descriptor {
+    // SAFETY (all reads): inside the 20-byte descriptor.
+    let ty = unsafe { d.read() };
+    // SAFETY: as above.
+    let flags = unsafe { d.add(2).cast::<u16>().read_unaligned() };
+    // SAFETY: as above.
+    let start = unsafe { d.add(4).cast::<i64>().read_unaligned() };
+    // SAFETY: as above.
+    let len32 = u64::from(unsafe { d.add(12).cast::<u32>().read_unaligned() });
+    let length = if ty == cm::TYPE_MEMORY_LARGE {
+        // Large memory resources scale Length by their granularity.
+        match flags & (cm::MEMORY_LARGE_40 | cm::MEMORY_LARGE_48 | cm::MEMORY_LARGE_64) {
+            cm::MEMORY_LARGE_40 => len32 << 8,
+            cm::MEMORY_LARGE_48 => len32 << 16,
+            cm::MEMORY_LARGE_64 => len32 << 32,
+            _ => len32,
+        }
+    } else {
+        len32
+    };
+    Descriptor {
+        ty,
+        flags,
+        start,
+        length,
+    }
+}
+
+/// `EvtDriverDeviceAdd`: NetDeviceInitConfig first, PnP/power callbacks, WdfDeviceCreate,
+/// then the adapter (NetAdapterInitAllocate → datapath callbacks → NetAdapterCreate →
+/// NetAdapterInitFree). Interrupts are created in PrepareHardware, when the number of MSI-X
+/// messages granted is known.
+pub extern "C" fn evt_device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) -> NTSTATUS {
+    // SAFETY: the init object of this callback; first call on it, as NetAdapterCx requires.
+    let st = unsafe { netcx::NetDeviceInitConfig(init.cast()) };
+    if !NT_SUCCESS(st) {
+        return st;
+    }
+    let mut pnp = WDF_PNPPOWER_EVENT_CALLBACKS {
+        Size: core::mem::size_of::<WDF_PNPPOWER_EVENT_CALLBACKS>() as u32,
+        EvtDevicePrepareHardware: Some(evt_prepare_hardware),
+        EvtDeviceReleaseHardware: Some(evt_release_hardware),
+        EvtDeviceD0Entry: Some(power::evt_d0_entry),
+        EvtDeviceD0Exit: Some(power::evt_d0_exit),
+        ..Default::default()
+    };
+    // SAFETY: valid init object.
+    unsafe {
+        call_unsafe_wdf_function_binding!(WdfDeviceInitSetPnpPowerEventCallbacks, init, &mut pnp)
+    };
+    let mut attrs = context::attributes(&context::DEVICE_CONTEXT, Some(evt_device_destroy));
+    let mut device: WDFDEVICE = core::ptr::null_mut();
+    // SAFETY: valid init object; WDF consumes it on success.
+    let st = unsafe {
+        call_unsafe_wdf_function_binding!(WdfDeviceCreate, &mut init, &mut attrs, &mut device)
+    };
+    if !NT_SUCCESS(st) {
+        return st;
+    }
+    let mut lock_attrs = WDF_OBJECT_ATTRIBUTES {
+        ParentObject: device.cast(),
+        ..context::plain_attributes()
+    };
+    let Ok(lock) = SpinLock::create(&mut lock_attrs) else {
+        return STATUS_INSUFFICIENT_RESOURCES;
+    };
+    let nic = Box::into_raw(Box::new(Nic {
+        device,
+        adapter: core::ptr::null_mut(),
+        lock,
+        core: UnsafeCell::new(None),
+        bars: MappedBars::default(),
+        pci: None,
+        dma: None,
+        dma_caps: declare::dma_capabilities(core::ptr::null_mut()),
+        enabler: core::ptr::null_mut(),
+        user: UserSettings::default(),
+        plan: BringUp {
+            reset_polls: 1_000_000,
+            max_queue_size: 1024,
+            queue_pairs: 1,
+            msix: false,
+            random_mac: [0x02, 0, 0, 0, 0, 0],
+        },
+        msix: MsixPlan::new(0, false, 1),
+        interrupts: Vec::new(),
+        rx: UnsafeCell::new(None),
+        rx_notifier: None,
+        tx_notifier: None,
+        rx_queue: AtomicPtr::new(core::ptr::null_mut()),
+        tx_queue: AtomicPtr::new(core::ptr::null_mut()),
+        rx_gate: NotifyGate::new(),
+        tx_gate: NotifyGate::new(),
+        pending_filter: UnsafeCell::new(None),
+        filter_changed: AtomicBool::new(false),
+        dead: AtomicBool::new(false),
+        isr: (0, 0),
+        isr_pending: AtomicU8::new(0),
+        tx_snapshot: UnsafeCell::new(TxStats::default()),
+        last_tx_snapshot: AtomicU64::new(0),
+        last_counters: AtomicU64::new(0),
+    }));
+    // SAFETY: the device carries DEVICE_CONTEXT; nothing reads it before this.
+    unsafe { context::set(device.cast(), &context::DEVICE_CONTEXT, nic) };
+
+    // SAFETY: a created device.
+    let adapter_init = unsafe { netcx::NetAdapterInitAllocate(device.cast()) };
+    if adapter_init.is_null() {
+        return STATUS_INSUFFICIENT_RESOURCES;
+    }
+    let callbacks = NET_ADAPTER_DATAPATH_CALLBACKS {
+        Size: core::mem::size_of::<NET_ADAPTER_DATAPATH_CALLBACKS>() as u32,
+        EvtAdapterCreateTxQueue: Some(txqueue::evt_create_tx_queue),
+        EvtAdapterCreateRxQueue: Some(rxqueue::evt_create_rx_queue),
+    };
+    // SAFETY: the init object just allocated.
+    unsafe { netcx::NetAdapterInitSetDatapathCallbacks(adapter_init, &callbacks) };
+    let mut adapter_attrs = context::attributes(&context::DEVICE_CONTEXT, None);
+    let mut adapter: netcx::NETADAPTER = core::ptr::null_mut();
+    // SAFETY: as above; attributes without a parent, as required.
+    let st = unsafe {
+        netcx::NetAdapterCreate(adapter_init, (&raw mut adapter_attrs).cast(), &mut adapter)
+    };
+    // SAFETY: freed whether or not the adapter was created.
+    unsafe { netcx::NetAdapterInitFree(adapter_init) };
+    if !NT_SUCCESS(st) {
+        return st;
+    }
+    // SAFETY: the adapter carries DEVICE_CONTEXT; the Nic outlives it (the device is its parent).
+    unsafe { context::set(adapter.cast(), &context::DEVICE_CONTEXT, nic) };
+    // SAFETY: no other callback runs before DeviceAdd returns.
+    unsafe { (*nic).adapter = adapter };
+    STATUS_SUCCESS
+}
+
+extern "C" fn evt_device_destroy(object: WDFOBJECT) {
+    // SAFETY: the device's context; destroyed once, after every child object.
+    let p = unsafe { context::get::<Nic>(object, &context::DEVICE_CONTEXT) };
+    if !p.is_null() {
+        // SAFETY: created by Box::into_raw in DeviceAdd.
+        drop(unsafe { Box::from_raw(p) });
+    }
+}
+
+/// The Nic of a device.
+///
+/// # Safety
+///
+/// PnP/power callbacks of our device only; `&mut` only where WDF serializes (prepare/release).
+pub unsafe fn nic_of(device: WDFDEVICE) -> *mut Nic {
+    // SAFETY: set in DeviceAdd.
+    unsafe { context::get::<Nic>(device.cast(), &context::DEVICE_CONTEXT) }
+}
+
+/// A locally administered address for a device that has none (and no NetworkAddress), from the
+/// interrupt time (distinct per boot and device).
+fn random_mac() -> [u8; 6] {
+    // SAFETY: callable at any IRQL.
+    let t = unsafe { wdk_sys::ntddk::KeQueryUnbiasedInterruptTime() };
+    let b = t.wrapping_mul(0x9E37_79B9_7F4A_7C15).to_le_bytes();
+    [(b[0] & 0xFC) | 0x02, b[1], b[2], b[3], b[4], b[5]]
+}
+
+extern "C" fn evt_prepare_hardware(
+    device: WDFDEVICE,
+    raw: WDFCMRESLIST,
+    translated: WDFCMRESLIST,
+) -> NTSTATUS {
+    // SAFETY: WDF serializes PrepareHardware with every other PnP callback; no queue or
+    // interrupt exists yet, so this is the only reference.
+    let nic = unsafe { &mut *nic_of(device) };
+    match prepare(nic, device, raw, translated) {
+        Ok(()) => STATUS_SUCCESS,
+        Err(st) => st,
+    }
+}
+
+fn prepare(
+    nic: &mut Nic,
+    device: WDFDEVICE,
+    raw: WDFCMRESLIST,
+    translated: WDFCMRESLIST,
+) -> Result<(), NTSTATUS> {
+    use core::sync::atomic::Ordering;
+    nic.dead.store(false, Ordering::Release);
+    // PCI configuration space through the bus interface.
+    // SAFETY: zeroed is a valid starting state for the interface struct the query fills.
+    let mut iface: BUS_INTERFACE_STANDARD = unsafe { core::mem::zeroed() };
+    // SAFETY: PASSIVE_LEVEL; the struct is ours and large enough.
+    let st = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfFdoQueryForInterface,
+            device,
+            &GUID_BUS_INTERFACE_STANDARD,
+            (&raw mut iface).cast::<wdk_sys::INTERFACE>() as PINTERFACE,
+            core::mem::size_of::<BUS_INTERFACE_STANDARD>() as u16,
+            1,
+            core::ptr::null_mut()
+        )
+    };
+    if !NT_SUCCESS(st) {
+        return Err(st);
+    }
+    let pci = PciBus { iface };
+    // The BAR registers, to tell which memory resource is which BAR.
+    let mut bar_regs = [0u32; 6];
+    for (i, r) in bar_regs.iter_mut().enumerate() {
+        let mut b = [0u8; 4];
+        if pci.read(0x10 + 4 * i as u32, &mut b) {
+            *r = u32::from_le_bytes(b);
+        }
+    }
+    let bar_base = |i: usize| -> Option<i64> {
+        let lo = *bar_regs.get(i)?;
+        if lo & 1 != 0 {
+            return None; // I/O BAR
+        }
+        let base = u64::from(lo & !0xF);
+        if (lo >> 1) & 3 == 2 {
+            Some((base | u64::from(*bar_regs.get(i + 1)?) << 32) as i64)
+        } else {
+            Some(base as i64)
+        }
+    };
+    // SAFETY: the resource lists of this callback.
+    let count = unsafe { call_unsafe_wdf_function_binding!(WdfCmResourceListGetCount, translated) };
+    let mut interrupts: Vec<(u32, *mut c_void, *mut c_void)> = Vec::new();
+    let mut message_interrupts = false;
+    for i in 0..count {
+        // SAFETY: i < count.
+        let t = unsafe {
+            call_unsafe_wdf_function_binding!(WdfCmResourceListGetDescriptor, translated, i)
+        };
+        // SAFETY: as above; the raw list has the same entries in the same order.
+        let r =
+            unsafe { call_unsafe_wdf_function_binding!(WdfCmResourceListGetDescriptor, raw, i) };
+        if t.is_null() || r.is_null() {
+            continue;
+        }
+        // SAFETY: descriptors from the PnP manager.
+        let (td, rd) = unsafe { (descriptor(t.cast()), descriptor(r.cast())) };
+        match td.ty {
+            cm::TYPE_MEMORY | cm::TYPE_MEMORY_LARGE => {
+                if let Some(bar) = (0..6).find(|&b| bar_base(b) == Some(rd.start)) {
+                    // SAFETY: a translated memory resource of this device.
+                    unsafe { nic.bars.map(bar as u8, td.start, td.length) };
+                }
+            }
+            cm::TYPE_INTERRUPT => {
+                message_interrupts |= rd.flags & cm::INTERRUPT_MESSAGE != 0;
+                interrupts.push((interrupts.len() as u32, r.cast(), t.cast()));
+            }
+            _ => {}
+        }
+    }
+    nic.pci = Some(pci);
+
+    // DMA v3 enabler (required for NetAdapterCx's DMA mapping and buffer management).
+    let mut dma_config = WDF_DMA_ENABLER_CONFIG {
+        Size: core::mem::size_of::<WDF_DMA_ENABLER_CONFIG>() as u32,
+        Profile: _WDF_DMA_PROFILE::WdfDmaProfileScatterGather64,
+        MaximumLength: 0x1_0000,
+        WdmDmaVersionOverride: 3,
+        ..Default::default()
+    };
+    let mut enabler = core::ptr::null_mut();
+    // SAFETY: PASSIVE_LEVEL; the config is initialised.
+    let st = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfDmaEnablerCreate,
+            device,
+            &mut dma_config,
+            WDF_NO_OBJECT_ATTRIBUTES,
+            &mut enabler
+        )
+    };
+    if !NT_SUCCESS(st) {
+        return Err(st);
+    }
+    nic.enabler = enabler;
+    nic.dma_caps = declare::dma_capabilities(enabler.cast());
+    // The allocator's lock is a child of the enabler: both go in ReleaseHardware.
+    let mut lock_attrs = WDF_OBJECT_ATTRIBUTES {
+        ParentObject: enabler.cast(),
+        ..context::plain_attributes()
+    };
+    let lock = SpinLock::create(&mut lock_attrs).map_err(|st| st)?;
+    nic.dma = Some(CommonBufferDma::new(enabler, lock));
+
+    // SAFETY: a created adapter, PASSIVE_LEVEL.
+    nic.user = unsafe { configuration::read(nic.adapter) };
+    nic.msix = MsixPlan::new(interrupts.len() as u32, message_interrupts, 1);
+    nic.plan.queue_pairs = nic.msix.pairs;
+    nic.plan.msix = nic.msix.msix;
+    nic.plan.random_mac = random_mac();
+
+    let (Some(pci), Some(dma)) = (nic.pci.as_ref(), nic.dma.as_ref()) else {
+        return Err(STATUS_INSUFFICIENT_RESOURCES);
+    };
+    let mut core = Adapter::start(pci, nic.bars, dma, &nic.user, &nic.plan)
+        .map_err(|_| wdk_sys::STATUS_DEVICE_CONFIGURATION_ERROR)?;
+    nic.isr = core.transport().isr_location();
+    // Each queue's kick register, kept beside the engines so the datapath never takes the lock.
+    if let Some(s) = core.take_rx(0) {
+        nic.rx_notifier = Some(s.notifier);
+        core.give_back_rx(0, s);
+    }
+    if let Some(s) = core.take_tx(0) {
+        nic.tx_notifier = Some(s.notifier);
+        core.give_back_tx(0, s);
+    }
+    let caps = *core.capabilities();
+    let link_up = core.link_up();
+    core.drain_events(&mut crate::trace::EtwSink);
+    // SAFETY: no other reference to the core exists yet.
+    unsafe { *nic.core.get() = Some(core) };
+
+    // Interrupts: as many as the plan uses.
+    let nic_ref: &'static Nic = {
+        // SAFETY: the Nic lives until the device is destroyed, after its interrupts.
+        unsafe { &*(nic as *const Nic) }
+    };
+    let mut created = Vec::new();
+    for &(message, r, t) in interrupts.iter().take(nic_ref.msix.messages() as usize) {
+        // SAFETY: PASSIVE_LEVEL in PrepareHardware; descriptors of this callback.
+        created.push(unsafe { interrupt::create(device, nic_ref, message, r.cast(), t.cast()) }?);
+    }
+    nic.interrupts = created;
+
+    // Capabilities, the initial link state, start.
+    // SAFETY: adapter not started; the DMA caps live in the Nic.
+    unsafe {
+        declare::declare(
+            nic.adapter,
+            &caps,
+            nic.msix.pairs,
+            &nic.dma_caps,
+            &CALLBACKS,
+        )
+    };
+    let ls = declare::link_state(link_up, caps.link_speed);
+    // SAFETY: a created adapter.
+    unsafe { netcx::NetAdapterSetLinkState(nic.adapter, &ls) };
+    // SAFETY: as above, capabilities set.
+    let st = unsafe { netcx::NetAdapterStart(nic.adapter) };
+    if NT_SUCCESS(st) { Ok(()) } else { Err(st) }
+}
+
+extern "C" fn evt_release_hardware(device: WDFDEVICE, _translated: WDFCMRESLIST) -> NTSTATUS {
+    // SAFETY: serialized with the other PnP callbacks; the queues and interrupts are gone.
+    let nic = unsafe { &mut *nic_of(device) };
+    // SAFETY: a created adapter (no-op if it was never started).
+    unsafe { netcx::NetAdapterStop(nic.adapter) };
+    // SAFETY: no other reference (see above).
+    let core = unsafe { (*nic.core.get()).take() };
+    // SAFETY: as above.
+    let rx = unsafe { (*nic.rx.get()).take() };
+    if let Some(dma) = nic.dma.as_ref() {
+        if let Some(mut core) = core {
+            // The device must stop DMA before any ring or buffer is freed.
+            let _ = core.reset_device(&nic.plan);
+            if let Some(mut rx) = rx {
+                rx.abandon_in_flight();
+                rx.free(dma);
+            }
+            core.drain_events(&mut crate::trace::EtwSink);
+            let _ = core.stop(dma, nic.plan.reset_polls);
+        }
+    }
+    nic.interrupts.clear();
+    nic.dma = None;
+    if !nic.enabler.is_null() {
+        // SAFETY: every common buffer of the enabler was freed above.
+        unsafe { call_unsafe_wdf_function_binding!(WdfObjectDelete, nic.enabler.cast()) };
+        nic.enabler = core::ptr::null_mut();
+    }
+    // SAFETY: nothing uses the registers any more.
+    unsafe { nic.bars.unmap() };
+    if let Some(mut pci) = nic.pci.take() {
+        pci.release();
+    }
+    STATUS_SUCCESS
+}

@@ -1,0 +1,59 @@
+//! D0 entry and exit. NetAdapterCx creates the datapath queues after D0 entry and destroys them
+//! before D0 exit (`reference/netadaptercx.md` §2.7, §4.1), so here no queue exists: the device
+//! is reset on the way down (no DMA in a low-power state) and programmed again on the way up.
+//! virtio-net has no wake-up signalling, so no wake is armed. Windows only; not compiled in CI.
+
+use core::sync::atomic::Ordering;
+
+use wdk_sys::{
+    _WDF_POWER_DEVICE_STATE, NTSTATUS, STATUS_SUCCESS, WDF_POWER_DEVICE_STATE, WDFDEVICE,
+};
+
+use super::device::nic_of;
+
+/// `EvtDeviceD0Entry`.
+pub extern "C" fn evt_d0_entry(device: WDFDEVICE, previous: WDF_POWER_DEVICE_STATE) -> NTSTATUS {
+    // SAFETY: our device; power callbacks are serialized with PnP callbacks and no queue runs.
+    let nic = unsafe { &*nic_of(device) };
+    if previous == _WDF_POWER_DEVICE_STATE::WdfPowerDeviceD3Final {
+        // First power-up: PrepareHardware brought the device up already.
+        return STATUS_SUCCESS;
+    }
+    // SAFETY: no RX queue exists during D0 entry.
+    let rx = unsafe { (*nic.rx.get()).as_ref() };
+    let engine = rx.map(|r| (virtio::net::rx_queue_index(0), r.virtqueue()));
+    let r = nic.with_core(|a| {
+        let queues: &[(u16, &virtio::queue::VirtQueue)] = match engine.as_ref() {
+            Some(e) => core::slice::from_ref(e),
+            None => &[],
+        };
+        a.restore(&nic.plan, queues).map(|()| a.link_up())
+    });
+    match r {
+        Some(Ok(up)) => {
+            nic.dead.store(false, Ordering::Release);
+            nic.report_link(up);
+            STATUS_SUCCESS
+        }
+        _ => wdk_sys::STATUS_DEVICE_CONFIGURATION_ERROR,
+    }
+}
+
+/// `EvtDeviceD0Exit`: reset the device (it stops every DMA), give the receive engine's posted
+/// buffers back to its pool, report the link as unknown (as RtEthSample does).
+pub extern "C" fn evt_d0_exit(device: WDFDEVICE, _target: WDF_POWER_DEVICE_STATE) -> NTSTATUS {
+    // SAFETY: as in D0 entry.
+    let nic = unsafe { &*nic_of(device) };
+    let _ = nic.with_core(|a| a.reset_device(&nic.plan));
+    // SAFETY: no RX queue exists during D0 exit.
+    if let Some(rx) = unsafe { (*nic.rx.get()).as_mut() } {
+        rx.abandon_in_flight();
+    }
+    let unknown = super::netcx::NET_ADAPTER_LINK_STATE {
+        MediaConnectState: super::netcx::media_connect_state::UNKNOWN,
+        ..super::declare::link_state(false, 0)
+    };
+    // SAFETY: the adapter lives as long as the device.
+    unsafe { super::netcx::NetAdapterSetLinkState(nic.adapter, &unknown) };
+    STATUS_SUCCESS
+}
