@@ -6,11 +6,8 @@ use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering};
 
-use alloc::vec::Vec;
 use wdk::wdf::SpinLock;
-use wdk_sys::{
-    _WDF_DEVICE_FAILED_ACTION, WDFDEVICE, WDFINTERRUPT, call_unsafe_wdf_function_binding,
-};
+use wdk_sys::{_WDF_DEVICE_FAILED_ACTION, WDFDEVICE, call_unsafe_wdf_function_binding};
 
 use super::context;
 use super::declare::{self, link_state};
@@ -52,8 +49,6 @@ pub struct Nic {
     pub plan: BringUp,
     /// Interrupt layout.
     pub msix: MsixPlan,
-    /// Interrupt objects, by message.
-    pub interrupts: Vec<WDFINTERRUPT>,
     /// Receive engine of pair 0: it outlives NetAdapterCx's queue objects (its buffers stay
     /// posted to the device while the OS re-creates queues). Used only from the RX queue's
     /// execution context (Advance, Cancel, ReturnRxBuffer are serialized there) and at
@@ -199,17 +194,20 @@ impl Nic {
 ///
 /// `adapter` must be this driver's adapter, between NetAdapterCreate and its destruction.
 pub unsafe fn nic(adapter: NETADAPTER) -> &'static Nic {
-    // SAFETY: the adapter was created with DEVICE_CONTEXT holding the Nic, which lives until the
-    // device (its parent) is destroyed, after the adapter.
-    unsafe { &*context::get::<Nic>(adapter.cast(), &context::DEVICE_CONTEXT) }
+    // SAFETY: the adapter was created with DEVICE_CONTEXT.
+    let p = unsafe { context::get::<Nic>(adapter.cast(), &context::DEVICE_CONTEXT) };
+    // SAFETY: it holds the Nic, which lives until the device (the adapter's parent) is destroyed.
+    unsafe { &*p }
 }
 
 /// Offload callbacks: the OS changed what it wants. Transmit offloads need nothing (the OS only
 /// asks for enabled ones per packet); receive checksum and RSC are told to the device through
 /// VIRTIO_NET_CTRL_GUEST_OFFLOADS so it stops coalescing when RSC is off.
 pub unsafe extern "system" fn evt_offload_set(adapter: NETADAPTER, offload: NETOFFLOAD) {
-    // SAFETY: NetAdapterCx passes our adapter and the callback's offload.
-    let (nic, e) = unsafe { (nic(adapter), declare::read_enabled(offload)) };
+    // SAFETY: NetAdapterCx passes our adapter.
+    let nic = unsafe { nic(adapter) };
+    // SAFETY: the callback's own offload object, at PASSIVE_LEVEL.
+    let e = unsafe { declare::read_enabled(offload) };
     let _ = nic.with_core(|a| a.set_guest_offloads(e.rx_checksum, e.rsc));
     nic.pump_control();
 }

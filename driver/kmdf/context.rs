@@ -30,7 +30,6 @@ macro_rules! context_type {
             });
     };
 }
-pub(crate) use context_type;
 
 context_type!(DEVICE_CONTEXT, c"VirtionetDevice");
 context_type!(QUEUE_CONTEXT, c"VirtionetQueue");
@@ -86,9 +85,11 @@ pub unsafe fn slot(object: WDFOBJECT, ty: &'static ContextType) -> *mut *mut c_v
 ///
 /// As [`slot`]; no other thread may read the slot meanwhile.
 pub unsafe fn set<T>(object: WDFOBJECT, ty: &'static ContextType, value: *mut T) {
-    // SAFETY: the caller's contract; the slot is pointer-sized and aligned (WDF contexts are
-    // MEMORY_ALLOCATION_ALIGNMENT-aligned).
-    unsafe { slot(object, ty).write(value.cast()) };
+    // SAFETY: the caller's contract.
+    let s = unsafe { slot(object, ty) };
+    // SAFETY: the slot is pointer-sized and aligned (WDF contexts are
+    // MEMORY_ALLOCATION_ALIGNMENT-aligned) and nobody else reads it meanwhile.
+    unsafe { s.write(value.cast()) };
 }
 
 /// The pointer stored in the context of `object` (null before [`set`]).
@@ -97,6 +98,8 @@ pub unsafe fn set<T>(object: WDFOBJECT, ty: &'static ContextType, value: *mut T)
 ///
 /// As [`slot`].
 pub unsafe fn get<T>(object: WDFOBJECT, ty: &'static ContextType) -> *mut T {
-    // SAFETY: the caller's contract; WDF zeroes contexts, so an unset slot reads null.
-    unsafe { slot(object, ty).read() }.cast()
+    // SAFETY: the caller's contract.
+    let s = unsafe { slot(object, ty) };
+    // SAFETY: WDF zeroes contexts, so an unset slot reads null.
+    unsafe { s.read() }.cast()
 }

@@ -62,11 +62,11 @@ unsafe fn descriptor(d: *const u8) -> Descriptor {
     // SAFETY (all reads): inside the 20-byte descriptor.
     let ty = unsafe { d.read() };
     // SAFETY: as above.
-    let flags = unsafe { d.add(2).cast::<u16>().read_unaligned() };
+    let flags = unsafe { d.wrapping_add(2).cast::<u16>().read_unaligned() };
     // SAFETY: as above.
-    let start = unsafe { d.add(4).cast::<i64>().read_unaligned() };
+    let start = unsafe { d.wrapping_add(4).cast::<i64>().read_unaligned() };
     // SAFETY: as above.
-    let len32 = u64::from(unsafe { d.add(12).cast::<u32>().read_unaligned() });
+    let len32 = u64::from(unsafe { d.wrapping_add(12).cast::<u32>().read_unaligned() });
     let length = if ty == cm::TYPE_MEMORY_LARGE {
         // Large memory resources scale Length by their granularity.
         match flags & (cm::MEMORY_LARGE_40 | cm::MEMORY_LARGE_48 | cm::MEMORY_LARGE_64) {
@@ -138,12 +138,11 @@ pub extern "C" fn evt_device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) 
         plan: BringUp {
             reset_polls: 1_000_000,
             max_queue_size: 1024,
-            queue_pairs: 1,
+            queue_pairs: super::msix::QUEUE_PAIRS,
             msix: false,
             random_mac: [0x02, 0, 0, 0, 0, 0],
         },
-        msix: MsixPlan::new(0, false, 1),
-        interrupts: Vec::new(),
+        msix: MsixPlan::new(0, false, super::msix::QUEUE_PAIRS),
         rx: UnsafeCell::new(None),
         rx_notifier: None,
         tx_notifier: None,
@@ -226,9 +225,11 @@ extern "C" fn evt_prepare_hardware(
     raw: WDFCMRESLIST,
     translated: WDFCMRESLIST,
 ) -> NTSTATUS {
+    // SAFETY: our device (DeviceAdd set its context).
+    let p = unsafe { nic_of(device) };
     // SAFETY: WDF serializes PrepareHardware with every other PnP callback; no queue or
     // interrupt exists yet, so this is the only reference.
-    let nic = unsafe { &mut *nic_of(device) };
+    let nic = unsafe { &mut *p };
     match prepare(nic, device, raw, translated) {
         Ok(()) => STATUS_SUCCESS,
         Err(st) => st,
@@ -297,8 +298,10 @@ fn prepare(
         if t.is_null() || r.is_null() {
             continue;
         }
-        // SAFETY: descriptors from the PnP manager.
-        let (td, rd) = unsafe { (descriptor(t.cast()), descriptor(r.cast())) };
+        // SAFETY: a descriptor from the PnP manager.
+        let td = unsafe { descriptor(t.cast()) };
+        // SAFETY: as above.
+        let rd = unsafe { descriptor(r.cast()) };
         match td.ty {
             cm::TYPE_MEMORY | cm::TYPE_MEMORY_LARGE => {
                 if let Some(bar) = (0..6).find(|&b| bar_base(b) == Some(rd.start)) {
@@ -344,12 +347,16 @@ fn prepare(
         ParentObject: enabler.cast(),
         ..context::plain_attributes()
     };
-    let lock = SpinLock::create(&mut lock_attrs).map_err(|st| st)?;
+    let lock = SpinLock::create(&mut lock_attrs)?;
     nic.dma = Some(CommonBufferDma::new(enabler, lock));
 
     // SAFETY: a created adapter, PASSIVE_LEVEL.
     nic.user = unsafe { configuration::read(nic.adapter) };
-    nic.msix = MsixPlan::new(interrupts.len() as u32, message_interrupts, 1);
+    nic.msix = MsixPlan::new(
+        interrupts.len() as u32,
+        message_interrupts,
+        super::msix::QUEUE_PAIRS,
+    );
     nic.plan.queue_pairs = nic.msix.pairs;
     nic.plan.msix = nic.msix.msix;
     nic.plan.random_mac = random_mac();
@@ -375,17 +382,17 @@ fn prepare(
     // SAFETY: no other reference to the core exists yet.
     unsafe { *nic.core.get() = Some(core) };
 
-    // Interrupts: as many as the plan uses.
-    let nic_ref: &'static Nic = {
-        // SAFETY: the Nic lives until the device is destroyed, after its interrupts.
+    // Interrupts: as many as the plan uses. From here on the Nic is only read (interrupt and
+    // queue contexts share it); WDF deletes interrupts created here after ReleaseHardware.
+    let nic: &'static Nic = {
+        // SAFETY: the Nic lives until the device is destroyed, after its interrupts and queues;
+        // it is not written through the `&mut` again in this callback.
         unsafe { &*(nic as *const Nic) }
     };
-    let mut created = Vec::new();
-    for &(message, r, t) in interrupts.iter().take(nic_ref.msix.messages() as usize) {
+    for &(message, r, t) in interrupts.iter().take(nic.msix.messages() as usize) {
         // SAFETY: PASSIVE_LEVEL in PrepareHardware; descriptors of this callback.
-        created.push(unsafe { interrupt::create(device, nic_ref, message, r.cast(), t.cast()) }?);
+        unsafe { interrupt::create(device, nic, message, r.cast(), t.cast()) }?;
     }
-    nic.interrupts = created;
 
     // Capabilities, the initial link state, start.
     // SAFETY: adapter not started; the DMA caps live in the Nic.
@@ -407,8 +414,10 @@ fn prepare(
 }
 
 extern "C" fn evt_release_hardware(device: WDFDEVICE, _translated: WDFCMRESLIST) -> NTSTATUS {
+    // SAFETY: our device (DeviceAdd set its context).
+    let p = unsafe { nic_of(device) };
     // SAFETY: serialized with the other PnP callbacks; the queues and interrupts are gone.
-    let nic = unsafe { &mut *nic_of(device) };
+    let nic = unsafe { &mut *p };
     // SAFETY: a created adapter (no-op if it was never started).
     unsafe { netcx::NetAdapterStop(nic.adapter) };
     // SAFETY: no other reference (see above).
@@ -427,7 +436,6 @@ extern "C" fn evt_release_hardware(device: WDFDEVICE, _translated: WDFCMRESLIST)
             let _ = core.stop(dma, nic.plan.reset_polls);
         }
     }
-    nic.interrupts.clear();
     nic.dma = None;
     if !nic.enabler.is_null() {
         // SAFETY: every common buffer of the enabler was freed above.

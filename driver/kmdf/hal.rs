@@ -9,10 +9,14 @@ use virtio::hal::{Bars, Dma, DmaRegion, PciConfig};
 use wdk::wdf::SpinLock;
 use wdk_sys::ntddk::{MmMapIoSpaceEx, MmUnmapIoSpace};
 use wdk_sys::{
-    BUS_INTERFACE_STANDARD, NT_SUCCESS, PAGE_NOCACHE, PAGE_READWRITE, PHYSICAL_ADDRESS,
-    WDF_COMMON_BUFFER_CONFIG, WDF_NO_OBJECT_ATTRIBUTES, WDFCOMMONBUFFER, WDFDMAENABLER,
-    call_unsafe_wdf_function_binding,
+    BUS_INTERFACE_STANDARD, NT_SUCCESS, PHYSICAL_ADDRESS, WDF_COMMON_BUFFER_CONFIG,
+    WDF_NO_OBJECT_ATTRIBUTES, WDFCOMMONBUFFER, WDFDMAENABLER, call_unsafe_wdf_function_binding,
 };
+
+/// `PAGE_READWRITE` (winnt.h).
+const PAGE_READWRITE: u32 = 0x04;
+/// `PAGE_NOCACHE` (winnt.h).
+const PAGE_NOCACHE: u32 = 0x200;
 
 /// `PCI_WHICHSPACE_CONFIG`.
 const PCI_WHICHSPACE_CONFIG: u32 = 0;
@@ -222,8 +226,10 @@ unsafe impl Dma for CommonBufferDma {
         // SAFETY: under the lock. Pushing may allocate: PASSIVE only, as documented.
         unsafe { (*self.live.get()).push((cpu.as_ptr() as usize, cb)) };
         self.lock.release();
+        // SAFETY: every bit pattern of the LARGE_INTEGER union is a valid i64.
+        let device = unsafe { la.QuadPart } as u64;
         // SAFETY: see the impl's contract.
-        Some(unsafe { DmaRegion::new(cpu, la.QuadPart as u64, len) })
+        Some(unsafe { DmaRegion::new(cpu, device, len) })
     }
 
     fn free(&self, region: DmaRegion) {

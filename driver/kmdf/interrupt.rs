@@ -74,7 +74,9 @@ pub unsafe fn create(
 /// `interrupt` must be one this module created.
 unsafe fn ctx(interrupt: WDFINTERRUPT) -> &'static IntContext {
     // SAFETY: set at creation, freed at destruction (after disconnection).
-    unsafe { &*context::get::<IntContext>(interrupt.cast(), &context::INTERRUPT_CONTEXT) }
+    let p = unsafe { context::get::<IntContext>(interrupt.cast(), &context::INTERRUPT_CONTEXT) };
+    // SAFETY: a context set at creation points at a live IntContext until the destroy callback.
+    unsafe { &*p }
 }
 
 extern "C" fn evt_isr(interrupt: WDFINTERRUPT, _message_id: ULONG) -> BOOLEAN {

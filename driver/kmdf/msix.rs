@@ -9,6 +9,12 @@
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
+/// Queue pairs the Windows driver runs. One: NetAdapterCx spreads receive traffic over several
+/// queues only through RSS, and steering by the OS's indirection table needs the device's
+/// VIRTIO_NET_F_RSS, which the core does not drive yet. The INF's `MessageNumberLimit` is
+/// `MsixPlan::messages_for(QUEUE_PAIRS)` (a test checks it).
+pub const QUEUE_PAIRS: u16 = 1;
+
 /// What raised an interrupt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {

@@ -13,8 +13,10 @@ use super::device::nic_of;
 
 /// `EvtDeviceD0Entry`.
 pub extern "C" fn evt_d0_entry(device: WDFDEVICE, previous: WDF_POWER_DEVICE_STATE) -> NTSTATUS {
+    // SAFETY: our device (DeviceAdd set its context).
+    let p = unsafe { nic_of(device) };
     // SAFETY: our device; power callbacks are serialized with PnP callbacks and no queue runs.
-    let nic = unsafe { &*nic_of(device) };
+    let nic = unsafe { &*p };
     if previous == _WDF_POWER_DEVICE_STATE::WdfPowerDeviceD3Final {
         // First power-up: PrepareHardware brought the device up already.
         return STATUS_SUCCESS;
@@ -42,8 +44,10 @@ pub extern "C" fn evt_d0_entry(device: WDFDEVICE, previous: WDF_POWER_DEVICE_STA
 /// `EvtDeviceD0Exit`: reset the device (it stops every DMA), give the receive engine's posted
 /// buffers back to its pool, report the link as unknown (as RtEthSample does).
 pub extern "C" fn evt_d0_exit(device: WDFDEVICE, _target: WDF_POWER_DEVICE_STATE) -> NTSTATUS {
+    // SAFETY: our device (DeviceAdd set its context).
+    let p = unsafe { nic_of(device) };
     // SAFETY: as in D0 entry.
-    let nic = unsafe { &*nic_of(device) };
+    let nic = unsafe { &*p };
     let _ = nic.with_core(|a| a.reset_device(&nic.plan));
     // SAFETY: no RX queue exists during D0 exit.
     if let Some(rx) = unsafe { (*nic.rx.get()).as_mut() } {

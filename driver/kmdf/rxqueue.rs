@@ -25,7 +25,9 @@ struct RxContext {
 /// `queue` must be one of our receive queues (context set at creation).
 unsafe fn ctx(queue: NETPACKETQUEUE) -> &'static RxContext {
     // SAFETY: set in create before the queue could be started; freed in destroy, after stop.
-    unsafe { &*context::get::<RxContext>(queue.cast(), &context::QUEUE_CONTEXT) }
+    let p = unsafe { context::get::<RxContext>(queue.cast(), &context::QUEUE_CONTEXT) };
+    // SAFETY: a context set at creation points at a live RxContext until the destroy callback.
+    unsafe { &*p }
 }
 
 /// The rings as the core's views.
@@ -140,9 +142,9 @@ unsafe extern "system" fn evt_start(queue: NETPACKETQUEUE) {
     c.nic.rx_queue.store(queue, Ordering::Release);
 }
 
-unsafe extern "system" fn evt_stop(_queue: NETPACKETQUEUE) {
+unsafe extern "system" fn evt_stop(queue: NETPACKETQUEUE) {
     // SAFETY: our queue.
-    let c = unsafe { ctx(_queue) };
+    let c = unsafe { ctx(queue) };
     c.nic
         .rx_queue
         .store(core::ptr::null_mut(), Ordering::Release);
@@ -153,9 +155,11 @@ unsafe extern "system" fn evt_advance(queue: NETPACKETQUEUE) {
     let c = unsafe { ctx(queue) };
     let nic = c.nic;
     // SAFETY: on the RX execution context.
-    let (Some(rx), Some((mut packets, mut fragments))) =
-        (unsafe { engine(nic) }, unsafe { rings(c) })
-    else {
+    let Some(rx) = (unsafe { engine(nic) }) else {
+        return;
+    };
+    // SAFETY: inside the queue's Advance.
+    let Some((mut packets, mut fragments)) = (unsafe { rings(c) }) else {
         return;
     };
     if nic.filter_changed.swap(false, Ordering::AcqRel) {
@@ -166,7 +170,7 @@ unsafe extern "system" fn evt_advance(queue: NETPACKETQUEUE) {
         rx.set_filter(f);
     }
     if nic.rx_gate.take_fired() {
-        rx.set_notification_enabled(false);
+        let _ = rx.set_notification_enabled(false);
     }
     match rx.advance(&mut packets, &mut fragments) {
         Ok(r) => {
@@ -192,7 +196,11 @@ unsafe extern "system" fn evt_cancel(queue: NETPACKETQUEUE) {
     // SAFETY: our queue; Cancel runs on its execution context.
     let c = unsafe { ctx(queue) };
     // SAFETY: on the RX execution context.
-    if let (Some(rx), Some((mut p, mut f))) = (unsafe { engine(c.nic) }, unsafe { rings(c) }) {
+    let Some(rx) = (unsafe { engine(c.nic) }) else {
+        return;
+    };
+    // SAFETY: inside the queue's Cancel.
+    if let Some((mut p, mut f)) = unsafe { rings(c) } {
         let _ = rx.cancel(&mut p, &mut f);
     }
 }

@@ -29,7 +29,9 @@ struct TxContext {
 /// `queue` must be one of our transmit queues.
 unsafe fn ctx(queue: NETPACKETQUEUE) -> &'static TxContext {
     // SAFETY: set in create before the queue could start; freed in destroy, after stop.
-    unsafe { &*context::get::<TxContext>(queue.cast(), &context::QUEUE_CONTEXT) }
+    let p = unsafe { context::get::<TxContext>(queue.cast(), &context::QUEUE_CONTEXT) };
+    // SAFETY: a context set at creation points at a live TxContext until the destroy callback.
+    unsafe { &*p }
 }
 
 /// # Safety
@@ -135,13 +137,15 @@ unsafe extern "system" fn evt_advance(queue: NETPACKETQUEUE) {
     let c = unsafe { ctx(queue) };
     let nic = c.nic;
     // SAFETY: the engine is used only on this execution context.
-    let (Some(tx), Some((mut packets, mut fragments))) =
-        (unsafe { (*c.engine.get()).as_mut() }, unsafe { rings(c) })
-    else {
+    let Some(tx) = (unsafe { (*c.engine.get()).as_mut() }) else {
+        return;
+    };
+    // SAFETY: inside the queue's Advance.
+    let Some((mut packets, mut fragments)) = (unsafe { rings(c) }) else {
         return;
     };
     if nic.tx_gate.take_fired() {
-        tx.set_notification_enabled(false);
+        let _ = tx.set_notification_enabled(false);
     }
     match tx.advance(&mut packets, &mut fragments) {
         Ok(r) => {
