@@ -27,6 +27,13 @@ extern crate wdk_panic;
 #[global_allocator]
 static GLOBAL_ALLOCATOR: wdk_alloc::WdkAllocator = wdk_alloc::WdkAllocator;
 
+// The glue's type-check on other hosts: wdk-sys and wdk are replaced by a declaration-only
+// stand-in (see the `glue-check` feature).
+#[cfg(all(not(windows), feature = "glue-check"))]
+extern crate wdk_standin as wdk;
+#[cfg(all(not(windows), feature = "glue-check"))]
+extern crate wdk_standin as wdk_sys;
+
 pub mod adapter;
 pub mod config;
 pub mod events;

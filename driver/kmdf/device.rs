@@ -59,7 +59,7 @@ struct Descriptor {
 ///
 /// `d` must point at a resource descriptor from the PnP manager.
 unsafe fn descriptor(d: *const u8) -> Descriptor {
-    // SAFETY (all reads): inside the 20-byte descriptor.
+    // SAFETY: inside the 20-byte descriptor (so for every read below).
     let ty = unsafe { d.read() };
     // SAFETY: as above.
     let flags = unsafe { d.wrapping_add(2).cast::<u16>().read_unaligned() };
@@ -424,18 +424,19 @@ extern "C" fn evt_release_hardware(device: WDFDEVICE, _translated: WDFCMRESLIST)
     let core = unsafe { (*nic.core.get()).take() };
     // SAFETY: as above.
     let rx = unsafe { (*nic.rx.get()).take() };
-    if let Some(dma) = nic.dma.as_ref() {
-        if let Some(mut core) = core {
-            // The device must stop DMA before any ring or buffer is freed.
-            let _ = core.reset_device(&nic.plan);
-            if let Some(mut rx) = rx {
-                rx.abandon_in_flight();
-                rx.free(dma);
-            }
-            core.drain_events(&mut crate::trace::EtwSink);
-            let _ = core.stop(dma, nic.plan.reset_polls);
+    if let Some(dma) = nic.dma.as_ref()
+        && let Some(mut core) = core
+    {
+        // The device must stop DMA before any ring or buffer is freed.
+        let _ = core.reset_device(&nic.plan);
+        if let Some(mut rx) = rx {
+            rx.abandon_in_flight();
+            rx.free(dma);
         }
+        core.drain_events(&mut crate::trace::EtwSink);
+        let _ = core.stop(dma, nic.plan.reset_polls);
     }
+
     nic.dma = None;
     if !nic.enabler.is_null() {
         // SAFETY: every common buffer of the enabler was freed above.

@@ -15,23 +15,24 @@ pub mod declare;
 pub mod msix;
 pub mod netcx;
 
-#[cfg(all(windows, not(test)))]
-mod adapter;
-#[cfg(all(windows, not(test)))]
-mod configuration;
-#[cfg(all(windows, not(test)))]
-mod context;
-#[cfg(all(windows, not(test)))]
-mod device;
-#[cfg(all(windows, not(test)))]
-mod driver;
-#[cfg(all(windows, not(test)))]
-mod hal;
-#[cfg(all(windows, not(test)))]
-mod interrupt;
-#[cfg(all(windows, not(test)))]
-mod power;
-#[cfg(all(windows, not(test)))]
-mod rxqueue;
-#[cfg(all(windows, not(test)))]
-mod txqueue;
+/// The Windows-only files: compiled for Windows (not in its unit tests, which link no WDK), and
+/// type-checked elsewhere with the `glue-check` feature.
+macro_rules! windows_glue {
+    ($($m:ident),*) => {$(
+        #[cfg(any(all(windows, not(test)), all(not(windows), feature = "glue-check")))]
+        mod $m;
+    )*};
+}
+
+windows_glue!(
+    adapter,
+    configuration,
+    context,
+    device,
+    driver,
+    hal,
+    interrupt,
+    power,
+    rxqueue,
+    txqueue
+);

@@ -25,10 +25,7 @@ pub extern "C" fn evt_d0_entry(device: WDFDEVICE, previous: WDF_POWER_DEVICE_STA
     let rx = unsafe { (*nic.rx.get()).as_ref() };
     let engine = rx.map(|r| (virtio::net::rx_queue_index(0), r.virtqueue()));
     let r = nic.with_core(|a| {
-        let queues: &[(u16, &virtio::queue::VirtQueue)] = match engine.as_ref() {
-            Some(e) => core::slice::from_ref(e),
-            None => &[],
-        };
+        let queues: &[(u16, &virtio::queue::VirtQueue)] = engine.as_slice();
         a.restore(&nic.plan, queues).map(|()| a.link_up())
     });
     match r {

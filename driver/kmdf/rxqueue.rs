@@ -50,6 +50,7 @@ unsafe fn rings(c: &RxContext) -> Option<(PacketRing<'static>, FragmentRing<'sta
 /// # Safety
 ///
 /// Only from the RX execution context (or at PASSIVE_LEVEL with no RX queue).
+#[allow(clippy::mut_from_ref)] // the engine is in an UnsafeCell; exclusivity is the contract
 unsafe fn engine(nic: &Nic) -> Option<&mut RxQueue> {
     // SAFETY: the caller's contract serializes every use.
     unsafe { (*nic.rx.get()).as_mut() }
@@ -174,11 +175,12 @@ unsafe extern "system" fn evt_advance(queue: NETPACKETQUEUE) {
     }
     match rx.advance(&mut packets, &mut fragments) {
         Ok(r) => {
-            if r.kicked && !nic.dead.load(Ordering::Acquire) {
-                if let Some(n) = nic.rx_notifier.as_ref() {
-                    let (bar, off) = n.location();
-                    virtio::hal::Bars::write16(&nic.bars, bar, off, n.queue());
-                }
+            if r.kicked
+                && !nic.dead.load(Ordering::Acquire)
+                && let Some(n) = nic.rx_notifier.as_ref()
+            {
+                let (bar, off) = n.location();
+                virtio::hal::Bars::write16(&nic.bars, bar, off, n.queue());
             }
             nic.rx_counters(rx.stats());
         }

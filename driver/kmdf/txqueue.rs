@@ -149,11 +149,12 @@ unsafe extern "system" fn evt_advance(queue: NETPACKETQUEUE) {
     }
     match tx.advance(&mut packets, &mut fragments) {
         Ok(r) => {
-            if r.kicked && !nic.dead.load(Ordering::Acquire) {
-                if let Some(n) = nic.tx_notifier.as_ref() {
-                    let (bar, off) = n.location();
-                    virtio::hal::Bars::write16(&nic.bars, bar, off, n.queue());
-                }
+            if r.kicked
+                && !nic.dead.load(Ordering::Acquire)
+                && let Some(n) = nic.tx_notifier.as_ref()
+            {
+                let (bar, off) = n.location();
+                virtio::hal::Bars::write16(&nic.bars, bar, off, n.queue());
             }
             nic.tx_counters(tx.stats());
         }

@@ -1,0 +1,466 @@
+//! A stand-in for the items of `wdk-sys` 0.5 and `wdk` 0.5 that virtionet's KMDF glue
+//! (`driver/kmdf/`) uses, so that the glue can be type-checked and linted on Linux
+//! (`cargo clippy -p virtionet --features glue-check`), where the real crates cannot build (they
+//! generate their bindings from the WDK's headers at build time).
+//!
+//! The shapes follow the WDK headers and wdk-sys's binding conventions (module-constant enums,
+//! `Option<unsafe extern "C" fn>` callbacks, structs with `Default`): what this proves is that the
+//! glue is well-formed Rust that uses the portable core and the NetAdapterCx FFI correctly and
+//! keeps the unsafe-code lints. It does **not** prove the glue matches the real bindings: only a
+//! build on Windows with the WDK does. Nothing here is ever linked or run: functions are
+//! declarations only.
+
+#![no_std]
+#![allow(
+    non_camel_case_types,
+    non_snake_case,
+    non_upper_case_globals,
+    missing_docs,
+    clippy::missing_safety_doc
+)]
+
+use core::ffi::c_void;
+
+pub type NTSTATUS = i32;
+pub type ULONG = u32;
+pub type USHORT = u16;
+pub type UCHAR = u8;
+pub type BOOLEAN = u8;
+pub type PVOID = *mut c_void;
+pub type SIZE_T = u64;
+pub type ULONGLONG = u64;
+pub type PCHAR = *mut i8;
+
+pub const STATUS_SUCCESS: NTSTATUS = 0;
+pub const STATUS_INSUFFICIENT_RESOURCES: NTSTATUS = 0xC000_009A_u32 as i32;
+pub const STATUS_DEVICE_CONFIGURATION_ERROR: NTSTATUS = 0xC000_0182_u32 as i32;
+
+#[must_use]
+pub const fn NT_SUCCESS(nt_status: NTSTATUS) -> bool {
+    nt_status >= 0
+}
+
+macro_rules! handles {
+    ($($h:ident / $s:ident;)*) => {$(
+        #[repr(C)]
+        #[derive(Debug)]
+        pub struct $s {
+            _unused: [u8; 0],
+        }
+        pub type $h = *mut $s;
+    )*};
+}
+
+handles! {
+    WDFDEVICE / WDFDEVICE__;
+    WDFDRIVER / WDFDRIVER__;
+    WDFOBJECT / WDFOBJECT__;
+    WDFINTERRUPT / WDFINTERRUPT__;
+    WDFDMAENABLER / WDFDMAENABLER__;
+    WDFCOMMONBUFFER / WDFCOMMONBUFFER__;
+    WDFCMRESLIST / WDFCMRESLIST__;
+    WDFSPINLOCK / WDFSPINLOCK__;
+    PWDFDEVICE_INIT / WDFDEVICE_INIT;
+    PDRIVER_OBJECT / _DRIVER_OBJECT;
+}
+
+pub type DRIVER_OBJECT = _DRIVER_OBJECT;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct UNICODE_STRING {
+    pub Length: USHORT,
+    pub MaximumLength: USHORT,
+    pub Buffer: *mut u16,
+}
+pub type PCUNICODE_STRING = *const UNICODE_STRING;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GUID {
+    pub Data1: u32,
+    pub Data2: u16,
+    pub Data3: u16,
+    pub Data4: [u8; 8],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub union LARGE_INTEGER {
+    pub QuadPart: i64,
+    pub u: [u32; 2],
+}
+impl Default for LARGE_INTEGER {
+    fn default() -> Self {
+        Self { QuadPart: 0 }
+    }
+}
+pub type PHYSICAL_ADDRESS = LARGE_INTEGER;
+
+#[repr(C)]
+#[derive(Debug)]
+pub struct CM_PARTIAL_RESOURCE_DESCRIPTOR {
+    _unused: [u8; 0],
+}
+pub type PCM_PARTIAL_RESOURCE_DESCRIPTOR = *mut CM_PARTIAL_RESOURCE_DESCRIPTOR;
+
+pub type PINTERFACE_REFERENCE = Option<unsafe extern "C" fn(Context: PVOID)>;
+pub type PINTERFACE_DEREFERENCE = Option<unsafe extern "C" fn(Context: PVOID)>;
+pub type PGET_SET_DEVICE_DATA = Option<
+    unsafe extern "C" fn(
+        Context: PVOID,
+        DataType: ULONG,
+        Buffer: PVOID,
+        Offset: ULONG,
+        Length: ULONG,
+    ) -> ULONG,
+>;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct INTERFACE {
+    pub Size: USHORT,
+    pub Version: USHORT,
+    pub Context: PVOID,
+    pub InterfaceReference: PINTERFACE_REFERENCE,
+    pub InterfaceDereference: PINTERFACE_DEREFERENCE,
+}
+pub type PINTERFACE = *mut INTERFACE;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct BUS_INTERFACE_STANDARD {
+    pub Size: USHORT,
+    pub Version: USHORT,
+    pub Context: PVOID,
+    pub InterfaceReference: PINTERFACE_REFERENCE,
+    pub InterfaceDereference: PINTERFACE_DEREFERENCE,
+    pub TranslateBusAddress: PVOID,
+    pub GetDmaAdapter: PVOID,
+    pub SetBusData: PGET_SET_DEVICE_DATA,
+    pub GetBusData: PGET_SET_DEVICE_DATA,
+}
+
+macro_rules! module_enum {
+    ($m:ident / $alias:ident { $($v:ident = $n:expr),* $(,)? }) => {
+        pub mod $m {
+            pub type Type = i32;
+            $(pub const $v: Type = $n;)*
+        }
+        pub type $alias = $m::Type;
+    };
+}
+
+module_enum!(_WDF_EXECUTION_LEVEL / WDF_EXECUTION_LEVEL {
+    WdfExecutionLevelInvalid = 0, WdfExecutionLevelInheritFromParent = 1,
+    WdfExecutionLevelPassive = 2, WdfExecutionLevelDispatch = 3,
+});
+module_enum!(_WDF_SYNCHRONIZATION_SCOPE / WDF_SYNCHRONIZATION_SCOPE {
+    WdfSynchronizationScopeInvalid = 0, WdfSynchronizationScopeInheritFromParent = 1,
+    WdfSynchronizationScopeDevice = 2, WdfSynchronizationScopeQueue = 3,
+    WdfSynchronizationScopeNone = 4,
+});
+module_enum!(_WDF_TRI_STATE / WDF_TRI_STATE { WdfFalse = 0, WdfTrue = 1, WdfUseDefault = 2 });
+module_enum!(_WDF_DMA_PROFILE / WDF_DMA_PROFILE {
+    WdfDmaProfileInvalid = 0, WdfDmaProfilePacket = 1, WdfDmaProfileScatterGather = 2,
+    WdfDmaProfilePacket64 = 3, WdfDmaProfileScatterGather64 = 4,
+});
+module_enum!(_WDF_DEVICE_FAILED_ACTION / WDF_DEVICE_FAILED_ACTION {
+    WdfDeviceFailedUndefined = 0, WdfDeviceFailedAttemptRestart = 1, WdfDeviceFailedNoRestart = 2,
+});
+module_enum!(_WDF_POWER_DEVICE_STATE / WDF_POWER_DEVICE_STATE {
+    WdfPowerDeviceInvalid = 0, WdfPowerDeviceD0 = 1, WdfPowerDeviceD1 = 2, WdfPowerDeviceD2 = 3,
+    WdfPowerDeviceD3 = 4, WdfPowerDeviceD3Final = 5, WdfPowerDevicePrepareForHibernation = 6,
+    WdfPowerDeviceMaximum = 7,
+});
+
+pub type PFN_WDF_OBJECT_CONTEXT_CLEANUP = Option<unsafe extern "C" fn(Object: WDFOBJECT)>;
+pub type PFN_WDF_OBJECT_CONTEXT_DESTROY = Option<unsafe extern "C" fn(Object: WDFOBJECT)>;
+pub type PFN_GET_UNIQUE_CONTEXT_TYPE =
+    Option<unsafe extern "C" fn() -> PCWDF_OBJECT_CONTEXT_TYPE_INFO>;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct _WDF_OBJECT_CONTEXT_TYPE_INFO {
+    pub Size: ULONG,
+    pub ContextName: PCHAR,
+    pub ContextSize: usize,
+    pub UniqueType: PCWDF_OBJECT_CONTEXT_TYPE_INFO,
+    pub EvtDriverGetUniqueContextType: PFN_GET_UNIQUE_CONTEXT_TYPE,
+}
+pub type WDF_OBJECT_CONTEXT_TYPE_INFO = _WDF_OBJECT_CONTEXT_TYPE_INFO;
+pub type PCWDF_OBJECT_CONTEXT_TYPE_INFO = *const _WDF_OBJECT_CONTEXT_TYPE_INFO;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct WDF_OBJECT_ATTRIBUTES {
+    pub Size: ULONG,
+    pub EvtCleanupCallback: PFN_WDF_OBJECT_CONTEXT_CLEANUP,
+    pub EvtDestroyCallback: PFN_WDF_OBJECT_CONTEXT_DESTROY,
+    pub ExecutionLevel: WDF_EXECUTION_LEVEL,
+    pub SynchronizationScope: WDF_SYNCHRONIZATION_SCOPE,
+    pub ParentObject: WDFOBJECT,
+    pub ContextSizeOverride: usize,
+    pub ContextTypeInfo: PCWDF_OBJECT_CONTEXT_TYPE_INFO,
+}
+pub type PWDF_OBJECT_ATTRIBUTES = *mut WDF_OBJECT_ATTRIBUTES;
+pub const WDF_NO_OBJECT_ATTRIBUTES: PWDF_OBJECT_ATTRIBUTES = core::ptr::null_mut();
+pub const WDF_NO_HANDLE: PVOID = core::ptr::null_mut();
+
+pub type PFN_WDF_DRIVER_DEVICE_ADD =
+    Option<unsafe extern "C" fn(Driver: WDFDRIVER, DeviceInit: PWDFDEVICE_INIT) -> NTSTATUS>;
+pub type PFN_WDF_DRIVER_UNLOAD = Option<unsafe extern "C" fn(Driver: WDFDRIVER)>;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WDF_DRIVER_CONFIG {
+    pub Size: ULONG,
+    pub EvtDriverDeviceAdd: PFN_WDF_DRIVER_DEVICE_ADD,
+    pub EvtDriverUnload: PFN_WDF_DRIVER_UNLOAD,
+    pub DriverInitFlags: ULONG,
+    pub DriverPoolTag: ULONG,
+}
+
+pub type PFN_WDF_DEVICE_D0_ENTRY = Option<
+    unsafe extern "C" fn(Device: WDFDEVICE, PreviousState: WDF_POWER_DEVICE_STATE) -> NTSTATUS,
+>;
+pub type PFN_WDF_DEVICE_D0_EXIT = Option<
+    unsafe extern "C" fn(Device: WDFDEVICE, TargetState: WDF_POWER_DEVICE_STATE) -> NTSTATUS,
+>;
+pub type PFN_WDF_DEVICE_PREPARE_HARDWARE = Option<
+    unsafe extern "C" fn(
+        Device: WDFDEVICE,
+        ResourcesRaw: WDFCMRESLIST,
+        ResourcesTranslated: WDFCMRESLIST,
+    ) -> NTSTATUS,
+>;
+pub type PFN_WDF_DEVICE_RELEASE_HARDWARE =
+    Option<unsafe extern "C" fn(Device: WDFDEVICE, ResourcesTranslated: WDFCMRESLIST) -> NTSTATUS>;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WDF_PNPPOWER_EVENT_CALLBACKS {
+    pub Size: ULONG,
+    pub EvtDeviceD0Entry: PFN_WDF_DEVICE_D0_ENTRY,
+    pub EvtDeviceD0EntryPostInterruptsEnabled: PVOID_DEFAULT,
+    pub EvtDeviceD0Exit: PFN_WDF_DEVICE_D0_EXIT,
+    pub EvtDeviceD0ExitPreInterruptsDisabled: PVOID_DEFAULT,
+    pub EvtDevicePrepareHardware: PFN_WDF_DEVICE_PREPARE_HARDWARE,
+    pub EvtDeviceReleaseHardware: PFN_WDF_DEVICE_RELEASE_HARDWARE,
+    pub EvtDeviceSelfManagedIoCleanup: PVOID_DEFAULT,
+    pub EvtDeviceSelfManagedIoFlush: PVOID_DEFAULT,
+    pub EvtDeviceSelfManagedIoInit: PVOID_DEFAULT,
+    pub EvtDeviceSelfManagedIoSuspend: PVOID_DEFAULT,
+    pub EvtDeviceSelfManagedIoRestart: PVOID_DEFAULT,
+    pub EvtDeviceSurpriseRemoval: PVOID_DEFAULT,
+    pub EvtDeviceQueryRemove: PVOID_DEFAULT,
+    pub EvtDeviceQueryStop: PVOID_DEFAULT,
+    pub EvtDeviceUsageNotification: PVOID_DEFAULT,
+    pub EvtDeviceRelationsQuery: PVOID_DEFAULT,
+    pub EvtDeviceUsageNotificationEx: PVOID_DEFAULT,
+}
+
+/// Callback slots the glue leaves empty (an optional function pointer in the real bindings).
+pub type PVOID_DEFAULT = Option<unsafe extern "C" fn()>;
+
+pub type PFN_WDF_INTERRUPT_ISR =
+    Option<unsafe extern "C" fn(Interrupt: WDFINTERRUPT, MessageID: ULONG) -> BOOLEAN>;
+pub type PFN_WDF_INTERRUPT_DPC =
+    Option<unsafe extern "C" fn(Interrupt: WDFINTERRUPT, AssociatedObject: WDFOBJECT)>;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct WDF_INTERRUPT_CONFIG {
+    pub Size: ULONG,
+    pub SpinLock: WDFSPINLOCK,
+    pub ShareVector: WDF_TRI_STATE,
+    pub FloatingSave: BOOLEAN,
+    pub AutomaticSerialization: BOOLEAN,
+    pub EvtInterruptIsr: PFN_WDF_INTERRUPT_ISR,
+    pub EvtInterruptDpc: PFN_WDF_INTERRUPT_DPC,
+    pub EvtInterruptEnable: PVOID_DEFAULT,
+    pub EvtInterruptDisable: PVOID_DEFAULT,
+    pub EvtInterruptWorkItem: PVOID_DEFAULT,
+    pub InterruptRaw: PCM_PARTIAL_RESOURCE_DESCRIPTOR,
+    pub InterruptTranslated: PCM_PARTIAL_RESOURCE_DESCRIPTOR,
+    pub WaitLock: PVOID,
+    pub PassiveHandling: BOOLEAN,
+    pub ReportInactiveOnPowerDown: WDF_TRI_STATE,
+    pub CanWakeDevice: BOOLEAN,
+}
+impl Default for WDF_INTERRUPT_CONFIG {
+    fn default() -> Self {
+        Self {
+            Size: 0,
+            SpinLock: core::ptr::null_mut(),
+            ShareVector: 0,
+            FloatingSave: 0,
+            AutomaticSerialization: 0,
+            EvtInterruptIsr: None,
+            EvtInterruptDpc: None,
+            EvtInterruptEnable: None,
+            EvtInterruptDisable: None,
+            EvtInterruptWorkItem: None,
+            InterruptRaw: core::ptr::null_mut(),
+            InterruptTranslated: core::ptr::null_mut(),
+            WaitLock: core::ptr::null_mut(),
+            PassiveHandling: 0,
+            ReportInactiveOnPowerDown: 0,
+            CanWakeDevice: 0,
+        }
+    }
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WDF_DMA_ENABLER_CONFIG {
+    pub Size: ULONG,
+    pub Profile: WDF_DMA_PROFILE,
+    pub MaximumLength: usize,
+    pub EvtDmaEnablerFill: PVOID_DEFAULT,
+    pub EvtDmaEnablerFlush: PVOID_DEFAULT,
+    pub EvtDmaEnablerDisable: PVOID_DEFAULT,
+    pub EvtDmaEnablerEnable: PVOID_DEFAULT,
+    pub EvtDmaEnablerSelfManagedIoStart: PVOID_DEFAULT,
+    pub EvtDmaEnablerSelfManagedIoStop: PVOID_DEFAULT,
+    pub AddressWidthOverride: ULONG,
+    pub WdmDmaVersionOverride: ULONG,
+    pub Flags: ULONG,
+}
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WDF_COMMON_BUFFER_CONFIG {
+    pub Size: ULONG,
+    pub AlignmentRequirement: ULONG,
+}
+
+/// The WDF functions the glue calls (without the implicit WdfDriverGlobals argument), declared
+/// only: the stand-in is never linked.
+pub mod wdf {
+    use super::*;
+
+    unsafe extern "C" {
+        pub fn WdfDriverCreate(
+            DriverObject: PDRIVER_OBJECT,
+            RegistryPath: PCUNICODE_STRING,
+            DriverAttributes: PWDF_OBJECT_ATTRIBUTES,
+            DriverConfig: *mut WDF_DRIVER_CONFIG,
+            Driver: *mut WDFDRIVER,
+        ) -> NTSTATUS;
+        pub fn WdfDeviceInitSetPnpPowerEventCallbacks(
+            DeviceInit: PWDFDEVICE_INIT,
+            PnpPowerEventCallbacks: *mut WDF_PNPPOWER_EVENT_CALLBACKS,
+        );
+        pub fn WdfDeviceCreate(
+            DeviceInit: *mut PWDFDEVICE_INIT,
+            DeviceAttributes: PWDF_OBJECT_ATTRIBUTES,
+            Device: *mut WDFDEVICE,
+        ) -> NTSTATUS;
+        pub fn WdfDeviceSetFailed(Device: WDFDEVICE, FailedAction: WDF_DEVICE_FAILED_ACTION);
+        pub fn WdfObjectGetTypedContextWorker(
+            Handle: WDFOBJECT,
+            TypeInfo: PCWDF_OBJECT_CONTEXT_TYPE_INFO,
+        ) -> PVOID;
+        pub fn WdfObjectDelete(Object: WDFOBJECT);
+        pub fn WdfFdoQueryForInterface(
+            Fdo: WDFDEVICE,
+            InterfaceType: *const GUID,
+            Interface: PINTERFACE,
+            Size: USHORT,
+            Version: USHORT,
+            InterfaceSpecificData: PVOID,
+        ) -> NTSTATUS;
+        pub fn WdfCmResourceListGetCount(List: WDFCMRESLIST) -> ULONG;
+        pub fn WdfCmResourceListGetDescriptor(
+            List: WDFCMRESLIST,
+            Index: ULONG,
+        ) -> PCM_PARTIAL_RESOURCE_DESCRIPTOR;
+        pub fn WdfDmaEnablerCreate(
+            Device: WDFDEVICE,
+            Config: *mut WDF_DMA_ENABLER_CONFIG,
+            Attributes: PWDF_OBJECT_ATTRIBUTES,
+            DmaEnablerHandle: *mut WDFDMAENABLER,
+        ) -> NTSTATUS;
+        pub fn WdfCommonBufferCreateWithConfig(
+            DmaEnabler: WDFDMAENABLER,
+            Length: usize,
+            Config: *mut WDF_COMMON_BUFFER_CONFIG,
+            Attributes: PWDF_OBJECT_ATTRIBUTES,
+            CommonBuffer: *mut WDFCOMMONBUFFER,
+        ) -> NTSTATUS;
+        pub fn WdfCommonBufferGetAlignedVirtualAddress(CommonBuffer: WDFCOMMONBUFFER) -> PVOID;
+        pub fn WdfCommonBufferGetAlignedLogicalAddress(
+            CommonBuffer: WDFCOMMONBUFFER,
+        ) -> PHYSICAL_ADDRESS;
+        pub fn WdfInterruptCreate(
+            Device: WDFDEVICE,
+            Configuration: *mut WDF_INTERRUPT_CONFIG,
+            Attributes: PWDF_OBJECT_ATTRIBUTES,
+            Interrupt: *mut WDFINTERRUPT,
+        ) -> NTSTATUS;
+        pub fn WdfInterruptQueueDpcForIsr(Interrupt: WDFINTERRUPT) -> BOOLEAN;
+        pub fn WdfSpinLockCreate(
+            SpinLockAttributes: PWDF_OBJECT_ATTRIBUTES,
+            SpinLock: *mut WDFSPINLOCK,
+        ) -> NTSTATUS;
+        pub fn WdfSpinLockAcquire(SpinLock: WDFSPINLOCK);
+        pub fn WdfSpinLockRelease(SpinLock: WDFSPINLOCK);
+    }
+
+    /// `wdk::wdf::SpinLock` (the glue imports it from `wdk`; the stand-in is aliased as both).
+    #[derive(Debug)]
+    pub struct SpinLock {
+        handle: WDFSPINLOCK,
+    }
+
+    impl SpinLock {
+        /// `WdfSpinLockCreate`.
+        pub fn create(attributes: &mut WDF_OBJECT_ATTRIBUTES) -> Result<Self, NTSTATUS> {
+            let mut handle = core::ptr::null_mut();
+            // SAFETY: a declaration only; the stand-in is never linked or run.
+            let st = unsafe { WdfSpinLockCreate(attributes, &mut handle) };
+            if NT_SUCCESS(st) {
+                Ok(Self { handle })
+            } else {
+                Err(st)
+            }
+        }
+
+        /// `WdfSpinLockAcquire`.
+        pub fn acquire(&self) {
+            // SAFETY: as above.
+            unsafe { WdfSpinLockAcquire(self.handle) };
+        }
+
+        /// `WdfSpinLockRelease`.
+        pub fn release(&self) {
+            // SAFETY: as above.
+            unsafe { WdfSpinLockRelease(self.handle) };
+        }
+    }
+}
+
+/// `call_unsafe_wdf_function_binding!(Name, args…)`: the real macro indexes WdfFunctions; this
+/// one calls the declaration of the same name, so arguments are type-checked the same way.
+#[macro_export]
+macro_rules! call_unsafe_wdf_function_binding {
+    ($name:ident $(, $arg:expr)* $(,)?) => {
+        $crate::wdf::$name($($arg),*)
+    };
+}
+
+/// The ntddk functions the glue calls.
+pub mod ntddk {
+    use super::*;
+
+    unsafe extern "C" {
+        pub fn MmMapIoSpaceEx(
+            PhysicalAddress: PHYSICAL_ADDRESS,
+            NumberOfBytes: SIZE_T,
+            Protect: ULONG,
+        ) -> PVOID;
+        pub fn MmUnmapIoSpace(BaseAddress: PVOID, NumberOfBytes: SIZE_T);
+        pub fn KeQueryUnbiasedInterruptTime() -> ULONGLONG;
+    }
+}
