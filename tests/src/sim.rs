@@ -45,6 +45,9 @@ pub struct Machine {
     pub os_rx: OsRx,
     /// Part of the machine.
     pub rng: Rng,
+    /// The transmit queue's kick register (what the glue keeps to give the virtqueue back when
+    /// NetAdapterCx destroys the queue).
+    pub tx_notifier: virtio::pci::Notifier,
 }
 
 /// Builds a machine: a device offering `features`, brought up with `user` settings.
@@ -59,6 +62,7 @@ pub fn machine(features: Features, backend: Backend, user: &UserSettings, seed: 
     let mut os_tx = OsTx::new(128, 512, &mut rng);
     let mut os_rx = OsRx::new(128, 256, &mut rng);
     let txs = adapter.take_tx(0).unwrap();
+    let tx_notifier = txs.notifier;
     let rxs = adapter.take_rx(0).unwrap();
     let settings = TxSettings {
         insert_priority: caps.priority_tagging,
@@ -97,6 +101,7 @@ pub fn machine(features: Features, backend: Backend, user: &UserSettings, seed: 
         os_tx,
         os_rx,
         rng,
+        tx_notifier,
     }
 }
 
