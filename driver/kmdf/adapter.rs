@@ -177,6 +177,22 @@ impl Nic {
         }
     }
 
+    /// Kicks a queue after an Advance that published buffers (the register write needs no lock).
+    pub fn kick(&self, notifier: Option<&Notifier>) {
+        if !self.dead.load(Ordering::Acquire)
+            && let Some(n) = notifier
+        {
+            let (bar, off) = n.location();
+            virtio::hal::Bars::write16(&self.bars, bar, off, n.queue());
+        }
+    }
+
+    /// A queue engine saw the device (or the OS ring) break its contract: trace it and restart.
+    pub fn queue_fault(&self, transmit: bool) {
+        self.record(Event::QueueFault { pair: 0, transmit });
+        self.fail_and_restart();
+    }
+
     /// Reports the core's link state to NetAdapterCx (≤ DISPATCH_LEVEL).
     pub fn report_link(&self, up: bool) {
         let speed = self
@@ -194,10 +210,9 @@ impl Nic {
 ///
 /// `adapter` must be this driver's adapter, between NetAdapterCreate and its destruction.
 pub unsafe fn nic(adapter: NETADAPTER) -> &'static Nic {
-    // SAFETY: the adapter was created with DEVICE_CONTEXT.
-    let p = unsafe { context::get::<Nic>(adapter.cast(), &context::DEVICE_CONTEXT) };
-    // SAFETY: it holds the Nic, which lives until the device (the adapter's parent) is destroyed.
-    unsafe { &*p }
+    // SAFETY: the adapter was created with DEVICE_CONTEXT holding the Nic, which lives until the
+    // device (the adapter's parent) is destroyed.
+    unsafe { context::object::<Nic>(adapter.cast(), &context::DEVICE_CONTEXT) }
 }
 
 /// Offload callbacks: the OS changed what it wants. Transmit offloads need nothing (the OS only

@@ -103,3 +103,46 @@ pub unsafe fn get<T>(object: WDFOBJECT, ty: &'static ContextType) -> *mut T {
     // SAFETY: WDF zeroes contexts, so an unset slot reads null.
     unsafe { s.read() }.cast()
 }
+
+/// The Rust object a context of type `ty` points at.
+///
+/// # Safety
+///
+/// `object` must carry a context of type `ty` set with [`set`] to a `T` that lives as long as
+/// the object (freed in its destroy callback with [`take`]).
+pub unsafe fn object<T>(object: WDFOBJECT, ty: &'static ContextType) -> &'static T {
+    // SAFETY: the caller's contract.
+    let p = unsafe { get::<T>(object, ty) };
+    // SAFETY: set at creation to a live T, freed only in the destroy callback.
+    unsafe { &*p }
+}
+
+/// Takes back the boxed object a context points at (destroy callbacks), if one was set.
+///
+/// # Safety
+///
+/// As [`get`]; the slot, if set, holds a `Box<T>` made with `Box::into_raw`, taken only once.
+pub unsafe fn take<T>(object: WDFOBJECT, ty: &'static ContextType) -> Option<alloc::boxed::Box<T>> {
+    // SAFETY: the caller's contract.
+    let p = unsafe { get::<T>(object, ty) };
+    // SAFETY: made by Box::into_raw and taken once (the destroy callback runs once).
+    (!p.is_null()).then(|| unsafe { alloc::boxed::Box::from_raw(p) })
+}
+
+/// A queue's packet and fragment rings as the core's views.
+///
+/// # Safety
+///
+/// `rings` must be the queue's ring collection, used inside one of its datapath callbacks (the
+/// framework hands the rings to the driver for the callback's duration).
+pub unsafe fn rings(
+    rings: *const netring::NetRingCollection,
+) -> Option<(netring::PacketRing<'static>, netring::FragmentRing<'static>)> {
+    // SAFETY: the collection is valid for the queue's life.
+    let col = unsafe { &*rings };
+    // SAFETY: the queue's packet ring, ours during the callback.
+    let p = unsafe { netring::Ring::from_raw(col.packet_ring()) }.ok()?;
+    // SAFETY: as above, the fragment ring.
+    let f = unsafe { netring::Ring::from_raw(col.fragment_ring()) }.ok()?;
+    Some((p, f))
+}

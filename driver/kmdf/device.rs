@@ -193,12 +193,9 @@ pub extern "C" fn evt_device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) 
 }
 
 extern "C" fn evt_device_destroy(object: WDFOBJECT) {
-    // SAFETY: the device's context; destroyed once, after every child object.
-    let p = unsafe { context::get::<Nic>(object, &context::DEVICE_CONTEXT) };
-    if !p.is_null() {
-        // SAFETY: created by Box::into_raw in DeviceAdd.
-        drop(unsafe { Box::from_raw(p) });
-    }
+    // SAFETY: the device's context (set with Box::into_raw in DeviceAdd); destroyed once,
+    // after every child object.
+    drop(unsafe { context::take::<Nic>(object, &context::DEVICE_CONTEXT) });
 }
 
 /// The Nic of a device.

@@ -74,9 +74,7 @@ pub unsafe fn create(
 /// `interrupt` must be one this module created.
 unsafe fn ctx(interrupt: WDFINTERRUPT) -> &'static IntContext {
     // SAFETY: set at creation, freed at destruction (after disconnection).
-    let p = unsafe { context::get::<IntContext>(interrupt.cast(), &context::INTERRUPT_CONTEXT) };
-    // SAFETY: a context set at creation points at a live IntContext until the destroy callback.
-    unsafe { &*p }
+    unsafe { context::object::<IntContext>(interrupt.cast(), &context::INTERRUPT_CONTEXT) }
 }
 
 extern "C" fn evt_isr(interrupt: WDFINTERRUPT, _message_id: ULONG) -> BOOLEAN {
@@ -172,10 +170,7 @@ extern "C" fn evt_dpc(interrupt: WDFINTERRUPT, _object: WDFOBJECT) {
 }
 
 extern "C" fn evt_destroy(object: WDFOBJECT) {
-    // SAFETY: our interrupt's context; destroyed once, after disconnection.
-    let p = unsafe { context::get::<IntContext>(object, &context::INTERRUPT_CONTEXT) };
-    if !p.is_null() {
-        // SAFETY: created by Box::into_raw in `create`.
-        drop(unsafe { alloc::boxed::Box::from_raw(p) });
-    }
+    // SAFETY: our interrupt's context (set with Box::into_raw); destroyed once, after
+    // disconnection.
+    drop(unsafe { context::take::<IntContext>(object, &context::INTERRUPT_CONTEXT) });
 }

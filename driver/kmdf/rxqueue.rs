@@ -4,14 +4,13 @@
 use core::ffi::c_void;
 use core::sync::atomic::Ordering;
 
-use netring::{FragmentRing, PacketRing, Ring};
+use netring::{FragmentRing, PacketRing};
 use wdk_sys::{NT_SUCCESS, WDFOBJECT};
 
 use super::adapter::{Nic, nic};
 use super::context;
 use super::declare;
 use super::netcx::*;
-use crate::events::Event;
 use crate::rxqueue::{RxQueue, RxSettings};
 
 /// The receive queue's context: the Nic and the queue's rings (stable for the queue's life).
@@ -24,25 +23,16 @@ struct RxContext {
 ///
 /// `queue` must be one of our receive queues (context set at creation).
 unsafe fn ctx(queue: NETPACKETQUEUE) -> &'static RxContext {
-    // SAFETY: set in create before the queue could be started; freed in destroy, after stop.
-    let p = unsafe { context::get::<RxContext>(queue.cast(), &context::QUEUE_CONTEXT) };
-    // SAFETY: a context set at creation points at a live RxContext until the destroy callback.
-    unsafe { &*p }
+    // SAFETY: set in create before the queue could start; freed in destroy, after stop.
+    unsafe { context::object::<RxContext>(queue.cast(), &context::QUEUE_CONTEXT) }
 }
 
-/// The rings as the core's views.
-///
 /// # Safety
 ///
-/// Inside a datapath callback of the queue (the framework gives the driver the rings then).
+/// Inside a datapath callback of the queue.
 unsafe fn rings(c: &RxContext) -> Option<(PacketRing<'static>, FragmentRing<'static>)> {
-    // SAFETY: the collection pointer is valid for the queue's life; the rings are the queue's.
-    let col = unsafe { &*c.rings };
-    // SAFETY: as above.
-    let p = unsafe { Ring::from_raw(col.packet_ring()) }.ok()?;
-    // SAFETY: as above.
-    let f = unsafe { Ring::from_raw(col.fragment_ring()) }.ok()?;
-    Some((p, f))
+    // SAFETY: the caller's contract; `c.rings` is the queue's collection.
+    unsafe { context::rings(c.rings) }
 }
 
 /// The engine (pair 0).
@@ -175,22 +165,12 @@ unsafe extern "system" fn evt_advance(queue: NETPACKETQUEUE) {
     }
     match rx.advance(&mut packets, &mut fragments) {
         Ok(r) => {
-            if r.kicked
-                && !nic.dead.load(Ordering::Acquire)
-                && let Some(n) = nic.rx_notifier.as_ref()
-            {
-                let (bar, off) = n.location();
-                virtio::hal::Bars::write16(&nic.bars, bar, off, n.queue());
+            if r.kicked {
+                nic.kick(nic.rx_notifier.as_ref());
             }
             nic.rx_counters(rx.stats());
         }
-        Err(_) => {
-            nic.record(Event::QueueFault {
-                pair: 0,
-                transmit: false,
-            });
-            nic.fail_and_restart();
-        }
+        Err(_) => nic.queue_fault(false),
     }
 }
 
@@ -226,10 +206,6 @@ unsafe extern "system" fn evt_set_notification_enabled(queue: NETPACKETQUEUE, en
 }
 
 unsafe extern "C" fn evt_destroy(object: WDFOBJECT) {
-    // SAFETY: our queue's context; destroy runs once, after stop.
-    let p = unsafe { context::get::<RxContext>(object, &context::QUEUE_CONTEXT) };
-    if !p.is_null() {
-        // SAFETY: created by Box::into_raw in create.
-        drop(unsafe { alloc::boxed::Box::from_raw(p) });
-    }
+    // SAFETY: our queue's context (set with Box::into_raw); destroy runs once, after stop.
+    drop(unsafe { context::take::<RxContext>(object, &context::QUEUE_CONTEXT) });
 }

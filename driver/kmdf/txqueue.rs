@@ -5,14 +5,13 @@ use core::cell::UnsafeCell;
 use core::ffi::c_void;
 use core::sync::atomic::Ordering;
 
-use netring::{FragmentRing, PacketRing, Ring};
+use netring::{FragmentRing, PacketRing};
 use wdk_sys::{NT_SUCCESS, WDFOBJECT};
 
 use super::adapter::{Nic, nic};
 use super::context;
 use super::declare;
 use super::netcx::*;
-use crate::events::Event;
 use crate::txqueue::{TxQueue, TxSettings};
 
 /// The transmit queue's context: a fresh engine per NetAdapterCx queue (the framework drains
@@ -26,25 +25,18 @@ struct TxContext {
 
 /// # Safety
 ///
-/// `queue` must be one of our transmit queues.
+/// `queue` must be one of our transmit queues (context set at creation).
 unsafe fn ctx(queue: NETPACKETQUEUE) -> &'static TxContext {
     // SAFETY: set in create before the queue could start; freed in destroy, after stop.
-    let p = unsafe { context::get::<TxContext>(queue.cast(), &context::QUEUE_CONTEXT) };
-    // SAFETY: a context set at creation points at a live TxContext until the destroy callback.
-    unsafe { &*p }
+    unsafe { context::object::<TxContext>(queue.cast(), &context::QUEUE_CONTEXT) }
 }
 
 /// # Safety
 ///
 /// Inside a datapath callback of the queue.
 unsafe fn rings(c: &TxContext) -> Option<(PacketRing<'static>, FragmentRing<'static>)> {
-    // SAFETY: the collection is valid for the queue's life.
-    let col = unsafe { &*c.rings };
-    // SAFETY: as above.
-    let p = unsafe { Ring::from_raw(col.packet_ring()) }.ok()?;
-    // SAFETY: as above.
-    let f = unsafe { Ring::from_raw(col.fragment_ring()) }.ok()?;
-    Some((p, f))
+    // SAFETY: the caller's contract; `c.rings` is the queue's collection.
+    unsafe { context::rings(c.rings) }
 }
 
 /// `EvtAdapterCreateTxQueue`.
@@ -149,22 +141,12 @@ unsafe extern "system" fn evt_advance(queue: NETPACKETQUEUE) {
     }
     match tx.advance(&mut packets, &mut fragments) {
         Ok(r) => {
-            if r.kicked
-                && !nic.dead.load(Ordering::Acquire)
-                && let Some(n) = nic.tx_notifier.as_ref()
-            {
-                let (bar, off) = n.location();
-                virtio::hal::Bars::write16(&nic.bars, bar, off, n.queue());
+            if r.kicked {
+                nic.kick(nic.tx_notifier.as_ref());
             }
             nic.tx_counters(tx.stats());
         }
-        Err(_) => {
-            nic.record(Event::QueueFault {
-                pair: 0,
-                transmit: true,
-            });
-            nic.fail_and_restart();
-        }
+        Err(_) => nic.queue_fault(true),
     }
 }
 
@@ -189,13 +171,10 @@ unsafe extern "system" fn evt_set_notification_enabled(queue: NETPACKETQUEUE, en
 }
 
 unsafe extern "C" fn evt_destroy(object: WDFOBJECT) {
-    // SAFETY: our queue's context; destroy runs once, after stop.
-    let p = unsafe { context::get::<TxContext>(object, &context::QUEUE_CONTEXT) };
-    if p.is_null() {
+    // SAFETY: our queue's context (set with Box::into_raw); destroy runs once, after stop.
+    let Some(c) = (unsafe { context::take::<TxContext>(object, &context::QUEUE_CONTEXT) }) else {
         return;
-    }
-    // SAFETY: created by Box::into_raw in create.
-    let c = unsafe { alloc::boxed::Box::from_raw(p) };
+    };
     let nic = c.nic;
     let Some(tx) = c.engine.into_inner() else {
         return;

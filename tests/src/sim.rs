@@ -50,6 +50,25 @@ pub struct Machine {
     pub tx_notifier: virtio::pci::Notifier,
 }
 
+/// A TX engine over `vq` for a packet ring of `packets` elements, tagging as the adapter's
+/// capabilities allow.
+pub fn tx_engine(
+    ram: &GuestRam,
+    adapter: &Adapter<SharedModel>,
+    vq: virtio::queue::VirtQueue,
+    packets: u32,
+    ext: virtionet::txqueue::TxExtensions,
+    vlan_id: u16,
+) -> TxQueue {
+    let caps = adapter.capabilities();
+    let settings = TxSettings {
+        insert_priority: caps.priority_tagging,
+        insert_vlan: caps.vlan_tagging,
+        vlan_id,
+    };
+    TxQueue::new(ram.arena(), vq, packets, adapter.features(), settings, ext).unwrap()
+}
+
 /// Builds a machine: a device offering `features`, brought up with `user` settings.
 pub fn machine(features: Features, backend: Backend, user: &UserSettings, seed: u64) -> Machine {
     let ram = GuestRam::new(64 << 20);
@@ -64,20 +83,14 @@ pub fn machine(features: Features, backend: Backend, user: &UserSettings, seed: 
     let txs = adapter.take_tx(0).unwrap();
     let tx_notifier = txs.notifier;
     let rxs = adapter.take_rx(0).unwrap();
-    let settings = TxSettings {
-        insert_priority: caps.priority_tagging,
-        insert_vlan: caps.vlan_tagging,
-        vlan_id: user.vlan_id,
-    };
-    let tx = TxQueue::new(
-        ram.arena(),
+    let tx = tx_engine(
+        &ram,
+        &adapter,
         txs.vq,
         128,
-        adapter.features(),
-        settings,
         os_tx.extensions(),
-    )
-    .unwrap();
+        user.vlan_id,
+    );
     let rs = RxSettings {
         buffers: 256,
         buffer_size: caps.rx_buffer_size,

@@ -598,9 +598,9 @@ fn event_log_keeps_the_newest_and_counts_what_it_dropped() {
 #[test]
 fn a_power_cycle_as_the_glue_runs_it_keeps_every_buffer_and_traffic_resumes() {
     use virtionet::adapter::QueueSlot;
-    use virtionet::txqueue::{TxQueue, TxSettings};
     use vnet_harness::os_rx::OsRx;
     use vnet_harness::os_tx::OsTx;
+    use vnet_harness::sim::tx_engine;
 
     let mut m = machine(
         DEFAULT_FEATURES,
@@ -676,20 +676,7 @@ fn a_power_cycle_as_the_glue_runs_it_keeps_every_buffer_and_traffic_resumes() {
     let slot = adapter
         .take_tx(0)
         .expect("the virtqueue is back with the adapter");
-    let caps = *adapter.capabilities();
-    let tx = TxQueue::new(
-        ram.arena(),
-        slot.vq,
-        64,
-        adapter.features(),
-        TxSettings {
-            insert_priority: caps.priority_tagging,
-            insert_vlan: caps.vlan_tagging,
-            vlan_id: 0,
-        },
-        os_tx.extensions(),
-    )
-    .unwrap();
+    let tx = tx_engine(&ram, &adapter, slot.vq, 64, os_tx.extensions(), 0);
     rx.set_extensions(os_rx.extensions());
     let mut m = Machine {
         ram,
