@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use virtio::Features;
 use virtionet::config::{Capabilities, UserSettings};
+use virtionet::events::Event;
 use virtionet::stats::{RxStats, TxStats};
 use vnet_harness::lab::QemuMachine;
 use vnet_harness::netdev::{Backend, DEFAULT_FEATURES};
@@ -178,6 +179,73 @@ fn print_caps(c: &Capabilities) {
         "  RX buffers {} × {} B, TX max fragments {}",
         c.rx_buffers, c.rx_buffer_size, c.tx_max_fragments
     );
+}
+
+/// The driver's trace events as the Windows driver writes them to its TraceLogging provider
+/// (`driver/trace.rs`; WPA shows the same names and fields). The per-queue counters event is
+/// recorded here at the end of the run, as the driver writes it about once a second.
+fn print_events(
+    adapter: &mut virtionet::adapter::Adapter<impl virtio::hal::Bars>,
+    tx: &TxStats,
+    rx: &RxStats,
+) {
+    adapter.record(Event::QueueCounters {
+        pair: 0,
+        tx: *tx,
+        rx: *rx,
+    });
+    let mut events = Vec::new();
+    adapter.drain_events(&mut events);
+    println!(
+        "trace events (provider {}):",
+        virtionet::trace::PROVIDER_NAME
+    );
+    for e in &events {
+        let line = match e {
+            Event::BringUp {
+                offered,
+                negotiated,
+                queue_pairs,
+                max_queue_pairs,
+                msix,
+            } => format!(
+                "BringUp OfferedFeatures={offered:#x} NegotiatedFeatures={negotiated:#x} \
+                 QueuePairs={queue_pairs} MaxQueuePairs={max_queue_pairs} MsiX={msix}"
+            ),
+            Event::Capabilities(c) => format!(
+                "Capabilities Mtu={} LinkSpeed={} RxBufferSize={} RxBuffers={} TxBuffers={}",
+                c.mtu, c.link_speed, c.rx_buffer_size, c.rx_buffers, c.tx_buffers
+            ),
+            Event::LinkChanged { up } => format!("LinkChanged Up={up}"),
+            Event::DeviceReset => "DeviceReset".to_string(),
+            Event::Restored { ok } => format!("Restored Ok={ok}"),
+            Event::ControlCommandsFailed { count } => {
+                format!("ControlCommandsFailed Count={count}")
+            }
+            Event::QueueFault { pair, transmit } => {
+                format!("QueueFault Pair={pair} Transmit={transmit}")
+            }
+            Event::SurpriseRemoved => "SurpriseRemoved".to_string(),
+            Event::QueueCounters { pair, tx, rx } => format!(
+                "QueueCounters Pair={pair} TxFrames={} TxBytes={} RxFrames={} RxBytes={} \
+                 RxCoalesced={} RxChecksumsCompleted={} DeviceFaults={}",
+                tx.sent.frames(),
+                tx.sent.bytes(),
+                rx.received.frames(),
+                rx.received.bytes(),
+                rx.coalesced_packets,
+                rx.checksums_completed,
+                tx.device_faults + rx.device_faults
+            ),
+        };
+        println!("  {line}");
+    }
+    if adapter.events_dropped() > 0 {
+        println!(
+            "  ({} events dropped: the log was full)",
+            adapter.events_dropped()
+        );
+    }
 }
 
 fn print_features(f: Features) {
@@ -349,6 +417,10 @@ fn run_qemu(a: &Args) -> Result<(), String> {
             m.os_rx.frames.clear();
         }
         last = Some((*m.tx.stats(), *m.rx.stats()));
+        if run + 1 == a.runs {
+            let (tx, rx) = (*m.tx.stats(), *m.rx.stats());
+            print_events(&mut m.adapter, &tx, &rx);
+        }
     }
     let bits = (a.size * 8) as f64;
     let (mut t, mut r) = (tx_fps.clone(), rx_fps.clone());
@@ -504,6 +576,8 @@ fn run_tap(a: &Args) -> Result<(), String> {
         fmt(&rx_gbps)
     );
     print_stats(m.tx.stats(), m.rx.stats());
+    let (tx, rx) = (*m.tx.stats(), *m.rx.stats());
+    print_events(&mut m.adapter, &tx, &rx);
     Ok(())
 }
 
