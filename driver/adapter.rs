@@ -552,8 +552,11 @@ impl<B: Bars> Adapter<B> {
         if self.features.contains(Features::NET_CTRL_MAC_ADDR) {
             self.commands.push_back(OwnedCommand::MacAddr(filter.mac));
         }
-        // Without RX_EXTRA the device cannot drop broadcast or all unicast: finish in software.
-        (!extra).then(|| filter.clone())
+        // Without RX_EXTRA the device cannot drop broadcast or all unicast, and without
+        // CTRL_VLAN it cannot filter VLANs (`set_vlan`): finish in software.
+        let vlans_in_software =
+            filter.has_vlans() && !self.features.contains(Features::NET_CTRL_VLAN);
+        (!extra || vlans_in_software).then(|| filter.clone())
     }
 
     /// Queues a VLAN filter change (with CTRL_VLAN; otherwise the RX engines filter).

@@ -239,7 +239,7 @@ pub unsafe extern "system" fn evt_set_receive_filter(
         .with_core(|a| a.capabilities().current_address)
         .unwrap_or([0; 6]);
     // SAFETY: inside the callback, on its thread.
-    let f = unsafe { declare::read_receive_filter(filter, mac) };
+    let f = unsafe { declare::read_receive_filter(filter, mac, nic.user.vlan_id) };
     let software = nic.with_core(|a| a.set_receive_filter(&f)).flatten();
     nic.pump_control();
     // The engine belongs to the RX execution context: hand the filter over for its next Advance.

@@ -361,7 +361,8 @@ pub unsafe fn read_enabled(offload: NETOFFLOAD) -> Enabled {
     }
 }
 
-/// The receive filter the OS asks for, in the core's terms.
+/// The receive filter the OS asks for, in the core's terms, with the adapter's VLAN (`VlanID`,
+/// 0 for none) as the only VLAN member.
 ///
 /// # Safety
 ///
@@ -369,6 +370,7 @@ pub unsafe fn read_enabled(offload: NETOFFLOAD) -> Enabled {
 pub unsafe fn read_receive_filter(
     filter: NETRECEIVEFILTER,
     mac: [u8; 6],
+    vlan_id: u16,
 ) -> offload::filter::RxFilter {
     // SAFETY: the caller passes the callback's own NETRECEIVEFILTER on the callback's thread.
     let flags = unsafe { NetReceiveFilterGetPacketFilter(filter) };
@@ -398,6 +400,9 @@ pub unsafe fn read_receive_filter(
     // wants: receive all multicast instead and let the stack filter.
     if !f.set_multicast(macs.get(..n).unwrap_or(&[])) {
         f.filter.0 |= offload::filter::PacketFilter::ALL_MULTICAST;
+    }
+    if vlan_id != 0 {
+        f.set_vlan(vlan_id, true);
     }
     f
 }

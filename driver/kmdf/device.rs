@@ -373,6 +373,12 @@ fn prepare(
         nic.tx_notifier = Some(s.notifier);
         core.give_back_tx(0, s);
     }
+    // The adapter's VLAN (`VlanID`) to the device's VLAN filter when it has one (CTRL_VLAN);
+    // otherwise the receive engine filters (Adapter::set_receive_filter says so).
+    if nic.user.vlan_id != 0 {
+        let _ = core.set_vlan(nic.user.vlan_id, true);
+        let _ = core.poll_control();
+    }
     let caps = *core.capabilities();
     let link_up = core.link_up();
     core.drain_events(&mut crate::trace::EtwSink);

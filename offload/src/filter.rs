@@ -76,6 +76,11 @@ impl RxFilter {
         }
     }
 
+    /// Whether any VLAN membership is configured (else every VLAN passes).
+    pub fn has_vlans(&self) -> bool {
+        self.vlans.iter().any(|w| *w != 0)
+    }
+
     /// Whether VLAN `vid` passes (untagged frames, VID 0 priority tags, and every VLAN when no
     /// membership is configured).
     pub fn vlan_accepts(&self, vid: Option<u16>) -> bool {

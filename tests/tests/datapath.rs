@@ -738,3 +738,72 @@ fn a_transmit_queue_with_packets_in_flight_is_not_released() {
     let Machine { tx, ram, .. } = m;
     assert!(tx.release(ram.arena()).is_none());
 }
+
+/// `VlanID` on a device without VLAN filtering (no VIRTIO_NET_F_CTRL_VLAN): the adapter hands the
+/// filter to the receive engine, which drops other VLANs and keeps untagged frames and its own.
+#[test]
+fn the_adapters_vlan_is_filtered_in_software_when_the_device_cannot() {
+    let mut m = machine(
+        DEFAULT_FEATURES.difference(Features::NET_CTRL_VLAN),
+        Backend::Channel,
+        &UserSettings::default(),
+        23,
+    );
+    let mut filt = RxFilter::new(
+        MAC,
+        PacketFilter(PacketFilter::DIRECTED | PacketFilter::BROADCAST),
+    );
+    filt.set_vlan(42, true);
+    assert!(
+        !m.adapter.set_vlan(42, true),
+        "no CTRL_VLAN: the device cannot filter"
+    );
+    let software = m.adapter.set_receive_filter(&filt);
+    assert_eq!(
+        software.as_ref(),
+        Some(&filt),
+        "VLAN membership is left to the engine"
+    );
+    m.rx.set_filter(software);
+    let tagged = |vid: u16, marker: u8| {
+        let mut f = MAC.to_vec();
+        f.extend_from_slice(&[2, 0, 0, 0, 0, 9]);
+        f.extend_from_slice(&0x8100u16.to_be_bytes());
+        f.extend_from_slice(&vid.to_be_bytes());
+        f.extend_from_slice(&0x88b5u16.to_be_bytes());
+        f.extend_from_slice(&[marker; 60]);
+        f
+    };
+    for f in [
+        tagged(42, 1),
+        tagged(43, 2),
+        eth(MAC, &[3; 60]),
+        tagged(42, 4),
+    ] {
+        m.dev.to_receive.push_back((Default::default(), f));
+    }
+    for _ in 0..10 {
+        m.round(&mut Vec::new()).unwrap();
+    }
+    let got: Vec<(u8, Option<u16>)> = m
+        .os_rx
+        .frames
+        .iter()
+        .map(|f| {
+            let vid = (f.ieee8021q.vlan_identifier() != 0).then(|| f.ieee8021q.vlan_identifier());
+            (*f.bytes.last().unwrap(), vid)
+        })
+        .collect();
+    assert_eq!(got, vec![(1, Some(42)), (3, None), (4, Some(42))]);
+    assert_eq!(m.rx.stats().filtered, 1);
+
+    // With CTRL_VLAN the device filters VLANs, and nothing is left to software.
+    let mut m = machine(
+        DEFAULT_FEATURES,
+        Backend::Channel,
+        &UserSettings::default(),
+        24,
+    );
+    assert!(m.adapter.set_vlan(42, true));
+    assert!(m.adapter.set_receive_filter(&filt).is_none());
+}

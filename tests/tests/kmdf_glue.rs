@@ -613,7 +613,8 @@ fn receive_filter_is_read_as_the_core_filter() {
             .collect();
     });
     // SAFETY: the stand-in accepts any handle.
-    let f = unsafe { declare::read_receive_filter(0x10 as NETRECEIVEFILTER, MAC) };
+    let f = unsafe { declare::read_receive_filter(0x10 as NETRECEIVEFILTER, MAC, 0) };
+    assert!(!f.has_vlans(), "no VlanID: every VLAN passes");
     assert_eq!(
         f.filter.0,
         packet_filter::DIRECTED | packet_filter::MULTICAST | packet_filter::BROADCAST
@@ -628,8 +629,12 @@ fn receive_filter_is_read_as_the_core_filter() {
             .push(NET_ADAPTER_LINK_LAYER_ADDRESS::ethernet(MAC))
     });
     // SAFETY: as above.
-    let f = unsafe { declare::read_receive_filter(0x10 as NETRECEIVEFILTER, MAC) };
+    let f = unsafe { declare::read_receive_filter(0x10 as NETRECEIVEFILTER, MAC, 42) };
     assert!(f.multicast().is_empty());
+    assert!(
+        f.vlan_accepts(Some(42)) && !f.vlan_accepts(Some(43)),
+        "VlanID 42 is the member"
+    );
     assert_ne!(f.filter.0 & packet_filter::ALL_MULTICAST, 0);
     assert!(f.accepts(&[0x01, 0x00, 0x5e, 0, 0, 2]));
 }
