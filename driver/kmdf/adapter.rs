@@ -187,8 +187,15 @@ impl Nic {
         }
     }
 
-    /// A queue engine saw the device (or the OS ring) break its contract: trace it and restart.
+    /// A queue engine saw the device (or the OS ring) break its contract: trace it and restart —
+    /// unless the device is gone (surprise removal reads all-ones, which looks like a broken
+    /// ring): then stop touching it and let PnP remove the stack.
     pub fn queue_fault(&self, transmit: bool) {
+        if self.with_core(|a| a.is_removed()).unwrap_or(true) {
+            self.record(Event::SurpriseRemoved);
+            self.dead.store(true, Ordering::Release);
+            return;
+        }
         self.record(Event::QueueFault { pair: 0, transmit });
         self.fail_and_restart();
     }
