@@ -17,6 +17,7 @@ use virtio::queue::{Layout, QueueConfig, QueueError, VirtQueue};
 
 use crate::config::{Capabilities, UserSettings, derive, wanted_features};
 use crate::events::{Event, EventLog, EventSink};
+use crate::rss::{RssError, RssSettings};
 
 /// Bring-up failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +106,13 @@ enum OwnedCommand {
     AnnounceAck,
     Pairs(u16),
     GuestOffloads(u64),
+    Rss {
+        hash_types: u32,
+        table: Vec<u16>,
+        unclassified: u16,
+        max_tx: u16,
+        key: [u8; offload::rss::KEY_LEN],
+    },
 }
 
 impl OwnedCommand {
@@ -121,6 +129,19 @@ impl OwnedCommand {
             Self::AnnounceAck => f(&Command::AnnounceAck),
             Self::Pairs(n) => f(&Command::MqPairsSet(*n)),
             Self::GuestOffloads(b) => f(&Command::GuestOffloadsSet(*b)),
+            Self::Rss {
+                hash_types,
+                table,
+                unclassified,
+                max_tx,
+                key,
+            } => f(&Command::RssConfig {
+                hash_types: *hash_types,
+                indirection_table: table,
+                unclassified_queue: *unclassified,
+                max_tx_vq: *max_tx,
+                key,
+            }),
         }
     }
 }
@@ -156,7 +177,8 @@ impl<B: Bars> Adapter<B> {
         let config = NetConfig::read(&transport, features).map_err(AdapterError::Config)?;
         let caps = derive(features, &config, user, plan.random_mac);
         let max_pairs = config.max_queue_pairs.unwrap_or(1).max(1);
-        let pairs = if features.contains(Features::NET_MQ) {
+        let multi = features.intersects(Features::NET_MQ | Features::NET_RSS);
+        let pairs = if multi {
             plan.queue_pairs.clamp(1, max_pairs)
         } else {
             1
@@ -193,7 +215,7 @@ impl<B: Bars> Adapter<B> {
             msix: plan.msix,
         });
         a.events.push(Event::Capabilities(caps));
-        if pairs > 1 {
+        if pairs > 1 && features.contains(Features::NET_MQ) {
             a.commands.push_back(OwnedCommand::Pairs(pairs));
         }
         Ok(a)
@@ -264,11 +286,11 @@ impl<B: Bars> Adapter<B> {
             }
         }
         if self.features.contains(Features::NET_CTRL_VQ) {
-            let index = net::ctrl_queue_index(if self.features.contains(Features::NET_MQ) {
-                max_pairs
-            } else {
-                1
-            });
+            // The control queue follows every possible pair when MQ or RSS is negotiated.
+            let multi = self
+                .features
+                .intersects(Features::NET_MQ | Features::NET_RSS);
+            let index = net::ctrl_queue_index(if multi { max_pairs } else { 1 });
             let qc = QueueConfig {
                 max_indirect: 0,
                 ..self.queue_config(index, plan)?
@@ -588,6 +610,45 @@ impl<B: Bars> Adapter<B> {
         self.commands
             .push_back(OwnedCommand::GuestOffloads(bits & self.features.bits()));
         true
+    }
+
+    /// Queues the device's RSS configuration (VIRTIO_NET_CTRL_MQ_RSS_CONFIG) after checking it
+    /// against the device's limits, or — `None` — turns device RSS off again (the device then
+    /// spreads by its own choice: VQ_PAIRS_SET with MQ, else everything to pair 0).
+    pub fn set_rss(&mut self, settings: Option<&RssSettings>) -> Result<(), RssError> {
+        if !self.features.contains(Features::NET_RSS) {
+            return Err(RssError::NotNegotiated);
+        }
+        let Some(s) = settings else {
+            let off = if self.features.contains(Features::NET_MQ) {
+                OwnedCommand::Pairs(self.pairs)
+            } else {
+                OwnedCommand::Rss {
+                    hash_types: 0,
+                    table: alloc::vec![0],
+                    unclassified: 0,
+                    max_tx: self.pairs,
+                    key: [0; offload::rss::KEY_LEN],
+                }
+            };
+            self.commands.push_back(off);
+            return Ok(());
+        };
+        let hash_types = crate::rss::check(
+            s,
+            self.pairs,
+            self.config.rss_max_indirection_table_length.unwrap_or(0),
+            self.config.rss_max_key_size.unwrap_or(0),
+            self.config.supported_hash_types.unwrap_or(0),
+        )?;
+        self.commands.push_back(OwnedCommand::Rss {
+            hash_types,
+            table: s.table.clone(),
+            unclassified: s.unclassified,
+            max_tx: self.pairs,
+            key: s.key,
+        });
+        Ok(())
     }
 
     /// Runs the control command queue: completes the running command if the device answered,

@@ -287,10 +287,11 @@ pub fn derive(
 /// * always: VERSION_1 (modern only), ACCESS_PLATFORM (addresses are DMA logical addresses, so
 ///   an IOMMU is fine), EVENT_IDX and INDIRECT_DESC (fewer notifications, fewer descriptors),
 ///   RING_PACKED when offered, MAC, STATUS, MTU, SPEED_DUPLEX, the control queue and its RX,
-///   RX_EXTRA, VLAN, MAC_ADDR, GUEST_OFFLOADS and GUEST_ANNOUNCE commands, MQ;
+///   RX_EXTRA, VLAN, MAC_ADDR, GUEST_OFFLOADS and GUEST_ANNOUNCE commands, MQ, RSS (the device
+///   steers received packets by the OS's key and indirection table, [`crate::rss`]);
 /// * TX offloads (CSUM, HOST_TSO4/6, HOST_ECN, HOST_USO) and RX ones (GUEST_CSUM, MRG_RXBUF,
 ///   GUEST_TSO4/6, GUEST_ECN, RSC_EXT) — the OS is only promised those the user enabled;
-/// * never: the deprecated UFO bits, HASH_REPORT and RSS (not implemented), STANDBY,
+/// * never: the deprecated UFO bits, HASH_REPORT (not implemented), STANDBY,
 ///   NOTF_COAL, IN_ORDER, NOTIFICATION_DATA.
 pub fn wanted_features(offered: Features, user: &UserSettings) -> Features {
     let mut w = Features::VERSION_1
@@ -310,6 +311,7 @@ pub fn wanted_features(offered: Features, user: &UserSettings) -> Features {
         | Features::NET_CTRL_GUEST_OFFLOADS
         | Features::NET_GUEST_ANNOUNCE
         | Features::NET_MQ
+        | Features::NET_RSS
         | Features::NET_CSUM
         | Features::NET_HOST_TSO4
         | Features::NET_HOST_TSO6
@@ -350,7 +352,8 @@ pub fn wanted_features(offered: Features, user: &UserSettings) -> Features {
                 | Features::NET_CTRL_MAC_ADDR
                 | Features::NET_CTRL_GUEST_OFFLOADS
                 | Features::NET_GUEST_ANNOUNCE
-                | Features::NET_MQ,
+                | Features::NET_MQ
+                | Features::NET_RSS,
         );
     }
     if !f.contains(Features::NET_CTRL_RX) {

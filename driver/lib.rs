@@ -39,6 +39,7 @@ pub mod config;
 pub mod events;
 pub mod kmdf;
 pub mod os_memory;
+pub mod rss;
 pub mod rxqueue;
 pub mod stats;
 pub mod trace;

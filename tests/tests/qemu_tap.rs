@@ -250,68 +250,17 @@ fn multi_queue_with_per_queue_vectors() {
     assert!(m.adapter.features().contains(Features::NET_MQ));
     assert_eq!(m.adapter.queue_pairs(), PAIRS);
     // VQ_PAIRS_SET must complete before the device uses the other pairs.
-    for _ in 0..1000 {
-        m.pump(&mut Vec::new()).unwrap();
-        if m.control_idle {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    assert!(
-        m.control_idle && m.control_errors == 0,
-        "MQ_PAIRS_SET accepted"
-    );
+    settle_control(&mut m);
     for v in 0..u64::from(2 * PAIRS + 2) {
         m.take_msix(v);
     }
     // Kernel → guest: 64 flows of 8 datagrams each.
-    let sender = spawn_in(&ns, || {
-        for flow in 0..64u16 {
-            let s = std::net::UdpSocket::bind(("10.99.0.1", 20_000 + flow))
-                .map_err(|e| e.to_string())?;
-            for seq in 0..8u16 {
-                let mut p = vec![0u8; 200];
-                p[..2].copy_from_slice(&flow.to_be_bytes());
-                p[2..4].copy_from_slice(&seq.to_be_bytes());
-                s.send_to(&p, ("10.99.0.2", 7000))
-                    .map_err(|e| e.to_string())?;
-            }
-        }
-        Ok(())
-    });
+    let got = flows_by_queue(&mut m, &ns, PAIRS, 64, 8);
+    let mut indicated = got.indicated.clone();
     let mut per_queue = [0usize; PAIRS as usize];
-    let mut indicated = [0usize; PAIRS as usize];
-    let mut seen = std::collections::BTreeSet::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while seen.len() < 512 && std::time::Instant::now() < deadline {
-        for k in 0..PAIRS {
-            m.pump_pair(k, &mut Vec::new()).unwrap();
-            for rf in m.take_received(k) {
-                indicated[usize::from(k)] += 1;
-                let p = etherparse::SlicedPacket::from_ethernet(&rf.bytes).unwrap();
-                let Some(etherparse::TransportSlice::Udp(u)) = p.transport else {
-                    continue; // e.g. the kernel's IPv6 router solicitations
-                };
-                assert_eq!(u.destination_port(), 7000);
-                let d = u.payload();
-                assert_eq!(d.len(), 200);
-                let flow = u16::from_be_bytes([d[0], d[1]]);
-                assert_eq!(u.source_port(), 20_000 + flow, "payload matches its flow");
-                assert!(d[4..].iter().all(|&b| b == 0));
-                assert!(
-                    seen.insert((flow, u16::from_be_bytes([d[2], d[3]]))),
-                    "no duplicates"
-                );
-                per_queue[usize::from(k)] += 1;
-            }
-        }
+    for (k, ..) in &got.datagrams {
+        per_queue[usize::from(*k)] += 1;
     }
-    sender.join().unwrap().unwrap();
-    assert_eq!(
-        seen.len(),
-        512,
-        "every datagram arrived once: {per_queue:?}"
-    );
     assert!(
         per_queue.iter().all(|&n| n > 0),
         "the flows spread over every RX queue: {per_queue:?}"
@@ -436,4 +385,202 @@ fn multi_queue_with_per_queue_vectors() {
         landed.iter().zip(&fired).all(|(l, f)| !l || *f),
         "the flow's queue interrupted on its vector"
     );
+}
+
+/// What [`flows_by_queue`] collected.
+struct Collected {
+    /// (pair, flow, Toeplitz input: the datagram's addresses and ports), one per datagram.
+    datagrams: Vec<(u16, u16, [u8; 12])>,
+    /// Frames indicated per pair (datagrams and the kernel's own neighbour traffic).
+    indicated: Vec<usize>,
+}
+
+/// Sends `flows` × `per_flow` datagrams from the kernel (10.99.0.1, ports 20000 + flow) to the
+/// guest (10.99.0.2:7000), then collects them from every pair. Every datagram must arrive
+/// exactly once, with the payload of its flow.
+fn flows_by_queue(
+    m: &mut QemuMachine,
+    ns: &NetNs,
+    pairs: u16,
+    flows: u16,
+    per_flow: u16,
+) -> Collected {
+    // Stock every receive queue first: QEMU's RSS reads a packet from the tap queue the kernel
+    // chose and drops it if the queue RSS names has no buffer at that moment (the driver keeps
+    // its virtqueues full for the same reason).
+    for _ in 0..3 {
+        for k in 0..pairs {
+            m.pump_pair(k, &mut Vec::new()).unwrap();
+        }
+    }
+    let sender = spawn_in(ns, move || {
+        for flow in 0..flows {
+            let s = std::net::UdpSocket::bind(("10.99.0.1", 20_000 + flow))
+                .map_err(|e| e.to_string())?;
+            for seq in 0..per_flow {
+                let mut p = vec![0u8; 100];
+                p[..2].copy_from_slice(&flow.to_be_bytes());
+                p[2..4].copy_from_slice(&seq.to_be_bytes());
+                s.send_to(&p, ("10.99.0.2", 7000))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
+    });
+    let total = usize::from(flows) * usize::from(per_flow);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    let mut indicated = vec![0usize; usize::from(pairs)];
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while seen.len() < total && std::time::Instant::now() < deadline {
+        for k in 0..pairs {
+            m.pump_pair(k, &mut Vec::new()).unwrap();
+            for rf in m.take_received(k) {
+                indicated[usize::from(k)] += 1;
+                let p = etherparse::SlicedPacket::from_ethernet(&rf.bytes).unwrap();
+                let (
+                    Some(etherparse::NetSlice::Ipv4(ip)),
+                    Some(etherparse::TransportSlice::Udp(u)),
+                ) = (p.net, p.transport)
+                else {
+                    continue; // the kernel's own IPv6 neighbour traffic
+                };
+                let d = u.payload();
+                let flow = u16::from_be_bytes([d[0], d[1]]);
+                assert_eq!(u.source_port(), 20_000 + flow, "payload matches its flow");
+                assert!(
+                    seen.insert((flow, u16::from_be_bytes([d[2], d[3]]))),
+                    "no duplicates"
+                );
+                let mut input = [0u8; 12];
+                input[..4].copy_from_slice(&ip.header().source());
+                input[4..8].copy_from_slice(&ip.header().destination());
+                input[8..10].copy_from_slice(&u.source_port().to_be_bytes());
+                input[10..].copy_from_slice(&u.destination_port().to_be_bytes());
+                out.push((k, flow, input));
+            }
+        }
+    }
+    sender.join().unwrap().unwrap();
+    assert_eq!(seen.len(), total, "every datagram arrived once");
+    Collected {
+        datagrams: out,
+        indicated,
+    }
+}
+
+/// Runs the control queue until every queued command completed; asserts none failed.
+fn settle_control(m: &mut QemuMachine) {
+    for _ in 0..1000 {
+        m.pump(&mut Vec::new()).unwrap();
+        if m.control_idle {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert!(
+        m.control_idle && m.control_errors == 0,
+        "control commands accepted"
+    );
+}
+
+/// `rss=on`: QEMU's virtio-net steers by the driver's RSS configuration. Every datagram of 64
+/// UDP flows must land on the queue the indirection table names for the Toeplitz hash of its
+/// addresses and ports — computed here by `offload::rss` (checked against Microsoft's vectors);
+/// hashing addresses only puts every flow on one queue; turning RSS off spreads them again.
+#[test]
+fn rss_steers_every_flow_to_the_queue_the_table_names() {
+    use virtio::net::rss_hash as H;
+    use virtionet::rss::RssSettings;
+    const PAIRS: u16 = 4;
+    // Microsoft's verification key.
+    const KEY: [u8; 40] = [
+        0x6d, 0x5a, 0x56, 0xda, 0x25, 0x5b, 0x0e, 0xc2, 0x41, 0x67, 0x25, 0x3d, 0x43, 0xa3, 0x8f,
+        0xb0, 0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30,
+        0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
+    ];
+    let ns = NetNs::new(&format!("vnet{}r", std::process::id() % 100_000)).expect("netns");
+    vnet_harness::netns::setup_tap_with(&ns, "vtap0", MAC, true).expect("multi-queue tap");
+    let opts = QemuOptions {
+        tap: Some(("vtap0".into(), ns.name.clone())),
+        tap_queues: PAIRS,
+        device_props: format!("mq=on,rss=on,vectors={}", 2 * PAIRS + 2),
+        ..Default::default()
+    };
+    let mut m = QemuMachine::start_with(&opts, &UserSettings::default(), true, 17, PAIRS)
+        .unwrap_or_else(|e| panic!("QEMU with rss: {e}"));
+    assert!(
+        m.adapter.features().contains(Features::NET_RSS),
+        "RSS negotiated"
+    );
+    let cfg = *m.adapter.config();
+    eprintln!(
+        "device RSS limits: key {:?} B, table {:?}, hash types {:#x?}",
+        cfg.rss_max_key_size, cfg.rss_max_indirection_table_length, cfg.supported_hash_types
+    );
+    settle_control(&mut m);
+
+    // 1. Addresses and ports: each flow to table[hash & 127], a table no flow spreading of the
+    //    device's own would produce.
+    let table: Vec<u16> = (0..128u16).map(|i| (i * 3 + 1) % PAIRS).collect();
+    let settings = RssSettings {
+        hash_types: H::IPV4 | H::UDPV4,
+        table: table.clone(),
+        unclassified: 0,
+        key: KEY,
+    };
+    m.adapter
+        .set_rss(Some(&settings))
+        .expect("settings within the device's limits");
+    settle_control(&mut m);
+    let got = flows_by_queue(&mut m, &ns, PAIRS, 64, 4).datagrams;
+    let mut per_queue = [0usize; PAIRS as usize];
+    for (k, flow, input) in &got {
+        let h = offload::rss::toeplitz_bitwise(&KEY, input);
+        let want = offload::rss::indirection(&table, h).unwrap();
+        assert_eq!(*k, want, "flow {flow}: hash {h:#010x} names queue {want}");
+        per_queue[usize::from(*k)] += 1;
+    }
+    eprintln!("RSS on addresses and ports: per queue {per_queue:?}");
+    assert!(
+        per_queue.iter().filter(|&&n| n > 0).count() > 1,
+        "{per_queue:?}"
+    );
+
+    // 2. Addresses only: one hash for every flow, so one queue.
+    let ip_only = RssSettings {
+        hash_types: H::IPV4,
+        ..settings.clone()
+    };
+    m.adapter.set_rss(Some(&ip_only)).unwrap();
+    settle_control(&mut m);
+    let got = flows_by_queue(&mut m, &ns, PAIRS, 64, 2).datagrams;
+    let want =
+        offload::rss::indirection(&table, offload::rss::toeplitz_bitwise(&KEY, &got[0].2[..8]))
+            .unwrap();
+    assert!(
+        got.iter().all(|(k, ..)| *k == want),
+        "every flow on queue {want}: {:?}",
+        got.iter()
+            .map(|g| g.0)
+            .collect::<std::collections::BTreeSet<_>>()
+    );
+
+    // 3. Limits are enforced before anything reaches the device.
+    let too_long = RssSettings {
+        table: vec![0; 256],
+        ..settings.clone()
+    };
+    assert!(m.adapter.set_rss(Some(&too_long)).is_err());
+
+    // 4. Off: the device spreads by its own choice again (the tap's flow hash).
+    m.adapter.set_rss(None).unwrap();
+    settle_control(&mut m);
+    let got = flows_by_queue(&mut m, &ns, PAIRS, 64, 2).datagrams;
+    let used: std::collections::BTreeSet<u16> = got.iter().map(|g| g.0).collect();
+    assert!(used.len() > 1, "flows spread again: {used:?}");
+    for k in 0..PAIRS {
+        let (tx, rx) = m.pair_stats(k).unwrap();
+        assert_eq!(tx.device_faults + rx.device_faults, 0);
+    }
 }

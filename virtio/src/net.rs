@@ -49,6 +49,29 @@ pub mod config {
     pub const SUPPORTED_HASH_TYPES: u32 = 20;
 }
 
+/// `VIRTIO_NET_RSS_HASH_TYPE_*`: what the device hashes (RSS_CONFIG `hash_types`,
+/// `supported_hash_types`).
+pub mod rss_hash {
+    /// IPv4 addresses.
+    pub const IPV4: u32 = 1 << 0;
+    /// IPv4 addresses and TCP ports.
+    pub const TCPV4: u32 = 1 << 1;
+    /// IPv4 addresses and UDP ports.
+    pub const UDPV4: u32 = 1 << 2;
+    /// IPv6 addresses.
+    pub const IPV6: u32 = 1 << 3;
+    /// IPv6 addresses and TCP ports.
+    pub const TCPV6: u32 = 1 << 4;
+    /// IPv6 addresses and UDP ports.
+    pub const UDPV6: u32 = 1 << 5;
+    /// IPv6 with the home/routing-header addresses (extension headers).
+    pub const IP_EX: u32 = 1 << 6;
+    /// As `IP_EX`, with TCP ports.
+    pub const TCP_EX: u32 = 1 << 7;
+    /// As `IP_EX`, with UDP ports.
+    pub const UDP_EX: u32 = 1 << 8;
+}
+
 /// Link duplex.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Duplex {
