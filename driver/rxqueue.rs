@@ -61,6 +61,9 @@ pub struct RxSettings {
     pub strip_vlan: bool,
     /// Verify checksums in software when the device gives no verdict.
     pub software_checksum: bool,
+    /// Marks this queue's return contexts (the queue pair), so one `EvtAdapterReturnRxBuffer`
+    /// for the whole adapter can tell the queues apart ([`context_pair`]).
+    pub context_tag: u16,
 }
 
 /// Why the queue cannot be created.
@@ -125,7 +128,9 @@ pub struct RxQueue {
     ext: RxExtensions,
     filter: Option<RxFilter>,
     /// RSS: the Toeplitz tables for the current key and the enabled protocol types.
-    rss: Option<(Box<Toeplitz>, HashProtocolType)>,
+    /// (allocated once at creation, re-keyed in place: no allocation when the OS changes the key).
+    rss_table: Box<Toeplitz>,
+    rss: Option<HashProtocolType>,
     stats: RxStats,
     armed: bool,
 }
@@ -140,9 +145,17 @@ impl core::fmt::Debug for RxQueue {
     }
 }
 
-/// Return contexts are buffer index + 1, so a zeroed (never attached) context is never valid.
-const fn context_of(buf: u32) -> usize {
-    buf as usize + 1
+/// Return contexts carry the queue's tag above bit 24 and the buffer index + 1 below it, so a
+/// zeroed (never attached) context is never valid and queues never share one.
+const CONTEXT_TAG_SHIFT: u32 = 24;
+
+const fn context_of(tag: u16, buf: u32) -> usize {
+    ((tag as usize) << CONTEXT_TAG_SHIFT) | (buf as usize + 1)
+}
+
+/// The queue pair a return context belongs to (the tag its queue was created with).
+pub const fn context_pair(context: usize) -> usize {
+    context >> CONTEXT_TAG_SHIFT
 }
 
 impl RxQueue {
@@ -155,6 +168,7 @@ impl RxQueue {
         ext: RxExtensions,
     ) -> Result<Self, RxCreateError> {
         let n = settings.buffers;
+        // Buffer indices + 1 stay below the tag bits.
         if n == 0 || n > 1 << 16 || (settings.buffer_size as usize) < NetHeader::SIZE + 60 {
             return Err(RxCreateError::BadSettings);
         }
@@ -177,6 +191,7 @@ impl RxQueue {
             settings,
             ext,
             filter: None,
+            rss_table: Box::new(Toeplitz::EMPTY),
             rss: None,
             stats: RxStats::default(),
             armed: false,
@@ -218,13 +233,13 @@ impl RxQueue {
         self.filter = filter;
     }
 
-    /// Turns the software RSS hash on (key and protocol types from the OS) or off. The tables
-    /// are built here, at PASSIVE level, not in the datapath.
+    /// Turns the software RSS hash (the `ms_packet_hash` value) on — key and protocol types
+    /// from the OS — or off. The tables were allocated with the queue; re-keying them allocates
+    /// nothing, so this may run on the queue's execution context.
     pub fn set_rss(&mut self, key: Option<(&[u8; offload::rss::KEY_LEN], HashProtocolType)>) {
         self.rss = key.map(|(k, types)| {
-            let mut t = Box::new(Toeplitz::EMPTY);
-            t.set_key(k);
-            (t, types)
+            self.rss_table.set_key(k);
+            types
         });
     }
 
@@ -417,8 +432,10 @@ impl RxQueue {
                 let meta = metadata(&hdr, bytes, frame_len, options);
                 let fix = checksum_fix(&hdr, &meta, bytes, frame_len, tag.is_some(), options);
                 let dst = [bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5]];
-                let hash = match (&self.rss, meta.parsed) {
-                    (Some((t, types)), Some(l)) => offload::rss::hash_frame(t, bytes, &l, *types),
+                let hash = match (self.rss, meta.parsed) {
+                    (Some(types), Some(l)) => {
+                        offload::rss::hash_frame(&self.rss_table, bytes, &l, types)
+                    }
                     _ => None,
                 };
                 (meta, dst, hash, fix)
@@ -483,7 +500,8 @@ impl RxQueue {
                     e.logical_address = la;
                 }
                 if let Ok(e) = self.ext.return_context.get_mut(fragments, idx) {
-                    e.handle = core::ptr::without_provenance_mut(context_of(b));
+                    e.handle =
+                        core::ptr::without_provenance_mut(context_of(self.settings.context_tag, b));
                 }
                 self.set_state(b, Buf::WithOs);
             }
@@ -531,7 +549,11 @@ impl RxQueue {
     /// `EvtAdapterReturnRxBuffer`: the OS is done with the buffer behind `context` (called once
     /// per indicated fragment). The buffer is posted again on the next Advance.
     pub fn return_buffer(&mut self, context: usize) {
-        let b = context.wrapping_sub(1);
+        if context_pair(context) != usize::from(self.settings.context_tag) {
+            self.stats.bad_returns += 1;
+            return;
+        }
+        let b = (context & ((1 << CONTEXT_TAG_SHIFT) - 1)).wrapping_sub(1);
         match self.state.get(b) {
             Some(Buf::WithOs) => self.release(b as u32),
             _ => self.stats.bad_returns += 1,

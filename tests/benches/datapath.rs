@@ -128,6 +128,7 @@ fn virtionet_rx(ram: &GuestRam, len: usize, iters: u64) -> Duration {
         buffer_size: 2048,
         strip_vlan: false,
         software_checksum: false,
+        context_tag: 0,
     };
     let f = Features::VERSION_1 | Features::NET_MRG_RXBUF | Features::NET_GUEST_CSUM;
     let mut rx = RxQueue::new(ram.arena(), vq, f, settings, os.extensions()).unwrap();

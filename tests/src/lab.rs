@@ -252,6 +252,7 @@ impl QueuePair {
             buffer_size: caps.rx_buffer_size,
             strip_vlan: false,
             software_checksum: caps.rx_checksum_in_software,
+            context_tag: k,
         };
         let rx = RxQueue::new(
             qemu.arena(),

@@ -96,6 +96,7 @@ pub fn machine(features: Features, backend: Backend, user: &UserSettings, seed: 
         buffer_size: caps.rx_buffer_size,
         strip_vlan: caps.vlan_tagging,
         software_checksum: caps.rx_checksum_in_software,
+        context_tag: 0,
     };
     let rx = RxQueue::new(
         ram.arena(),

@@ -5,7 +5,7 @@ use netring::RxChecksumEvaluation as Eval;
 use virtio::Features;
 use virtio::net::{NetHeader, gso, hdr_flags};
 use virtio::queue::{Layout, QueueConfig, VirtQueue};
-use virtionet::rxqueue::{RxQueue, RxSettings};
+use virtionet::rxqueue::{RxQueue, RxSettings, context_pair};
 use vnet_harness::device::SplitDevice;
 use vnet_harness::dma::GuestRam;
 use vnet_harness::frames;
@@ -23,6 +23,10 @@ struct Bench {
 }
 
 fn setup(seed: u64, mergeable: bool, features: Features) -> Bench {
+    setup_tagged(seed, mergeable, features, 0)
+}
+
+fn setup_tagged(seed: u64, mergeable: bool, features: Features, context_tag: u16) -> Bench {
     let ram = GuestRam::new(32 << 20);
     let mut rng = Rng::new(seed);
     let mut os = OsRx::new(64, 128, &mut rng);
@@ -46,6 +50,7 @@ fn setup(seed: u64, mergeable: bool, features: Features) -> Bench {
         buffer_size,
         strip_vlan: true,
         software_checksum: true,
+        context_tag,
     };
     let rx = RxQueue::new(ram.arena(), vq, features, settings, ext).unwrap();
     Bench {
@@ -377,4 +382,52 @@ fn rss_hash_is_reported_in_the_extension() {
         "not IP: no hash"
     );
     b.rx.set_rss(None);
+}
+
+/// Several receive queues share one `EvtAdapterReturnRxBuffer`: each queue's return contexts
+/// carry its pair, and a context of another queue is refused (counted), never released.
+#[test]
+fn return_contexts_name_their_queue() {
+    let mut b = setup_tagged(7, false, Features::VERSION_1, 5);
+    let frames: Vec<Vec<u8>> = (0..40u8)
+        .map(|i| frame([2, 0, 0, 0, 0, 1], 0x88b5, &[i; 60]))
+        .collect();
+    let mut next = 0;
+    let mut held = Vec::new();
+    for _ in 0..10_000 {
+        if b.os.frames.len() == frames.len() {
+            break;
+        }
+        b.os.post(8, 8);
+        let rx = &mut b.rx;
+        b.os.callback(|p, f| rx.advance(p, f)).expect("advance");
+        b.os.reclaim();
+        held.append(&mut b.os.held);
+        if next < frames.len() && b.deliver(NetHeader::default(), &frames[next]) {
+            next += 1;
+        }
+    }
+    assert_eq!(b.os.frames.len(), frames.len());
+    assert_eq!(
+        held.len(),
+        frames.len(),
+        "one buffer per frame, all with the stack"
+    );
+    assert!(
+        held.iter().all(|&c| context_pair(c) == 5),
+        "contexts name pair 5"
+    );
+    let foreign = (held[0] & ((1 << 24) - 1)) | (4 << 24);
+    b.rx.return_buffer(foreign);
+    assert_eq!(
+        b.rx.stats().bad_returns,
+        1,
+        "pair 4's context is not this queue's"
+    );
+    assert_eq!(b.rx.buffers_with_os(), frames.len(), "and released nothing");
+    for c in held {
+        b.rx.return_buffer(c);
+    }
+    assert_eq!(b.rx.buffers_with_os(), 0);
+    assert_eq!(b.rx.stats().bad_returns, 1);
 }
