@@ -66,6 +66,9 @@ pub struct TxStats {
     pub device_faults: u64,
     /// Notifications (kicks) sent to the device.
     pub kicks: u64,
+    /// Of `kicks`, those sent although event suppression said none, because the queue stopped
+    /// moving (see `TxQueue`'s stall handling).
+    pub stall_kicks: u64,
 }
 
 /// Receive counters.

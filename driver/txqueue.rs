@@ -126,6 +126,8 @@ pub struct TxQueue {
     ext: TxExtensions,
     stats: TxStats,
     armed: bool,
+    /// Consecutive Advances that moved nothing while chains were in flight.
+    stalled_advances: u32,
     /// Scratch space reused by every packet (capacity MAX_SEGMENTS, never grown), so the
     /// datapath neither allocates nor zeroes per packet.
     frags: Vec<FrameFragment>,
@@ -171,6 +173,7 @@ impl TxQueue {
             ext,
             stats: TxStats::default(),
             armed: false,
+            stalled_advances: 0,
             frags: Vec::with_capacity(MAX_SEGMENTS),
             segs: Vec::with_capacity(MAX_SEGMENTS),
         })
@@ -291,9 +294,11 @@ impl TxQueue {
             out.kicked = true;
         }
         // Reap completions (any order).
+        let mut reaped = 0u32;
         loop {
             match self.vq.pop_used() {
                 Ok(Some(u)) => {
+                    reaped += 1;
                     let idx = self
                         .owner
                         .get(usize::from(u.id))
@@ -310,6 +315,7 @@ impl TxQueue {
                 }
             }
         }
+        self.kick_if_stalled(&mut out, reaped);
         // Return finished packets in ring order.
         let mut drain = packets.drain().map_err(TxFault::Ring)?;
         let mut fragment_begin = None;
@@ -595,6 +601,25 @@ impl TxQueue {
             self.stats.vlan_tagged += 1;
         }
         Ok((hdr, NetHeader::SIZE + len, hlen))
+    }
+
+    /// A device that misses a notification stalls the queue for good: QEMU 7.2's packed ring can
+    /// report an event index whose wrap bit disagrees with its position, so the suppression
+    /// check says "no kick" while the device waits for one. When Advance after Advance moves
+    /// nothing (chains in flight, none posted, none completed), kick anyway — on the 2nd, 4th,
+    /// 8th… such Advance, so a device that is merely slow costs a few notifications, not one per
+    /// poll. NetAdapterCx calls Advance once more after arming, so a stall is broken there too.
+    fn kick_if_stalled(&mut self, out: &mut TxAdvance, reaped: u32) {
+        if self.vq.in_flight() == 0 || reaped > 0 || out.posted > 0 {
+            self.stalled_advances = 0;
+            return;
+        }
+        self.stalled_advances = self.stalled_advances.saturating_add(1);
+        if !out.kicked && self.stalled_advances >= 2 && self.stalled_advances.is_power_of_two() {
+            out.kicked = true;
+            self.stats.kicks += 1;
+            self.stats.stall_kicks += 1;
+        }
     }
 
     /// `EvtPacketQueueSetNotificationEnabled`: arms (or disarms) the completion interrupt.

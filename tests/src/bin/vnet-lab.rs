@@ -256,13 +256,14 @@ fn print_features(f: Features) {
 fn print_stats(tx: &TxStats, rx: &RxStats) {
     println!("queue 0 counters:");
     println!(
-        "  TX frames {} bytes {} (unicast {} multicast {} broadcast {}) kicks {} padded {} vlan-tagged {}",
+        "  TX frames {} bytes {} (unicast {} multicast {} broadcast {}) kicks {} (after a stall {}) padded {} vlan-tagged {}",
         tx.sent.frames(),
         tx.sent.bytes(),
         tx.sent.unicast_frames,
         tx.sent.multicast_frames,
         tx.sent.broadcast_frames,
         tx.kicks,
+        tx.stall_kicks,
         tx.padded,
         tx.vlan_tagged
     );
