@@ -57,6 +57,10 @@ pub struct BringUp {
     pub msix: bool,
     /// Address for the adapter when the device has none and the user set none.
     pub random_mac: [u8; 6],
+    /// Run more than one pair only when the device steers by RSS (VIRTIO_NET_F_RSS). The
+    /// Windows driver sets it: NetAdapterCx spreads receive traffic over queues only by RSS, and
+    /// pairs the OS never opens must not receive (the device would fill queues nobody drains).
+    pub pairs_need_rss: bool,
 }
 
 /// One queue's virtqueue and where to kick it, while no engine holds it.
@@ -177,7 +181,8 @@ impl<B: Bars> Adapter<B> {
         let config = NetConfig::read(&transport, features).map_err(AdapterError::Config)?;
         let caps = derive(features, &config, user, plan.random_mac);
         let max_pairs = config.max_queue_pairs.unwrap_or(1).max(1);
-        let multi = features.intersects(Features::NET_MQ | Features::NET_RSS);
+        let multi = features.intersects(Features::NET_MQ | Features::NET_RSS)
+            && (!plan.pairs_need_rss || features.contains(Features::NET_RSS));
         let pairs = if multi {
             plan.queue_pairs.clamp(1, max_pairs)
         } else {

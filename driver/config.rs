@@ -214,6 +214,8 @@ pub struct Capabilities {
     pub tx_buffers: u32,
     /// Largest multicast list.
     pub max_multicast: u32,
+    /// `VIRTIO_NET_RSS_HASH_TYPE_*` the device can steer by (0: no device RSS).
+    pub rss_hash_types: u32,
 }
 
 /// MTU without `VIRTIO_NET_F_MTU`: the Ethernet default (the host's network may not carry more).
@@ -279,6 +281,11 @@ pub fn derive(
         tx_max_fragments: crate::txqueue::MAX_SEGMENTS as u32 - 1,
         tx_buffers: user.transmit_buffers,
         max_multicast: offload::filter::MAX_MULTICAST as u32,
+        rss_hash_types: if f.contains(Features::NET_RSS) {
+            cfg.supported_hash_types.unwrap_or(0)
+        } else {
+            0
+        },
     }
 }
 

@@ -118,6 +118,87 @@ pub fn check(
     Ok(h)
 }
 
+/// Entries of the indirection table the driver offers the OS (`IndirectionTableSize`; QEMU's
+/// device takes 128).
+pub const TABLE_SIZE: usize = 128;
+
+/// The OS's RSS state as its callbacks set it (enable with protocol types, disable, secret key,
+/// indirection entries), kept whole so the device can be given a complete configuration after
+/// each change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RssState {
+    pairs: u16,
+    enabled: Option<P>,
+    key: [u8; offload::rss::KEY_LEN],
+    table: [u16; TABLE_SIZE],
+}
+
+impl RssState {
+    /// For `pairs` queue pairs: disabled, table spread round-robin, key zero until the OS sets one.
+    pub fn new(pairs: u16) -> Self {
+        let pairs = pairs.max(1);
+        let mut table = [0u16; TABLE_SIZE];
+        for (i, t) in table.iter_mut().enumerate() {
+            *t = (i % usize::from(pairs)) as u16;
+        }
+        Self {
+            pairs,
+            enabled: None,
+            key: [0; offload::rss::KEY_LEN],
+            table,
+        }
+    }
+
+    /// `EvtAdapterReceiveScalingEnable` with the protocol types to hash.
+    pub fn enable(&mut self, types: P) {
+        self.enabled = Some(types);
+    }
+
+    /// `EvtAdapterReceiveScalingDisable`.
+    pub fn disable(&mut self) {
+        self.enabled = None;
+    }
+
+    /// `EvtAdapterReceiveScalingSetHashSecretKey`: `false` (nothing changed) unless the key is
+    /// Toeplitz's 40 bytes.
+    pub fn set_key(&mut self, key: &[u8]) -> bool {
+        match <[u8; offload::rss::KEY_LEN]>::try_from(key) {
+            Ok(k) => {
+                self.key = k;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// One indirection entry: table `index` → queue `pair`. `false` (nothing changed) when
+    /// either is out of range.
+    pub fn set_entry(&mut self, index: u32, pair: u16) -> bool {
+        match self.table.get_mut(index as usize) {
+            Some(t) if pair < self.pairs => {
+                *t = pair;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// What the device should be told: `None` while RSS is disabled.
+    pub fn settings(&self) -> Option<RssSettings> {
+        self.enabled.map(|types| RssSettings {
+            hash_types: virtio_hash_types(types),
+            table: self.table.to_vec(),
+            unclassified: 0,
+            key: self.key,
+        })
+    }
+
+    /// The key and types for the receive engines' hash extension (`None` while disabled).
+    pub fn software(&self) -> Option<([u8; offload::rss::KEY_LEN], P)> {
+        self.enabled.map(|t| (self.key, t))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +224,28 @@ mod tests {
             virtio_hash_types(P::IPV6 | P::IPV6_EXTENSIONS | P::TCP),
             H::IPV6 | H::TCPV6 | H::IP_EX | H::TCP_EX
         );
+    }
+
+    #[test]
+    fn the_os_state_becomes_device_settings() {
+        let mut st = RssState::new(4);
+        assert_eq!(st.settings(), None, "disabled until the OS enables it");
+        assert!(st.set_key(&[9; 40]));
+        assert!(!st.set_key(&[9; 16]), "only Toeplitz's 40-byte key");
+        assert!(st.set_entry(5, 3));
+        assert!(!st.set_entry(5, 4), "pair 4 does not exist");
+        assert!(!st.set_entry(128, 0), "index beyond the table");
+        st.enable(P::IPV4 | P::TCP);
+        let s = st.settings().unwrap();
+        assert_eq!(s.hash_types, H::IPV4 | H::TCPV4);
+        assert_eq!(s.key, [9; 40]);
+        assert_eq!(s.table.len(), TABLE_SIZE);
+        assert_eq!((s.table[4], s.table[5], s.table[6]), (0, 3, 2));
+        assert_eq!(check(&s, 4, 128, 40, 0x1ff), Ok(H::IPV4 | H::TCPV4));
+        assert_eq!(st.software(), Some(([9; 40], P::IPV4 | P::TCP)));
+        st.disable();
+        assert_eq!(st.settings(), None);
+        assert_eq!(st.software(), None);
     }
 
     #[test]

@@ -12,15 +12,79 @@ use wdk_sys::{_WDF_DEVICE_FAILED_ACTION, WDFDEVICE, call_unsafe_wdf_function_bin
 use super::context;
 use super::declare::{self, link_state};
 use super::hal::{CommonBufferDma, MappedBars, PciBus};
-use super::msix::{MsixPlan, NotifyGate};
+use super::msix::{MAX_QUEUE_PAIRS, MsixPlan, NotifyGate};
 use super::netcx::*;
 use crate::adapter::{Adapter, BringUp, ControlProgress};
 use crate::config::UserSettings;
 use crate::events::Event;
-use crate::rxqueue::RxQueue;
+use crate::rss::RssState;
+use crate::rxqueue::{RxQueue, context_pair};
 use crate::stats::{RxStats, TxStats};
 use crate::trace::EtwSink;
+use netring::HashProtocolType;
 use virtio::pci::Notifier;
+
+/// What the glue keeps per queue pair.
+pub struct Pair {
+    /// The receive engine: it outlives NetAdapterCx's queue objects (its buffers stay posted to
+    /// the device while the OS re-creates queues). Used only from this pair's RX execution
+    /// context (Advance, Cancel and its ReturnRxBuffer calls are serialized there) and at
+    /// PASSIVE_LEVEL when no RX queue exists.
+    pub rx: UnsafeCell<Option<RxQueue>>,
+    /// Kick register of the receive queue.
+    pub rx_notifier: Option<Notifier>,
+    /// Kick register of the transmit queue.
+    pub tx_notifier: Option<Notifier>,
+    /// The NETPACKETQUEUEs while started (for the DPCs and the RSS table), else null.
+    pub rx_queue: AtomicPtr<c_void>,
+    /// As `rx_queue`.
+    pub tx_queue: AtomicPtr<c_void>,
+    /// Notification gates.
+    pub rx_gate: NotifyGate,
+    /// As `rx_gate`.
+    pub tx_gate: NotifyGate,
+    /// A new software receive filter (`Nic::pending_filter`) waits for this pair's engine.
+    pub filter_changed: AtomicBool,
+    /// New RSS key or types (`Nic::rss`) wait for this pair's engine (its hash extension).
+    pub rss_changed: AtomicBool,
+    /// The TX engine's counters as of its last snapshot (guarded by `Nic::lock`).
+    pub tx_snapshot: UnsafeCell<Option<TxStats>>,
+    /// Interrupt time (100 ns) of the last TX snapshot and of the last counters event.
+    pub last_tx_snapshot: AtomicU64,
+    /// As `last_tx_snapshot`.
+    pub last_counters: AtomicU64,
+}
+
+impl Pair {
+    /// An idle pair.
+    pub const fn new() -> Self {
+        Self {
+            rx: UnsafeCell::new(None),
+            rx_notifier: None,
+            tx_notifier: None,
+            rx_queue: AtomicPtr::new(core::ptr::null_mut()),
+            tx_queue: AtomicPtr::new(core::ptr::null_mut()),
+            rx_gate: NotifyGate::new(),
+            tx_gate: NotifyGate::new(),
+            filter_changed: AtomicBool::new(false),
+            rss_changed: AtomicBool::new(false),
+            tx_snapshot: UnsafeCell::new(None),
+            last_tx_snapshot: AtomicU64::new(0),
+            last_counters: AtomicU64::new(0),
+        }
+    }
+
+    /// The receive engine.
+    ///
+    /// # Safety
+    ///
+    /// Only from this pair's RX execution context, or at PASSIVE_LEVEL with no RX queue.
+    #[allow(clippy::mut_from_ref)] // the engine is in an UnsafeCell; exclusivity is the contract
+    pub unsafe fn rx_engine(&self) -> Option<&mut RxQueue> {
+        // SAFETY: the caller's contract serializes every use.
+        unsafe { (*self.rx.get()).as_mut() }
+    }
+}
 
 /// Everything the glue keeps for one device. Created in DeviceAdd, freed when the WDFDEVICE is
 /// destroyed; reached from every callback through the device's or the adapter's context.
@@ -29,7 +93,8 @@ pub struct Nic {
     pub device: WDFDEVICE,
     /// The NetAdapterCx adapter.
     pub adapter: NETADAPTER,
-    /// Guards `core` (PASSIVE callbacks and the configuration/control DPCs use it).
+    /// Guards `core`, `rss`, `pending_filter` and the TX snapshots (PASSIVE callbacks and the
+    /// configuration/control DPCs use them).
     pub lock: SpinLock,
     /// The core adapter, from PrepareHardware to ReleaseHardware.
     pub core: UnsafeCell<Option<Adapter<MappedBars>>>,
@@ -49,41 +114,23 @@ pub struct Nic {
     pub plan: BringUp,
     /// Interrupt layout.
     pub msix: MsixPlan,
-    /// Receive engine of pair 0: it outlives NetAdapterCx's queue objects (its buffers stay
-    /// posted to the device while the OS re-creates queues). Used only from the RX queue's
-    /// execution context (Advance, Cancel, ReturnRxBuffer are serialized there) and at
-    /// PASSIVE_LEVEL when no queue exists.
-    pub rx: UnsafeCell<Option<RxQueue>>,
-    /// Kick registers of pair 0.
-    pub rx_notifier: Option<Notifier>,
-    /// Kick register of the transmit queue.
-    pub tx_notifier: Option<Notifier>,
-    /// The NETPACKETQUEUEs while started (for the DPCs), else null.
-    pub rx_queue: AtomicPtr<c_void>,
-    /// As `rx_queue`.
-    pub tx_queue: AtomicPtr<c_void>,
-    /// Notification gates.
-    pub rx_gate: NotifyGate,
-    /// As `rx_gate`.
-    pub tx_gate: NotifyGate,
-    /// The software receive filter waiting for the RX engine (guarded by `lock`), and whether
-    /// one is waiting: filter changes arrive at PASSIVE_LEVEL on another thread than the RX
-    /// execution context, which picks them up at its next Advance.
+    /// Queue pairs in use (`pairs[..pair_count]`).
+    pub pair_count: u16,
+    /// Per queue pair.
+    pub pairs: [Pair; MAX_QUEUE_PAIRS as usize],
+    /// The OS's RSS state (guarded by `lock`).
+    pub rss: UnsafeCell<RssState>,
+    /// The software receive filter waiting for the RX engines (guarded by `lock`; each pair's
+    /// `filter_changed` says its engine has not taken it yet): filter changes arrive at
+    /// PASSIVE_LEVEL on another thread than the RX execution contexts, which pick them up at
+    /// their next Advance.
     pub pending_filter: UnsafeCell<Option<offload::filter::RxFilter>>,
-    /// As `pending_filter`.
-    pub filter_changed: AtomicBool,
     /// The device is gone or failed; stop touching it.
     pub dead: AtomicBool,
     /// Where the ISR status register is (bar, offset), for the shared-interrupt ISR.
     pub isr: (u8, u64),
     /// Causes the shared-interrupt ISR read (it acknowledges by reading), for its DPC.
     pub isr_pending: AtomicU8,
-    /// The TX engine's counters as of its last snapshot (guarded by `lock`).
-    pub tx_snapshot: UnsafeCell<TxStats>,
-    /// Interrupt time (100 ns) of the last TX snapshot and of the last counters event.
-    pub last_tx_snapshot: AtomicU64,
-    /// As `last_tx_snapshot`.
-    pub last_counters: AtomicU64,
 }
 
 /// Counters go to ETW about once a second (100 ns units).
@@ -104,8 +151,8 @@ fn due(last: &AtomicU64) -> bool {
             .is_ok()
 }
 
-// SAFETY: shared state is atomics, the lock-guarded `core`, and `rx` whose use is serialized by
-// NetAdapterCx's execution context (see the field).
+// SAFETY: shared state is atomics, what `lock` guards, and the engines whose use is serialized by
+// NetAdapterCx's execution contexts (see `Pair::rx`).
 unsafe impl Sync for Nic {}
 
 impl Nic {
@@ -150,31 +197,59 @@ impl Nic {
         }
     }
 
-    /// From the TX Advance: keeps a snapshot of the TX counters for the counters event (the
+    /// Pair `k` if it is in use.
+    pub fn pair(&self, k: u16) -> Option<&Pair> {
+        self.pairs.get(usize::from(k)).filter(|_| k < self.pair_count)
+    }
+
+    /// From pair `k`'s TX Advance: keeps a snapshot of its counters for the counters event (the
     /// engine's own counters may only be read on its execution context).
-    pub fn tx_counters(&self, stats: &TxStats) {
-        if crate::trace::enabled(crate::trace::keyword::COUNTERS) && due(&self.last_tx_snapshot) {
+    pub fn tx_counters(&self, k: u16, stats: &TxStats) {
+        let Some(p) = self.pair(k) else {
+            return;
+        };
+        if crate::trace::enabled(crate::trace::keyword::COUNTERS) && due(&p.last_tx_snapshot) {
             self.lock.acquire();
             // SAFETY: under the lock.
-            unsafe { *self.tx_snapshot.get() = *stats };
+            unsafe { *p.tx_snapshot.get() = Some(*stats) };
             self.lock.release();
         }
     }
 
-    /// From the RX Advance: about once a second, writes the pair's counters (the "timer" of the
-    /// counters event is the datapath itself, so no other thread reads the engines' counters).
-    pub fn rx_counters(&self, stats: &RxStats) {
-        if crate::trace::enabled(crate::trace::keyword::COUNTERS) && due(&self.last_counters) {
+    /// From pair `k`'s RX Advance: about once a second, writes the pair's counters (the "timer"
+    /// of the counters event is the datapath itself, so no other thread reads the engines').
+    pub fn rx_counters(&self, k: u16, stats: &RxStats) {
+        let Some(p) = self.pair(k) else {
+            return;
+        };
+        if crate::trace::enabled(crate::trace::keyword::COUNTERS) && due(&p.last_counters) {
             self.lock.acquire();
             // SAFETY: under the lock.
-            let tx = unsafe { *self.tx_snapshot.get() };
+            let tx = unsafe { *p.tx_snapshot.get() }.unwrap_or_default();
             self.lock.release();
             crate::trace::write(&Event::QueueCounters {
-                pair: 0,
+                pair: k,
                 tx,
                 rx: *stats,
             });
         }
+    }
+
+    /// Gives the device the OS's current RSS state (or turns device RSS off), and marks every
+    /// receive engine to refresh its hash extension. `false` if the device refused it.
+    pub fn push_rss(&self) -> bool {
+        self.lock.acquire();
+        // SAFETY: under the lock.
+        let settings = unsafe { (*self.rss.get()).settings() };
+        self.lock.release();
+        let ok = self
+            .with_core(|a| a.set_rss(settings.as_ref()).is_ok())
+            .unwrap_or(false);
+        self.pump_control();
+        for p in &self.pairs {
+            p.rss_changed.store(true, Ordering::Release);
+        }
+        ok
     }
 
     /// Kicks a queue after an Advance that published buffers (the register write needs no lock).
@@ -190,13 +265,13 @@ impl Nic {
     /// A queue engine saw the device (or the OS ring) break its contract: trace it and restart —
     /// unless the device is gone (surprise removal reads all-ones, which looks like a broken
     /// ring): then stop touching it and let PnP remove the stack.
-    pub fn queue_fault(&self, transmit: bool) {
+    pub fn queue_fault(&self, pair: u16, transmit: bool) {
         if self.with_core(|a| a.is_removed()).unwrap_or(true) {
             self.record(Event::SurpriseRemoved);
             self.dead.store(true, Ordering::Release);
             return;
         }
-        self.record(Event::QueueFault { pair: 0, transmit });
+        self.record(Event::QueueFault { pair, transmit });
         self.fail_and_restart();
     }
 
@@ -249,11 +324,14 @@ pub unsafe extern "system" fn evt_set_receive_filter(
     let f = unsafe { declare::read_receive_filter(filter, mac, nic.user.vlan_id) };
     let software = nic.with_core(|a| a.set_receive_filter(&f)).flatten();
     nic.pump_control();
-    // The engine belongs to the RX execution context: hand the filter over for its next Advance.
+    // The engines belong to their RX execution contexts: hand the filter over for their next
+    // Advance.
     nic.lock.acquire();
     // SAFETY: under the lock.
     unsafe { *nic.pending_filter.get() = software };
-    nic.filter_changed.store(true, Ordering::Release);
+    for p in &nic.pairs {
+        p.filter_changed.store(true, Ordering::Release);
+    }
     nic.lock.release();
 }
 
@@ -265,10 +343,96 @@ pub unsafe extern "system" fn evt_return_rx_buffer(
 ) {
     // SAFETY: NetAdapterCx passes our adapter.
     let nic = unsafe { nic(adapter) };
-    // SAFETY: called on the RX queue's execution context, serialized with Advance.
-    if let Some(rx) = unsafe { (*nic.rx.get()).as_mut() } {
-        rx.return_buffer(context as usize);
+    let context = context as usize;
+    let Some(p) = u16::try_from(context_pair(context))
+        .ok()
+        .and_then(|k| nic.pair(k))
+    else {
+        return; // not one of ours: nothing to release
+    };
+    // SAFETY: called on the execution context of the RX queue that indicated the buffer (the
+    // context names its pair), serialized with that queue's Advance.
+    if let Some(rx) = unsafe { p.rx_engine() } {
+        rx.return_buffer(context);
     }
+}
+
+/// `EvtAdapterReceiveScalingEnable`.
+unsafe extern "system" fn evt_rss_enable(
+    adapter: NETADAPTER,
+    _hash_type: u32,
+    protocol_type: u32,
+) -> NTSTATUS {
+    // SAFETY: NetAdapterCx passes our adapter.
+    let nic = unsafe { nic(adapter) };
+    nic.lock.acquire();
+    // SAFETY: under the lock.
+    unsafe { (*nic.rss.get()).enable(HashProtocolType::from_bits_truncate(protocol_type as u16)) };
+    nic.lock.release();
+    if nic.push_rss() {
+        STATUS_SUCCESS
+    } else {
+        STATUS_INVALID_PARAMETER
+    }
+}
+
+/// `EvtAdapterReceiveScalingDisable`.
+unsafe extern "system" fn evt_rss_disable(adapter: NETADAPTER) {
+    // SAFETY: NetAdapterCx passes our adapter.
+    let nic = unsafe { nic(adapter) };
+    nic.lock.acquire();
+    // SAFETY: under the lock.
+    unsafe { (*nic.rss.get()).disable() };
+    nic.lock.release();
+    let _ = nic.push_rss();
+}
+
+/// `EvtAdapterReceiveScalingSetHashSecretKey`.
+unsafe extern "system" fn evt_rss_set_key(
+    adapter: NETADAPTER,
+    key: *const NET_ADAPTER_RECEIVE_SCALING_HASH_SECRET_KEY,
+) -> NTSTATUS {
+    // SAFETY: NetAdapterCx passes our adapter.
+    let nic = unsafe { nic(adapter) };
+    // SAFETY: the callback's own argument.
+    let Some(key) = (unsafe { declare::read_hash_key(key) }) else {
+        return STATUS_INVALID_PARAMETER;
+    };
+    nic.lock.acquire();
+    // SAFETY: under the lock.
+    let ok = unsafe { (*nic.rss.get()).set_key(key) };
+    nic.lock.release();
+    if ok && nic.push_rss() {
+        STATUS_SUCCESS
+    } else {
+        STATUS_INVALID_PARAMETER
+    }
+}
+
+/// `EvtAdapterReceiveScalingSetIndirectionEntries`: each entry names an RX queue, which the
+/// glue maps back to its pair.
+unsafe extern "system" fn evt_rss_set_entries(
+    adapter: NETADAPTER,
+    entries: *mut NET_ADAPTER_RECEIVE_SCALING_INDIRECTION_ENTRIES,
+) -> NTSTATUS {
+    // SAFETY: NetAdapterCx passes our adapter.
+    let nic = unsafe { nic(adapter) };
+    let pair_of = |q: NETPACKETQUEUE| {
+        (0..nic.pair_count).find(|&k| {
+            nic.pair(k)
+                .is_some_and(|p| !q.is_null() && p.rx_queue.load(Ordering::Acquire) == q)
+        })
+    };
+    nic.lock.acquire();
+    // SAFETY: under the lock.
+    let state = unsafe { &mut *nic.rss.get() };
+    // SAFETY: the entries are the callback's own argument.
+    let st = unsafe { declare::apply_indirection_entries(entries, state, pair_of) };
+    nic.lock.release();
+    if !nic.push_rss() {
+        return STATUS_INVALID_PARAMETER;
+    }
+    st
 }
 
 /// The callbacks `declare` registers.
@@ -279,4 +443,10 @@ pub const CALLBACKS: declare::AdapterCallbacks = declare::AdapterCallbacks {
     set_gso: evt_offload_set,
     set_rsc: evt_offload_set,
     set_receive_filter: evt_set_receive_filter,
+    rss: declare::RssCallbacks {
+        enable: evt_rss_enable,
+        disable: evt_rss_disable,
+        set_key: evt_rss_set_key,
+        set_entries: evt_rss_set_entries,
+    },
 };

@@ -27,6 +27,131 @@ pub struct AdapterCallbacks {
     pub set_rsc: EvtOffloadSet,
     /// Receive filter changed.
     pub set_receive_filter: EvtSetReceiveFilter,
+    /// Receive-side scaling (declared only with device RSS and more than one queue pair).
+    pub rss: RssCallbacks,
+}
+
+/// The receive-side scaling callbacks.
+#[derive(Debug, Clone, Copy)]
+pub struct RssCallbacks {
+    /// `EvtAdapterReceiveScalingEnable`.
+    pub enable: EvtRssEnable,
+    /// `EvtAdapterReceiveScalingDisable`.
+    pub disable: EvtRssDisable,
+    /// `EvtAdapterReceiveScalingSetHashSecretKey`.
+    pub set_key: EvtRssSetKey,
+    /// `EvtAdapterReceiveScalingSetIndirectionEntries`.
+    pub set_entries: EvtRssSetEntries,
+}
+
+/// The RSS protocol types to declare for the device's `VIRTIO_NET_RSS_HASH_TYPE_*` bits: a
+/// family when the device hashes its addresses (IPv4 options too: the device hashes the
+/// addresses of any IPv4 header), TCP and UDP when it hashes their ports.
+pub fn rss_protocol_types(virtio: u32) -> u32 {
+    use virtio::net::rss_hash as H;
+    let mut p = 0;
+    if virtio & H::IPV4 != 0 {
+        p |= rss_protocol::IPV4 | rss_protocol::IPV4_OPTIONS;
+    }
+    if virtio & H::IPV6 != 0 {
+        p |= rss_protocol::IPV6;
+    }
+    if virtio & H::IP_EX != 0 {
+        p |= rss_protocol::IPV6_EXTENSIONS;
+    }
+    if virtio & (H::TCPV4 | H::TCPV6) != 0 {
+        p |= rss_protocol::TCP;
+    }
+    if virtio & (H::UDPV4 | H::UDPV6) != 0 {
+        p |= rss_protocol::UDP;
+    }
+    p
+}
+
+/// The RSS capabilities: Toeplitz over what the device hashes, `queues` receive queues (a power
+/// of two), a 128-entry table (`crate::rss::TABLE_SIZE`), unhashed packets to table entry 0.
+pub fn rss_capabilities(
+    queues: u16,
+    virtio_types: u32,
+    cb: &RssCallbacks,
+) -> NET_ADAPTER_RECEIVE_SCALING_CAPABILITIES {
+    NET_ADAPTER_RECEIVE_SCALING_CAPABILITIES {
+        Size: size32::<NET_ADAPTER_RECEIVE_SCALING_CAPABILITIES>(),
+        NumberOfQueues: usize::from(queues),
+        IndirectionTableSize: crate::rss::TABLE_SIZE,
+        UnhashedTargetIndex: 0,
+        UnhashedTargetType: RSS_UNHASHED_TARGET_HASH_INDEX,
+        ReceiveScalingHashTypes: RSS_HASH_TYPE_TOEPLITZ,
+        ReceiveScalingProtocolTypes: rss_protocol_types(virtio_types),
+        EncapsulationOuter: 0,
+        EncapsulationInner: 0,
+        SynchronizeSetIndirectionEntries: 0,
+        EvtAdapterReceiveScalingEnable: Some(cb.enable),
+        EvtAdapterReceiveScalingDisable: Some(cb.disable),
+        EvtAdapterReceiveScalingSetHashSecretKey: Some(cb.set_key),
+        EvtAdapterReceiveScalingSetIndirectionEntries: Some(cb.set_entries),
+    }
+}
+
+/// The key of `EvtAdapterReceiveScalingSetHashSecretKey`.
+///
+/// # Safety
+///
+/// `key` must be the callback's argument, read during the callback.
+pub unsafe fn read_hash_key<'a>(
+    key: *const NET_ADAPTER_RECEIVE_SCALING_HASH_SECRET_KEY,
+) -> Option<&'a [u8]> {
+    if key.is_null() {
+        return None;
+    }
+    // SAFETY: the framework's struct, valid for the callback.
+    let k = unsafe { *key };
+    if k.Key.is_null() || k.Length > 64 {
+        return None;
+    }
+    // SAFETY: the framework's key buffer of `Length` bytes, valid for the callback.
+    Some(unsafe { core::slice::from_raw_parts(k.Key, k.Length) })
+}
+
+/// `EvtAdapterReceiveScalingSetIndirectionEntries`: applies each entry to `state`, mapping its
+/// queue to a pair with `pair_of`, and writes each entry's Status. Returns success when every
+/// entry applied.
+///
+/// # Safety
+///
+/// `entries` must be the callback's argument, used during the callback.
+pub unsafe fn apply_indirection_entries(
+    entries: *mut NET_ADAPTER_RECEIVE_SCALING_INDIRECTION_ENTRIES,
+    state: &mut crate::rss::RssState,
+    pair_of: impl Fn(NETPACKETQUEUE) -> Option<u16>,
+) -> NTSTATUS {
+    if entries.is_null() {
+        return STATUS_INVALID_PARAMETER;
+    }
+    // SAFETY: the framework's struct, valid for the callback.
+    let e = unsafe { *entries };
+    if e.Entries.is_null() {
+        return if e.Length == 0 {
+            STATUS_SUCCESS
+        } else {
+            STATUS_INVALID_PARAMETER
+        };
+    }
+    // SAFETY: `Length` entries the driver may write (Status) during the callback.
+    let list = unsafe { core::slice::from_raw_parts_mut(e.Entries, e.Length) };
+    let mut all = STATUS_SUCCESS;
+    for entry in list {
+        let ok = pair_of(entry.PacketQueue).is_some_and(|p| state.set_entry(entry.Index, p));
+        entry.Status = if ok {
+            STATUS_SUCCESS
+        } else {
+            STATUS_INVALID_PARAMETER
+        };
+        if !ok {
+            all = STATUS_INVALID_PARAMETER;
+        }
+    }
+    all
 }
 
 /// Deepest L4 header the TX engine can rewrite: it and a 60-byte TCP header fit the header slot.
@@ -253,6 +378,11 @@ pub unsafe fn declare(
         };
         // SAFETY: as above.
         unsafe { NetAdapterOffloadSetRscCapabilities(adapter, &c) };
+    }
+    if queues > 1 && rss_protocol_types(caps.rss_hash_types) != 0 {
+        let c = rss_capabilities(queues, caps.rss_hash_types, &cb.rss);
+        // SAFETY: as above.
+        unsafe { NetAdapterSetReceiveScalingCapabilities(adapter, &c) };
     }
     let flags = u32::from(caps.priority_tagging) | (u32::from(caps.vlan_tagging) << 1);
     if flags != 0 {

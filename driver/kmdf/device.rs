@@ -4,7 +4,7 @@
 
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64};
+use core::sync::atomic::{AtomicBool, AtomicU8};
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -16,16 +16,16 @@ use wdk_sys::{
     WDFDEVICE, WDFDRIVER, WDFOBJECT, call_unsafe_wdf_function_binding,
 };
 
-use super::adapter::{CALLBACKS, Nic};
+use super::adapter::{CALLBACKS, Nic, Pair};
 use super::context;
 use super::declare;
 use super::hal::{CommonBufferDma, MappedBars, PciBus};
-use super::msix::{MsixPlan, NotifyGate};
+use super::msix::MsixPlan;
 use super::netcx::{self, NET_ADAPTER_DATAPATH_CALLBACKS};
 use super::{configuration, interrupt, power, rxqueue, txqueue};
 use crate::adapter::{Adapter, BringUp};
 use crate::config::UserSettings;
-use crate::stats::TxStats;
+use crate::rss::RssState;
 
 /// `GUID_BUS_INTERFACE_STANDARD` (wdmguid.h), defined here so no GUID library is linked.
 const GUID_BUS_INTERFACE_STANDARD: GUID = GUID {
@@ -138,26 +138,19 @@ pub extern "C" fn evt_device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) 
         plan: BringUp {
             reset_polls: 1_000_000,
             max_queue_size: 1024,
-            queue_pairs: super::msix::QUEUE_PAIRS,
+            queue_pairs: super::msix::MAX_QUEUE_PAIRS,
             msix: false,
             random_mac: [0x02, 0, 0, 0, 0, 0],
+            pairs_need_rss: true,
         },
-        msix: MsixPlan::new(0, false, super::msix::QUEUE_PAIRS),
-        rx: UnsafeCell::new(None),
-        rx_notifier: None,
-        tx_notifier: None,
-        rx_queue: AtomicPtr::new(core::ptr::null_mut()),
-        tx_queue: AtomicPtr::new(core::ptr::null_mut()),
-        rx_gate: NotifyGate::new(),
-        tx_gate: NotifyGate::new(),
+        msix: MsixPlan::new(0, false, super::msix::MAX_QUEUE_PAIRS),
+        pair_count: 0,
+        pairs: [const { Pair::new() }; super::msix::MAX_QUEUE_PAIRS as usize],
+        rss: UnsafeCell::new(RssState::new(1)),
         pending_filter: UnsafeCell::new(None),
-        filter_changed: AtomicBool::new(false),
         dead: AtomicBool::new(false),
         isr: (0, 0),
         isr_pending: AtomicU8::new(0),
-        tx_snapshot: UnsafeCell::new(TxStats::default()),
-        last_tx_snapshot: AtomicU64::new(0),
-        last_counters: AtomicU64::new(0),
     }));
     // SAFETY: the device carries DEVICE_CONTEXT; nothing reads it before this.
     unsafe { context::set(device.cast(), &context::DEVICE_CONTEXT, nic) };
@@ -352,7 +345,7 @@ fn prepare(
     nic.msix = MsixPlan::new(
         interrupts.len() as u32,
         message_interrupts,
-        super::msix::QUEUE_PAIRS,
+        super::msix::MAX_QUEUE_PAIRS,
     );
     nic.plan.queue_pairs = nic.msix.pairs;
     nic.plan.msix = nic.msix.msix;
@@ -364,14 +357,19 @@ fn prepare(
     let mut core = Adapter::start(pci, nic.bars, dma, &nic.user, &nic.plan)
         .map_err(|_| wdk_sys::STATUS_DEVICE_CONFIGURATION_ERROR)?;
     nic.isr = core.transport().isr_location();
+    nic.pair_count = core.queue_pairs().min(super::msix::MAX_QUEUE_PAIRS);
+    // SAFETY: no other reference to the RSS state exists yet.
+    unsafe { *nic.rss.get() = RssState::new(nic.pair_count) };
     // Each queue's kick register, kept beside the engines so the datapath never takes the lock.
-    if let Some(s) = core.take_rx(0) {
-        nic.rx_notifier = Some(s.notifier);
-        core.give_back_rx(0, s);
-    }
-    if let Some(s) = core.take_tx(0) {
-        nic.tx_notifier = Some(s.notifier);
-        core.give_back_tx(0, s);
+    for (k, pair) in (0..nic.pair_count).zip(nic.pairs.iter_mut()) {
+        if let Some(s) = core.take_rx(k) {
+            pair.rx_notifier = Some(s.notifier);
+            core.give_back_rx(k, s);
+        }
+        if let Some(s) = core.take_tx(k) {
+            pair.tx_notifier = Some(s.notifier);
+            core.give_back_tx(k, s);
+        }
     }
     // The adapter's VLAN (`VlanID`) to the device's VLAN filter when it has one (CTRL_VLAN);
     // otherwise the receive engine filters (Adapter::set_receive_filter says so).
@@ -403,7 +401,7 @@ fn prepare(
         declare::declare(
             nic.adapter,
             &caps,
-            nic.msix.pairs,
+            nic.pair_count,
             &nic.dma_caps,
             &CALLBACKS,
         )
@@ -425,20 +423,22 @@ extern "C" fn evt_release_hardware(device: WDFDEVICE, _translated: WDFCMRESLIST)
     unsafe { netcx::NetAdapterStop(nic.adapter) };
     // SAFETY: no other reference (see above).
     let core = unsafe { (*nic.core.get()).take() };
-    // SAFETY: as above.
-    let rx = unsafe { (*nic.rx.get()).take() };
     if let Some(dma) = nic.dma.as_ref()
         && let Some(mut core) = core
     {
         // The device must stop DMA before any ring or buffer is freed.
         let _ = core.reset_device(&nic.plan);
-        if let Some(mut rx) = rx {
-            rx.abandon_in_flight();
-            rx.free(dma);
+        for pair in &mut nic.pairs {
+            if let Some(mut rx) = pair.rx.get_mut().take() {
+                rx.abandon_in_flight();
+                rx.free(dma);
+            }
+            *pair = Pair::new();
         }
         core.drain_events(&mut crate::trace::EtwSink);
         let _ = core.stop(dma, nic.plan.reset_polls);
     }
+    nic.pair_count = 0;
 
     nic.dma = None;
     if !nic.enabler.is_null() {

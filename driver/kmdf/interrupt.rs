@@ -95,9 +95,12 @@ extern "C" fn evt_isr(interrupt: WDFINTERRUPT, _message_id: ULONG) -> BOOLEAN {
     1
 }
 
-fn notify_rx(nic: &Nic) {
-    if nic.rx_gate.fire() {
-        let q = nic.rx_queue.load(Ordering::Acquire);
+fn notify_rx(nic: &Nic, k: u16) {
+    let Some(p) = nic.pair(k) else {
+        return;
+    };
+    if p.rx_gate.fire() {
+        let q = p.rx_queue.load(Ordering::Acquire);
         if !q.is_null() {
             // SAFETY: the queue is between start and stop (stop clears the pointer).
             unsafe { NetRxQueueNotifyMoreReceivedPacketsAvailable(q) };
@@ -105,9 +108,12 @@ fn notify_rx(nic: &Nic) {
     }
 }
 
-fn notify_tx(nic: &Nic) {
-    if nic.tx_gate.fire() {
-        let q = nic.tx_queue.load(Ordering::Acquire);
+fn notify_tx(nic: &Nic, k: u16) {
+    let Some(p) = nic.pair(k) else {
+        return;
+    };
+    if p.tx_gate.fire() {
+        let q = p.tx_queue.load(Ordering::Acquire);
         if !q.is_null() {
             // SAFETY: as in notify_rx.
             unsafe { NetTxQueueNotifyMoreCompletedPacketsAvailable(q) };
@@ -151,8 +157,10 @@ extern "C" fn evt_dpc(interrupt: WDFINTERRUPT, _object: WDFOBJECT) {
     if !nic.msix.msix {
         let bits = nic.isr_pending.swap(0, Ordering::AcqRel);
         if bits & 1 != 0 {
-            notify_rx(nic);
-            notify_tx(nic);
+            for k in 0..nic.pair_count {
+                notify_rx(nic, k);
+                notify_tx(nic, k);
+            }
             nic.pump_control();
         }
         if bits & 2 != 0 {
@@ -162,8 +170,8 @@ extern "C" fn evt_dpc(interrupt: WDFINTERRUPT, _object: WDFOBJECT) {
     }
     match nic.msix.source(c.message) {
         Some(Source::Config) => config_changed(nic),
-        Some(Source::Rx(_)) => notify_rx(nic),
-        Some(Source::Tx(_)) => notify_tx(nic),
+        Some(Source::Rx(k)) => notify_rx(nic, k),
+        Some(Source::Tx(k)) => notify_tx(nic, k),
         Some(Source::Control) => nic.pump_control(),
         None => {}
     }

@@ -9,11 +9,11 @@
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
-/// Queue pairs the Windows driver runs. One: NetAdapterCx spreads receive traffic over several
-/// queues only through RSS, and steering by the OS's indirection table needs the device's
-/// VIRTIO_NET_F_RSS, which the core does not drive yet. The INF's `MessageNumberLimit` is
-/// `MsixPlan::messages_for(QUEUE_PAIRS)` (a test checks it).
-pub const QUEUE_PAIRS: u16 = 1;
+/// Most queue pairs the Windows driver runs. NetAdapterCx spreads receive traffic over several
+/// queues only through RSS, which the device steers (VIRTIO_NET_F_RSS); without device RSS the
+/// driver runs one pair. The INF's `MessageNumberLimit` is
+/// `MsixPlan::messages_for(MAX_QUEUE_PAIRS)` (a test checks it).
+pub const MAX_QUEUE_PAIRS: u16 = 8;
 
 /// What raised an interrupt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +44,8 @@ impl MsixPlan {
     }
 
     /// Chooses the layout: as many of `wanted_pairs` as the `granted` messages allow (at least
-    /// one pair); `msix` tells whether the granted interrupts are MSI-X messages.
+    /// one pair), rounded down to a power of two (RSS spreads over a power-of-two number of
+    /// queues); `msix` tells whether the granted interrupts are MSI-X messages.
     pub fn new(granted: u32, msix: bool, wanted_pairs: u16) -> Self {
         if !msix || granted < Self::messages_for(1) {
             return Self {
@@ -53,8 +54,9 @@ impl MsixPlan {
             };
         }
         let fit = ((granted - 2) / 2).min(u32::from(u16::MAX)) as u16;
+        let pairs = wanted_pairs.clamp(1, fit.max(1));
         Self {
-            pairs: wanted_pairs.clamp(1, fit.max(1)),
+            pairs: 1 << (15 - pairs.leading_zeros()),
             msix: true,
         }
     }

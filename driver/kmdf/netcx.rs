@@ -649,6 +649,206 @@ const_assert_eq!(
     16
 );
 
+/// `NET_ADAPTER_RECEIVE_SCALING_HASH_SECRET_KEY`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct NET_ADAPTER_RECEIVE_SCALING_HASH_SECRET_KEY {
+    /// `Key`.
+    pub Key: *const u8,
+    /// `Length`.
+    pub Length: usize,
+}
+const_assert_eq!(size_of::<NET_ADAPTER_RECEIVE_SCALING_HASH_SECRET_KEY>(), 16);
+
+/// `NET_ADAPTER_RECEIVE_SCALING_INDIRECTION_ENTRY`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct NET_ADAPTER_RECEIVE_SCALING_INDIRECTION_ENTRY {
+    /// `PacketQueue`: the receive queue for this table index.
+    pub PacketQueue: NETPACKETQUEUE,
+    /// `Status`: written by the driver.
+    pub Status: NTSTATUS,
+    /// `Index` into the indirection table.
+    pub Index: u32,
+}
+const_assert_eq!(
+    size_of::<NET_ADAPTER_RECEIVE_SCALING_INDIRECTION_ENTRY>(),
+    16
+);
+const_assert_eq!(
+    offset_of!(NET_ADAPTER_RECEIVE_SCALING_INDIRECTION_ENTRY, Status),
+    8
+);
+const_assert_eq!(
+    offset_of!(NET_ADAPTER_RECEIVE_SCALING_INDIRECTION_ENTRY, Index),
+    12
+);
+
+/// `NET_ADAPTER_RECEIVE_SCALING_INDIRECTION_ENTRIES`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct NET_ADAPTER_RECEIVE_SCALING_INDIRECTION_ENTRIES {
+    /// `Entries`.
+    pub Entries: *mut NET_ADAPTER_RECEIVE_SCALING_INDIRECTION_ENTRY,
+    /// `Length`.
+    pub Length: usize,
+}
+const_assert_eq!(
+    size_of::<NET_ADAPTER_RECEIVE_SCALING_INDIRECTION_ENTRIES>(),
+    16
+);
+
+/// `EVT_NET_ADAPTER_RECEIVE_SCALING_ENABLE`.
+pub type EvtRssEnable =
+    unsafe extern "system" fn(adapter: NETADAPTER, hash_type: u32, protocol_type: u32) -> NTSTATUS;
+/// `EVT_NET_ADAPTER_RECEIVE_SCALING_DISABLE`.
+pub type EvtRssDisable = unsafe extern "system" fn(adapter: NETADAPTER);
+/// `EVT_NET_ADAPTER_RECEIVE_SCALING_SET_HASH_SECRET_KEY`.
+pub type EvtRssSetKey = unsafe extern "system" fn(
+    adapter: NETADAPTER,
+    key: *const NET_ADAPTER_RECEIVE_SCALING_HASH_SECRET_KEY,
+) -> NTSTATUS;
+/// `EVT_NET_ADAPTER_RECEIVE_SCALING_SET_INDIRECTION_ENTRIES`.
+pub type EvtRssSetEntries = unsafe extern "system" fn(
+    adapter: NETADAPTER,
+    entries: *mut NET_ADAPTER_RECEIVE_SCALING_INDIRECTION_ENTRIES,
+) -> NTSTATUS;
+
+/// `NET_ADAPTER_RECEIVE_SCALING_UNHASHED_TARGET_TYPE_HASH_INDEX`.
+pub const RSS_UNHASHED_TARGET_HASH_INDEX: u32 = 1;
+/// `NetAdapterReceiveScalingHashTypeToeplitz`.
+pub const RSS_HASH_TYPE_TOEPLITZ: u32 = 1;
+
+/// `NET_ADAPTER_RECEIVE_SCALING_PROTOCOL_TYPE`.
+pub mod rss_protocol {
+    /// `IPv4`.
+    pub const IPV4: u32 = 0x1;
+    /// `IPv4Options`.
+    pub const IPV4_OPTIONS: u32 = 0x2;
+    /// `IPv6`.
+    pub const IPV6: u32 = 0x4;
+    /// `IPv6Extensions`.
+    pub const IPV6_EXTENSIONS: u32 = 0x8;
+    /// `Tcp`.
+    pub const TCP: u32 = 0x10;
+    /// `Udp`.
+    pub const UDP: u32 = 0x20;
+}
+
+/// `NET_ADAPTER_RECEIVE_SCALING_CAPABILITIES` (88 bytes).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct NET_ADAPTER_RECEIVE_SCALING_CAPABILITIES {
+    /// `Size`.
+    pub Size: u32,
+    /// `NumberOfQueues` (a power of two).
+    pub NumberOfQueues: usize,
+    /// `IndirectionTableSize` (a power of two, at least 128).
+    pub IndirectionTableSize: usize,
+    /// `UnhashedTargetIndex`.
+    pub UnhashedTargetIndex: usize,
+    /// `UnhashedTargetType`.
+    pub UnhashedTargetType: u32,
+    /// `ReceiveScalingHashTypes`.
+    pub ReceiveScalingHashTypes: u32,
+    /// `ReceiveScalingProtocolTypes`.
+    pub ReceiveScalingProtocolTypes: u32,
+    /// `ReceiveScalingEncapsulationTypes.Outer`.
+    pub EncapsulationOuter: u32,
+    /// `ReceiveScalingEncapsulationTypes.Inner`.
+    pub EncapsulationInner: u32,
+    /// `SynchronizeSetIndirectionEntries`.
+    pub SynchronizeSetIndirectionEntries: BOOLEAN,
+    /// `EvtAdapterReceiveScalingEnable`.
+    pub EvtAdapterReceiveScalingEnable: Option<EvtRssEnable>,
+    /// `EvtAdapterReceiveScalingDisable`.
+    pub EvtAdapterReceiveScalingDisable: Option<EvtRssDisable>,
+    /// `EvtAdapterReceiveScalingSetHashSecretKey`.
+    pub EvtAdapterReceiveScalingSetHashSecretKey: Option<EvtRssSetKey>,
+    /// `EvtAdapterReceiveScalingSetIndirectionEntries`.
+    pub EvtAdapterReceiveScalingSetIndirectionEntries: Option<EvtRssSetEntries>,
+}
+const_assert_eq!(size_of::<NET_ADAPTER_RECEIVE_SCALING_CAPABILITIES>(), 88);
+const_assert_eq!(
+    offset_of!(NET_ADAPTER_RECEIVE_SCALING_CAPABILITIES, NumberOfQueues),
+    8
+);
+const_assert_eq!(
+    offset_of!(
+        NET_ADAPTER_RECEIVE_SCALING_CAPABILITIES,
+        IndirectionTableSize
+    ),
+    16
+);
+const_assert_eq!(
+    offset_of!(
+        NET_ADAPTER_RECEIVE_SCALING_CAPABILITIES,
+        UnhashedTargetIndex
+    ),
+    24
+);
+const_assert_eq!(
+    offset_of!(NET_ADAPTER_RECEIVE_SCALING_CAPABILITIES, UnhashedTargetType),
+    32
+);
+const_assert_eq!(
+    offset_of!(
+        NET_ADAPTER_RECEIVE_SCALING_CAPABILITIES,
+        ReceiveScalingHashTypes
+    ),
+    36
+);
+const_assert_eq!(
+    offset_of!(
+        NET_ADAPTER_RECEIVE_SCALING_CAPABILITIES,
+        ReceiveScalingProtocolTypes
+    ),
+    40
+);
+const_assert_eq!(
+    offset_of!(NET_ADAPTER_RECEIVE_SCALING_CAPABILITIES, EncapsulationOuter),
+    44
+);
+const_assert_eq!(
+    offset_of!(NET_ADAPTER_RECEIVE_SCALING_CAPABILITIES, EncapsulationInner),
+    48
+);
+const_assert_eq!(
+    offset_of!(
+        NET_ADAPTER_RECEIVE_SCALING_CAPABILITIES,
+        SynchronizeSetIndirectionEntries
+    ),
+    52
+);
+const_assert_eq!(
+    offset_of!(
+        NET_ADAPTER_RECEIVE_SCALING_CAPABILITIES,
+        EvtAdapterReceiveScalingEnable
+    ),
+    56
+);
+const_assert_eq!(
+    offset_of!(
+        NET_ADAPTER_RECEIVE_SCALING_CAPABILITIES,
+        EvtAdapterReceiveScalingDisable
+    ),
+    64
+);
+const_assert_eq!(
+    offset_of!(
+        NET_ADAPTER_RECEIVE_SCALING_CAPABILITIES,
+        EvtAdapterReceiveScalingSetHashSecretKey
+    ),
+    72
+);
+const_assert_eq!(
+    offset_of!(
+        NET_ADAPTER_RECEIVE_SCALING_CAPABILITIES,
+        EvtAdapterReceiveScalingSetIndirectionEntries
+    ),
+    80
+);
+
 // ---------------------------------------------------------------------------------------------
 // The function table (§5.1, NETFUNCENUM; indices 0–121 are the same in 2.1, 2.2 and 2.3).
 
@@ -693,6 +893,8 @@ pub mod index {
     pub const CONFIGURATION_QUERY_LINK_LAYER_ADDRESS: usize = 41;
     /// `NetDeviceInitConfigTableIndex`.
     pub const DEVICE_INIT_CONFIG: usize = 46;
+    /// `NetAdapterSetReceiveScalingCapabilitiesTableIndex`.
+    pub const SET_RECEIVE_SCALING_CAPABILITIES: usize = 57;
     /// `NetRxQueueCreateTableIndex`.
     pub const RX_QUEUE_CREATE: usize = 58;
     /// `NetRxQueueNotifyMoreReceivedPacketsAvailableTableIndex`.
@@ -972,6 +1174,10 @@ net_api! {
     /// `NetRxQueueNotifyMoreReceivedPacketsAvailable` (any IRQL).
     NetRxQueueNotifyMoreReceivedPacketsAvailable / PFN_NETRXQUEUENOTIFY = index::RX_QUEUE_NOTIFY:
         fn(queue: NETPACKETQUEUE);
+    /// `NetAdapterSetReceiveScalingCapabilities`.
+    NetAdapterSetReceiveScalingCapabilities / PFN_NETADAPTERSETRECEIVESCALINGCAPABILITIES =
+        index::SET_RECEIVE_SCALING_CAPABILITIES:
+        fn(adapter: NETADAPTER, caps: *const NET_ADAPTER_RECEIVE_SCALING_CAPABILITIES);
     /// `NetAdapterSetReceiveFilterCapabilities`.
     NetAdapterSetReceiveFilterCapabilities / PFN_NETADAPTERSETRECEIVEFILTERCAPABILITIES =
         index::SET_RECEIVE_FILTER_CAPABILITIES:

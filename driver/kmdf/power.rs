@@ -21,13 +21,19 @@ pub extern "C" fn evt_d0_entry(device: WDFDEVICE, previous: WDF_POWER_DEVICE_STA
         // First power-up: PrepareHardware brought the device up already.
         return STATUS_SUCCESS;
     }
-    // SAFETY: no RX queue exists during D0 entry.
-    let rx = unsafe { (*nic.rx.get()).as_ref() };
-    let engine = rx.map(|r| (virtio::net::rx_queue_index(0), r.virtqueue()));
-    let r = nic.with_core(|a| {
-        let queues: &[(u16, &virtio::queue::VirtQueue)] = engine.as_slice();
-        a.restore(&nic.plan, queues).map(|()| a.link_up())
-    });
+    // The receive engines keep their virtqueues across power transitions: program them again
+    // at the same rings.
+    let engines: alloc::vec::Vec<(u16, &virtio::queue::VirtQueue)> = (0..nic.pair_count)
+        .filter_map(|k| {
+            let pair = nic.pair(k)?;
+            // SAFETY: no RX queue exists during D0 entry.
+            let rx = unsafe { pair.rx_engine() }?;
+            Some((virtio::net::rx_queue_index(k), rx.virtqueue()))
+        })
+        .collect();
+    let r = nic.with_core(|a| a.restore(&nic.plan, &engines).map(|()| a.link_up()));
+    // RSS and filters were dropped with the device's state; the OS sets them again after the
+    // queues are back (NetAdapterCx re-sends them), and the engines refresh at their next Advance.
     match r {
         Some(Ok(up)) => {
             nic.dead.store(false, Ordering::Release);
@@ -46,9 +52,11 @@ pub extern "C" fn evt_d0_exit(device: WDFDEVICE, _target: WDF_POWER_DEVICE_STATE
     // SAFETY: as in D0 entry.
     let nic = unsafe { &*p };
     let _ = nic.with_core(|a| a.reset_device(&nic.plan));
-    // SAFETY: no RX queue exists during D0 exit.
-    if let Some(rx) = unsafe { (*nic.rx.get()).as_mut() } {
-        rx.abandon_in_flight();
+    for k in 0..nic.pair_count {
+        // SAFETY: no RX queue exists during D0 exit.
+        if let Some(rx) = nic.pair(k).and_then(|p| unsafe { p.rx_engine() }) {
+            rx.abandon_in_flight();
+        }
     }
     let unknown = super::netcx::NET_ADAPTER_LINK_STATE {
         MediaConnectState: super::netcx::media_connect_state::UNKNOWN,

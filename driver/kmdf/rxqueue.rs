@@ -1,5 +1,6 @@
 //! `EvtAdapterCreateRxQueue` and the receive queue callbacks, forwarded to the core's
-//! [`RxQueue`](crate::rxqueue::RxQueue) engine. Windows only; not compiled in CI.
+//! [`RxQueue`](crate::rxqueue::RxQueue) engine of the queue's pair. Windows only; compiled here
+//! only against `wdk-standin` (`glue-check`).
 
 use core::ffi::c_void;
 use core::sync::atomic::Ordering;
@@ -7,16 +8,23 @@ use core::sync::atomic::Ordering;
 use netring::{FragmentRing, PacketRing};
 use wdk_sys::{NT_SUCCESS, WDFOBJECT};
 
-use super::adapter::{Nic, nic};
+use super::adapter::{Nic, Pair, nic};
 use super::context;
 use super::declare;
 use super::netcx::*;
 use crate::rxqueue::{RxQueue, RxSettings};
 
-/// The receive queue's context: the Nic and the queue's rings (stable for the queue's life).
+/// The receive queue's context: the Nic, the queue's pair and rings (stable for its life).
 struct RxContext {
     nic: &'static Nic,
+    pair: u16,
     rings: *const netring::NetRingCollection,
+}
+
+impl RxContext {
+    fn pair(&self) -> Option<&'static Pair> {
+        self.nic.pair(self.pair)
+    }
 }
 
 /// # Safety
@@ -35,18 +43,7 @@ unsafe fn rings(c: &RxContext) -> Option<(PacketRing<'static>, FragmentRing<'sta
     unsafe { context::rings(c.rings) }
 }
 
-/// The engine (pair 0).
-///
-/// # Safety
-///
-/// Only from the RX execution context (or at PASSIVE_LEVEL with no RX queue).
-#[allow(clippy::mut_from_ref)] // the engine is in an UnsafeCell; exclusivity is the contract
-unsafe fn engine(nic: &Nic) -> Option<&mut RxQueue> {
-    // SAFETY: the caller's contract serializes every use.
-    unsafe { (*nic.rx.get()).as_mut() }
-}
-
-/// `EvtAdapterCreateRxQueue`.
+/// `EvtAdapterCreateRxQueue`: queue id `k` is pair `k`.
 pub unsafe extern "system" fn evt_create_rx_queue(
     adapter: NETADAPTER,
     init: PNETRXQUEUE_INIT,
@@ -55,9 +52,12 @@ pub unsafe extern "system" fn evt_create_rx_queue(
     let nic = unsafe { nic(adapter) };
     // SAFETY: valid init object of this callback.
     let id = unsafe { NetRxQueueInitGetQueueId(init) };
-    if id != 0 {
+    let Some((k, pair)) = u16::try_from(id)
+        .ok()
+        .and_then(|k| nic.pair(k).map(|p| (k, p)))
+    else {
         return STATUS_INVALID_PARAMETER;
-    }
+    };
     let config = declare::queue_config(
         evt_advance,
         evt_set_notification_enabled,
@@ -74,7 +74,11 @@ pub unsafe extern "system" fn evt_create_rx_queue(
     }
     // SAFETY: the queue was just created.
     let col = unsafe { NetRxQueueGetRingCollection(queue) };
-    let c = alloc::boxed::Box::new(RxContext { nic, rings: col });
+    let c = alloc::boxed::Box::new(RxContext {
+        nic,
+        pair: k,
+        rings: col,
+    });
     // SAFETY: the rings are the new queue's; no callback runs before this returns.
     let Some((packets, fragments)) = (unsafe { rings(&c) }) else {
         return STATUS_INVALID_PARAMETER;
@@ -85,21 +89,19 @@ pub unsafe extern "system" fn evt_create_rx_queue(
         unsafe { NetRxQueueGetExtension(queue, q, &mut e) };
         e
     });
-    // SAFETY: PASSIVE_LEVEL, no RX queue is running (this one is not started yet).
-    let slot = unsafe { &mut *nic.rx.get() };
+    // SAFETY: PASSIVE_LEVEL, and this pair's RX queue is not started yet.
+    let slot = unsafe { &mut *pair.rx.get() };
     match slot {
         Some(rx) => rx.set_extensions(ext),
         None => {
-            // First queue since PrepareHardware: build the engine over pair 0's virtqueue.
+            // First queue of this pair since PrepareHardware: build the engine over its
+            // virtqueue.
             let made = nic.with_core(|a| {
                 let caps = *a.capabilities();
                 let features = a.features();
-                a.take_rx(0).map(|s| (s, caps, features))
+                a.take_rx(k).map(|s| (s, caps, features))
             });
-            let Some(Some((s, caps, features))) = made else {
-                return STATUS_INVALID_PARAMETER;
-            };
-            let Some(dma) = nic.dma.as_ref() else {
+            let (Some(Some((s, caps, features))), Some(dma)) = (made, nic.dma.as_ref()) else {
                 return STATUS_INVALID_PARAMETER;
             };
             let settings = RxSettings {
@@ -107,16 +109,19 @@ pub unsafe extern "system" fn evt_create_rx_queue(
                 buffer_size: caps.rx_buffer_size,
                 strip_vlan: nic.user.priority_vlan_tag != 0,
                 software_checksum: caps.rx_checksum_in_software,
-                context_tag: 0,
+                context_tag: k,
             };
             match RxQueue::new(dma, s.vq, features, settings, ext) {
                 Ok(rx) => *slot = Some(rx),
-                // The virtqueue stays with the engine that failed: give the pair up (the
-                // adapter start fails and WDF retries the stack).
+                // The virtqueue stays with the engine that failed: the adapter start fails and
+                // WDF retries the stack.
                 Err(_) => return STATUS_INSUFFICIENT_RESOURCES,
             }
         }
     }
+    // The new queue picks up the current filter and RSS key at its first Advance.
+    pair.filter_changed.store(true, Ordering::Release);
+    pair.rss_changed.store(true, Ordering::Release);
     // SAFETY: the queue carries QUEUE_CONTEXT; no callback has run yet.
     unsafe {
         context::set(
@@ -130,56 +135,75 @@ pub unsafe extern "system" fn evt_create_rx_queue(
 
 unsafe extern "system" fn evt_start(queue: NETPACKETQUEUE) {
     // SAFETY: our queue.
-    let c = unsafe { ctx(queue) };
-    c.nic.rx_queue.store(queue, Ordering::Release);
+    if let Some(p) = unsafe { ctx(queue) }.pair() {
+        p.rx_queue.store(queue, Ordering::Release);
+    }
 }
 
 unsafe extern "system" fn evt_stop(queue: NETPACKETQUEUE) {
     // SAFETY: our queue.
-    let c = unsafe { ctx(queue) };
-    c.nic
-        .rx_queue
-        .store(core::ptr::null_mut(), Ordering::Release);
+    if let Some(p) = unsafe { ctx(queue) }.pair() {
+        p.rx_queue.store(core::ptr::null_mut(), Ordering::Release);
+    }
+}
+
+/// Hands the engine what changed since its last Advance: the software filter, the RSS key and
+/// types for its hash extension (re-keying allocates nothing).
+fn refresh(nic: &Nic, pair: &Pair, rx: &mut RxQueue) {
+    if pair.filter_changed.swap(false, Ordering::AcqRel) {
+        nic.lock.acquire();
+        // SAFETY: under the lock.
+        let f = unsafe { (*nic.pending_filter.get()).clone() };
+        nic.lock.release();
+        rx.set_filter(f);
+    }
+    if pair.rss_changed.swap(false, Ordering::AcqRel) {
+        nic.lock.acquire();
+        // SAFETY: under the lock.
+        let software = unsafe { (*nic.rss.get()).software() };
+        nic.lock.release();
+        rx.set_rss(software.as_ref().map(|(k, t)| (k, *t)));
+    }
 }
 
 unsafe extern "system" fn evt_advance(queue: NETPACKETQUEUE) {
     // SAFETY: our queue; Advance runs on its execution context.
     let c = unsafe { ctx(queue) };
     let nic = c.nic;
-    // SAFETY: on the RX execution context.
-    let Some(rx) = (unsafe { engine(nic) }) else {
+    let Some(pair) = c.pair() else {
+        return;
+    };
+    // SAFETY: on this pair's RX execution context.
+    let Some(rx) = (unsafe { pair.rx_engine() }) else {
         return;
     };
     // SAFETY: inside the queue's Advance.
     let Some((mut packets, mut fragments)) = (unsafe { rings(c) }) else {
         return;
     };
-    if nic.filter_changed.swap(false, Ordering::AcqRel) {
-        nic.lock.acquire();
-        // SAFETY: under the lock.
-        let f = unsafe { (*nic.pending_filter.get()).take() };
-        nic.lock.release();
-        rx.set_filter(f);
-    }
-    if nic.rx_gate.take_fired() {
+    refresh(nic, pair, rx);
+    if pair.rx_gate.take_fired() {
         let _ = rx.set_notification_enabled(false);
     }
     match rx.advance(&mut packets, &mut fragments) {
         Ok(r) => {
             if r.kicked {
-                nic.kick(nic.rx_notifier.as_ref());
+                nic.kick(pair.rx_notifier.as_ref());
             }
-            nic.rx_counters(rx.stats());
+            nic.rx_counters(c.pair, rx.stats());
         }
-        Err(_) => nic.queue_fault(false),
+        Err(_) => nic.queue_fault(c.pair, false),
     }
 }
 
 unsafe extern "system" fn evt_cancel(queue: NETPACKETQUEUE) {
     // SAFETY: our queue; Cancel runs on its execution context.
     let c = unsafe { ctx(queue) };
-    // SAFETY: on the RX execution context.
-    let Some(rx) = (unsafe { engine(c.nic) }) else {
+    let Some(pair) = c.pair() else {
+        return;
+    };
+    // SAFETY: on this pair's RX execution context.
+    let Some(rx) = (unsafe { pair.rx_engine() }) else {
         return;
     };
     // SAFETY: inside the queue's Cancel.
@@ -191,15 +215,17 @@ unsafe extern "system" fn evt_cancel(queue: NETPACKETQUEUE) {
 unsafe extern "system" fn evt_set_notification_enabled(queue: NETPACKETQUEUE, enabled: BOOLEAN) {
     // SAFETY: our queue; on its execution context.
     let c = unsafe { ctx(queue) };
-    let nic = c.nic;
-    if enabled != 0 {
-        nic.rx_gate.arm();
-    }
-    // SAFETY: on the RX execution context.
-    let Some(rx) = (unsafe { engine(nic) }) else {
+    let Some(pair) = c.pair() else {
         return;
     };
-    if rx.set_notification_enabled(enabled != 0) && nic.rx_gate.fire() {
+    if enabled != 0 {
+        pair.rx_gate.arm();
+    }
+    // SAFETY: on this pair's RX execution context.
+    let Some(rx) = (unsafe { pair.rx_engine() }) else {
+        return;
+    };
+    if rx.set_notification_enabled(enabled != 0) && pair.rx_gate.fire() {
         // Frames arrived while arming: no interrupt will come for them.
         // SAFETY: the queue is started.
         unsafe { NetRxQueueNotifyMoreReceivedPacketsAvailable(queue) };

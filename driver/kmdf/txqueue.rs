@@ -18,6 +18,7 @@ use crate::txqueue::{TxQueue, TxSettings};
 /// every packet before destroying a queue, so nothing is in flight then).
 struct TxContext {
     nic: &'static Nic,
+    pair: u16,
     rings: *const netring::NetRingCollection,
     /// Used only on the queue's execution context (callbacks are serialized there).
     engine: UnsafeCell<Option<TxQueue>>,
@@ -47,9 +48,10 @@ pub unsafe extern "system" fn evt_create_tx_queue(
     // SAFETY: NetAdapterCx passes our adapter.
     let nic = unsafe { nic(adapter) };
     // SAFETY: valid init object of this callback.
-    if unsafe { NetTxQueueInitGetQueueId(init) } != 0 {
+    let id = unsafe { NetTxQueueInitGetQueueId(init) };
+    let Some(k) = u16::try_from(id).ok().filter(|&k| nic.pair(k).is_some()) else {
         return STATUS_INVALID_PARAMETER;
-    }
+    };
     let config = declare::queue_config(
         evt_advance,
         evt_set_notification_enabled,
@@ -68,6 +70,7 @@ pub unsafe extern "system" fn evt_create_tx_queue(
     let col = unsafe { NetTxQueueGetRingCollection(queue) };
     let c = alloc::boxed::Box::new(TxContext {
         nic,
+        pair: k,
         rings: col,
         engine: UnsafeCell::new(None),
     });
@@ -81,7 +84,7 @@ pub unsafe extern "system" fn evt_create_tx_queue(
         unsafe { NetTxQueueGetExtension(queue, q, &mut e) };
         e
     });
-    let made = nic.with_core(|a| a.take_tx(0).map(|s| (s, a.features())));
+    let made = nic.with_core(|a| a.take_tx(k).map(|s| (s, a.features())));
     let (Some(Some((slot, features))), Some(dma)) = (made, nic.dma.as_ref()) else {
         return STATUS_INVALID_PARAMETER;
     };
@@ -110,18 +113,18 @@ pub unsafe extern "system" fn evt_create_tx_queue(
 
 unsafe extern "system" fn evt_start(queue: NETPACKETQUEUE) {
     // SAFETY: our queue.
-    unsafe { ctx(queue) }
-        .nic
-        .tx_queue
-        .store(queue, Ordering::Release);
+    let c = unsafe { ctx(queue) };
+    if let Some(p) = c.nic.pair(c.pair) {
+        p.tx_queue.store(queue, Ordering::Release);
+    }
 }
 
 unsafe extern "system" fn evt_stop(queue: NETPACKETQUEUE) {
     // SAFETY: our queue.
-    unsafe { ctx(queue) }
-        .nic
-        .tx_queue
-        .store(core::ptr::null_mut(), Ordering::Release);
+    let c = unsafe { ctx(queue) };
+    if let Some(p) = c.nic.pair(c.pair) {
+        p.tx_queue.store(core::ptr::null_mut(), Ordering::Release);
+    }
 }
 
 unsafe extern "system" fn evt_advance(queue: NETPACKETQUEUE) {
@@ -136,17 +139,20 @@ unsafe extern "system" fn evt_advance(queue: NETPACKETQUEUE) {
     let Some((mut packets, mut fragments)) = (unsafe { rings(c) }) else {
         return;
     };
-    if nic.tx_gate.take_fired() {
+    let Some(pair) = nic.pair(c.pair) else {
+        return;
+    };
+    if pair.tx_gate.take_fired() {
         let _ = tx.set_notification_enabled(false);
     }
     match tx.advance(&mut packets, &mut fragments) {
         Ok(r) => {
             if r.kicked {
-                nic.kick(nic.tx_notifier.as_ref());
+                nic.kick(pair.tx_notifier.as_ref());
             }
-            nic.tx_counters(tx.stats());
+            nic.tx_counters(c.pair, tx.stats());
         }
-        Err(_) => nic.queue_fault(true),
+        Err(_) => nic.queue_fault(c.pair, true),
     }
 }
 
@@ -157,14 +163,17 @@ unsafe extern "system" fn evt_cancel(_queue: NETPACKETQUEUE) {}
 unsafe extern "system" fn evt_set_notification_enabled(queue: NETPACKETQUEUE, enabled: BOOLEAN) {
     // SAFETY: our queue; on its execution context.
     let c = unsafe { ctx(queue) };
+    let Some(pair) = c.nic.pair(c.pair) else {
+        return;
+    };
     if enabled != 0 {
-        c.nic.tx_gate.arm();
+        pair.tx_gate.arm();
     }
     // SAFETY: on the execution context.
     let Some(tx) = (unsafe { (*c.engine.get()).as_mut() }) else {
         return;
     };
-    if tx.set_notification_enabled(enabled != 0) && c.nic.tx_gate.fire() {
+    if tx.set_notification_enabled(enabled != 0) && pair.tx_gate.fire() {
         // SAFETY: the queue is started.
         unsafe { NetTxQueueNotifyMoreCompletedPacketsAvailable(queue) };
     }
@@ -176,6 +185,7 @@ unsafe extern "C" fn evt_destroy(object: WDFOBJECT) {
         return;
     };
     let nic = c.nic;
+    let k = c.pair;
     let Some(tx) = c.engine.into_inner() else {
         return;
     };
@@ -184,10 +194,10 @@ unsafe extern "C" fn evt_destroy(object: WDFOBJECT) {
     };
     match tx.release(dma) {
         Some(vq) => {
-            let notifier = nic.tx_notifier;
+            let notifier = nic.pair(k).and_then(|p| p.tx_notifier);
             let _ = nic.with_core(|a| {
                 if let Some(notifier) = notifier {
-                    a.give_back_tx(0, crate::adapter::QueueSlot { vq, notifier });
+                    a.give_back_tx(k, crate::adapter::QueueSlot { vq, notifier });
                 }
             });
         }

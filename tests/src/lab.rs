@@ -65,6 +65,19 @@ impl QemuMachine {
         seed: u64,
         pairs: u16,
     ) -> Result<Self, String> {
+        Self::start_with_rule(opts, user, msix, seed, pairs, false)
+    }
+
+    /// [`start_with`](Self::start_with), with `BringUp::pairs_need_rss` (the Windows driver's
+    /// rule: several pairs only when the device steers by RSS).
+    pub fn start_with_rule(
+        opts: &QemuOptions,
+        user: &UserSettings,
+        msix: bool,
+        seed: u64,
+        pairs: u16,
+        pairs_need_rss: bool,
+    ) -> Result<Self, String> {
         let t0 = Instant::now();
         let qemu = Arc::new(Qemu::start(opts).map_err(|e| e.to_string())?);
         let pci = QemuPci::find(&qemu).map_err(|e| e.to_string())?;
@@ -79,6 +92,7 @@ impl QemuMachine {
             queue_pairs: pairs,
             msix,
             random_mac: [2, 0, 0, 0, 0, 1],
+            pairs_need_rss,
         };
         let mut adapter = Adapter::start(&pci, bars, qemu.arena(), user, &plan)
             .map_err(|e| format!("bring-up: {e:?}"))?;

@@ -25,6 +25,7 @@ pub const PLAN: BringUp = BringUp {
     queue_pairs: 1,
     msix: false,
     random_mac: [2, 0, 0, 0, 0, 7],
+    pairs_need_rss: false,
 };
 
 /// Device, adapter, engines and OS side.

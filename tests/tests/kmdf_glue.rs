@@ -36,6 +36,7 @@ struct Seen {
     gso: Option<NET_ADAPTER_OFFLOAD_GSO_CAPABILITIES>,
     rsc: Option<NET_ADAPTER_OFFLOAD_RSC_CAPABILITIES>,
     ieee: Option<u32>,
+    rss: Option<NET_ADAPTER_RECEIVE_SCALING_CAPABILITIES>,
     calls: Vec<usize>,
     // Inputs for the read_* tests.
     packet_filter: u32,
@@ -313,6 +314,44 @@ unsafe extern "system" fn set_ieee(
     });
 }
 
+unsafe extern "system" fn set_rss_caps(
+    _: *mut NET_DRIVER_GLOBALS,
+    _: NETADAPTER,
+    c: *const NET_ADAPTER_RECEIVE_SCALING_CAPABILITIES,
+) {
+    // SAFETY: live struct.
+    let c = unsafe { *c };
+    with_seen(|s| {
+        s.calls.push(index::SET_RECEIVE_SCALING_CAPABILITIES);
+        check_size::<NET_ADAPTER_RECEIVE_SCALING_CAPABILITIES>(s, c.Size, "rss");
+        if !c.NumberOfQueues.is_power_of_two() || !c.IndirectionTableSize.is_power_of_two() {
+            violation(
+                s,
+                "rss NumberOfQueues/IndirectionTableSize not powers of two",
+            );
+        }
+        if c.IndirectionTableSize < 128 {
+            violation(s, "rss IndirectionTableSize below 128");
+        }
+        if c.ReceiveScalingHashTypes > 1 || c.UnhashedTargetType > 1 {
+            violation(s, "rss hash or unhashed-target type out of range");
+        }
+        if c.ReceiveScalingProtocolTypes & !0x3f != 0
+            || c.EncapsulationOuter | c.EncapsulationInner > 7
+        {
+            violation(s, "rss protocol or encapsulation flags out of range");
+        }
+        if c.EvtAdapterReceiveScalingEnable.is_none()
+            || c.EvtAdapterReceiveScalingDisable.is_none()
+            || c.EvtAdapterReceiveScalingSetHashSecretKey.is_none()
+            || c.EvtAdapterReceiveScalingSetIndirectionEntries.is_none()
+        {
+            violation(s, "rss callbacks missing");
+        }
+        s.rss = Some(c);
+    });
+}
+
 unsafe extern "system" fn get_packet_filter(
     _: *mut NET_DRIVER_GLOBALS,
     _: NETRECEIVEFILTER,
@@ -400,6 +439,10 @@ fn framework() -> std::sync::MutexGuard<'static, ()> {
         index::RECEIVE_FILTER_GET_MULTICAST_LIST,
         get_mc_list as *const (),
     );
+    install(
+        index::SET_RECEIVE_SCALING_CAPABILITIES,
+        set_rss_caps as *const (),
+    );
     install(index::IS_RX_CHECKSUM_IPV4, rx_ipv4_on as *const ());
     install(index::IS_RX_CHECKSUM_TCP, rx_tcp_on as *const ());
     install(index::IS_RX_CHECKSUM_UDP, rx_udp_on as *const ());
@@ -418,6 +461,22 @@ fn take_seen() -> Seen {
 unsafe extern "system" fn nop_offload(_: NETADAPTER, _: NETOFFLOAD) {}
 unsafe extern "system" fn nop_filter(_: NETADAPTER, _: NETRECEIVEFILTER) {}
 unsafe extern "system" fn nop_return(_: NETADAPTER, _: NET_FRAGMENT_RETURN_CONTEXT_HANDLE) {}
+unsafe extern "system" fn nop_rss_enable(_: NETADAPTER, _: u32, _: u32) -> NTSTATUS {
+    STATUS_SUCCESS
+}
+unsafe extern "system" fn nop_rss_disable(_: NETADAPTER) {}
+unsafe extern "system" fn nop_rss_key(
+    _: NETADAPTER,
+    _: *const NET_ADAPTER_RECEIVE_SCALING_HASH_SECRET_KEY,
+) -> NTSTATUS {
+    STATUS_SUCCESS
+}
+unsafe extern "system" fn nop_rss_entries(
+    _: NETADAPTER,
+    _: *mut NET_ADAPTER_RECEIVE_SCALING_INDIRECTION_ENTRIES,
+) -> NTSTATUS {
+    STATUS_SUCCESS
+}
 
 const CALLBACKS: AdapterCallbacks = AdapterCallbacks {
     return_rx_buffer: nop_return,
@@ -426,6 +485,12 @@ const CALLBACKS: AdapterCallbacks = AdapterCallbacks {
     set_gso: nop_offload,
     set_rsc: nop_offload,
     set_receive_filter: nop_filter,
+    rss: declare::RssCallbacks {
+        enable: nop_rss_enable,
+        disable: nop_rss_disable,
+        set_key: nop_rss_key,
+        set_entries: nop_rss_entries,
+    },
 };
 
 const MAC: [u8; 6] = [0x52, 0x54, 0x00, 0x12, 0x34, 0x56];
@@ -464,11 +529,15 @@ fn qemu_features() -> Features {
 }
 
 fn declare_and_see(c: &Capabilities) -> Seen {
+    declare_queues(c, 1)
+}
+
+fn declare_queues(c: &Capabilities, queues: u16) -> Seen {
     let enabler = 0x1000 as WDFDMAENABLER;
     let dma = declare::dma_capabilities(enabler);
     let adapter = 0x2000 as NETADAPTER;
     // SAFETY: the stand-in framework accepts any handle; every struct is built by the glue.
-    unsafe { declare::declare(adapter, c, 1, &dma, &CALLBACKS) };
+    unsafe { declare::declare(adapter, c, queues, &dma, &CALLBACKS) };
     take_seen()
 }
 
@@ -761,7 +830,8 @@ fn msix_plan_matches_the_vectors_the_adapter_programs() {
         (6, 4, 2),
         (34, 4, 4),
         (34, 16, 16),
-        (9, 8, 3),
+        (9, 8, 2),
+        (34, 6, 4),
     ] {
         let p = MsixPlan::new(granted, true, wanted);
         assert!(p.msix);
@@ -849,4 +919,106 @@ fn notify_gate_notifies_once_per_arming() {
         g.is_armed() || g.take_fired(),
         "the last arming is either pending or was notified"
     );
+}
+
+#[test]
+fn rss_is_declared_only_with_device_rss_and_several_queues() {
+    use virtio::net::rss_hash as H;
+    let _g = framework();
+    let cfg = NetConfig {
+        mac: Some(MAC),
+        status: Some(1),
+        max_queue_pairs: Some(4),
+        mtu: None,
+        speed_mbps: None,
+        duplex: Duplex::Unknown,
+        rss_max_key_size: Some(40),
+        rss_max_indirection_table_length: Some(128),
+        supported_hash_types: Some(H::IPV4 | H::TCPV4 | H::UDPV4 | H::IPV6 | H::TCPV6 | H::UDPV6),
+    };
+    let features = qemu_features() | Features::NET_MQ | Features::NET_RSS;
+    let rss = derive(features, &cfg, &UserSettings::default(), MAC);
+    let s = declare_queues(&rss, 4);
+    assert!(s.violations.is_empty(), "{:?}", s.violations);
+    let r = s.rss.expect("RSS declared");
+    assert_eq!((r.NumberOfQueues, r.IndirectionTableSize), (4, 128));
+    assert_eq!(
+        r.ReceiveScalingProtocolTypes,
+        rss_protocol::IPV4
+            | rss_protocol::IPV4_OPTIONS
+            | rss_protocol::IPV6
+            | rss_protocol::TCP
+            | rss_protocol::UDP,
+        "no IPv6 extensions: the device does not hash them"
+    );
+    assert_eq!(r.ReceiveScalingHashTypes, RSS_HASH_TYPE_TOEPLITZ);
+    assert_eq!(s.tx.unwrap().MaximumNumberOfQueues, 4);
+
+    drop(_g);
+    let _g = framework();
+    assert!(
+        declare_queues(&rss, 1).rss.is_none(),
+        "one queue: nothing to scale"
+    );
+    drop(_g);
+    let _g = framework();
+    let no_rss = derive(
+        qemu_features() | Features::NET_MQ,
+        &cfg,
+        &UserSettings::default(),
+        MAC,
+    );
+    assert!(
+        declare_queues(&no_rss, 4).rss.is_none(),
+        "no device RSS: the OS's table could not be honoured"
+    );
+}
+
+#[test]
+fn indirection_entries_apply_and_report_each_status() {
+    use virtionet::rss::RssState;
+    let mut st = RssState::new(4);
+    let q = |k: usize| (0x100 + k * 0x10) as NETPACKETQUEUE;
+    let mut list = [(q(3), 0u32), (q(1), 127), (q(9), 5), (q(2), 128)].map(|(queue, index)| {
+        NET_ADAPTER_RECEIVE_SCALING_INDIRECTION_ENTRY {
+            PacketQueue: queue,
+            Status: 12345,
+            Index: index,
+        }
+    });
+    let mut entries = NET_ADAPTER_RECEIVE_SCALING_INDIRECTION_ENTRIES {
+        Entries: list.as_mut_ptr(),
+        Length: list.len(),
+    };
+    let pair_of = |p: NETPACKETQUEUE| (0..4u16).find(|&k| q(usize::from(k)) == p);
+    // SAFETY: the entries live for the call.
+    let all = unsafe { declare::apply_indirection_entries(&mut entries, &mut st, pair_of) };
+    assert_eq!(all, STATUS_INVALID_PARAMETER, "two entries were refused");
+    let status: Vec<NTSTATUS> = list.iter().map(|e| e.Status).collect();
+    assert_eq!(
+        status,
+        [
+            STATUS_SUCCESS,
+            STATUS_SUCCESS,
+            STATUS_INVALID_PARAMETER,
+            STATUS_INVALID_PARAMETER
+        ],
+        "an unknown queue and an index beyond the table are refused"
+    );
+    st.enable(netring::HashProtocolType::IPV4);
+    let t = st.settings().unwrap().table;
+    assert_eq!(
+        (t[0], t[127], t[5]),
+        (3, 1, 1),
+        "applied entries, untouched defaults"
+    );
+    let key = [7u8; 40];
+    let k = NET_ADAPTER_RECEIVE_SCALING_HASH_SECRET_KEY {
+        Key: key.as_ptr(),
+        Length: 40,
+    };
+    // SAFETY: the key lives for the call.
+    assert_eq!(unsafe { declare::read_hash_key(&k) }, Some(&key[..]));
+    // SAFETY: a null key is refused, not read.
+    assert_eq!(unsafe { declare::read_hash_key(core::ptr::null()) }, None);
 }

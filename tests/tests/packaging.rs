@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use virtionet::config::UserSettings;
-use virtionet::kmdf::msix::{MsixPlan, QUEUE_PAIRS};
+use virtionet::kmdf::msix::{MAX_QUEUE_PAIRS, MsixPlan};
 
 fn repo_file(name: &str) -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../").to_string() + name;
@@ -156,13 +156,23 @@ fn inf_declares_what_the_driver_reads_with_its_defaults_and_ranges() {
     assert_eq!(na.values["type"], "edit");
     assert_eq!(na.values["limittext"], "12");
     assert_eq!(na.values["optional"], "1");
-    // Nothing in the INF that nobody reads.
+    // Nothing in the INF that nobody reads: the driver, or NetAdapterCx itself (reference §5.2).
+    const READ_BY_NETADAPTERCX: [&str; 2] = ["*RSS", "*NumRssQueues"];
     for kw in params.keys() {
         assert!(
-            read.contains(kw) || kw == "NetworkAddress",
+            read.contains(kw)
+                || kw == "NetworkAddress"
+                || READ_BY_NETADAPTERCX.contains(&kw.as_str()),
             "the INF declares {kw}, which the driver never reads"
         );
     }
+    // The RSS queue choices never exceed the queues the driver runs.
+    let nq = &params["*NumRssQueues"];
+    assert!(
+        nq.choices
+            .iter()
+            .all(|&q| q <= u32::from(MAX_QUEUE_PAIRS) && q.is_power_of_two())
+    );
 }
 
 #[test]
@@ -237,7 +247,7 @@ fn inf_has_the_netadaptercx_and_network_keywords_and_ids() {
         .expect("MessageNumberLimit");
     assert_eq!(
         limit[4].parse::<u32>().unwrap(),
-        MsixPlan::messages_for(QUEUE_PAIRS)
+        MsixPlan::messages_for(MAX_QUEUE_PAIRS)
     );
     let supported = msix
         .iter()

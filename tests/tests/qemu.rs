@@ -255,6 +255,7 @@ fn device_reset_during_traffic_recovers() {
         queue_pairs: 1,
         msix: false,
         random_mac: [2, 0, 0, 0, 0, 1],
+        pairs_need_rss: false,
     };
     m.adapter.reset_device(&plan).expect("reset");
     m.tx.abandon_in_flight();

@@ -507,8 +507,11 @@ fn rss_steers_every_flow_to_the_queue_the_table_names() {
         device_props: format!("mq=on,rss=on,vectors={}", 2 * PAIRS + 2),
         ..Default::default()
     };
-    let mut m = QemuMachine::start_with(&opts, &UserSettings::default(), true, 17, PAIRS)
-        .unwrap_or_else(|e| panic!("QEMU with rss: {e}"));
+    // The Windows driver's rule (several pairs only with device RSS) keeps all four here.
+    let mut m =
+        QemuMachine::start_with_rule(&opts, &UserSettings::default(), true, 17, PAIRS, true)
+            .unwrap_or_else(|e| panic!("QEMU with rss: {e}"));
+    assert_eq!(m.adapter.queue_pairs(), PAIRS);
     assert!(
         m.adapter.features().contains(Features::NET_RSS),
         "RSS negotiated"
@@ -583,4 +586,29 @@ fn rss_steers_every_flow_to_the_queue_the_table_names() {
         let (tx, rx) = m.pair_stats(k).unwrap();
         assert_eq!(tx.device_faults + rx.device_faults, 0);
     }
+}
+
+/// The Windows driver's rule: `mq=on` without `rss=on` gives it one pair (NetAdapterCx would
+/// never open the others, and the device must not fill queues nobody drains); all traffic then
+/// arrives on pair 0.
+#[test]
+fn without_device_rss_the_windows_rule_runs_one_pair() {
+    const PAIRS: u16 = 4;
+    let ns = NetNs::new(&format!("vnet{}w", std::process::id() % 100_000)).expect("netns");
+    vnet_harness::netns::setup_tap_with(&ns, "vtap0", MAC, true).expect("multi-queue tap");
+    let opts = QemuOptions {
+        tap: Some(("vtap0".into(), ns.name.clone())),
+        tap_queues: PAIRS,
+        device_props: format!("mq=on,vectors={}", 2 * PAIRS + 2),
+        ..Default::default()
+    };
+    let mut m =
+        QemuMachine::start_with_rule(&opts, &UserSettings::default(), true, 19, PAIRS, true)
+            .unwrap_or_else(|e| panic!("QEMU with mq: {e}"));
+    assert!(m.adapter.features().contains(Features::NET_MQ));
+    assert!(!m.adapter.features().contains(Features::NET_RSS));
+    assert_eq!(m.adapter.queue_pairs(), 1);
+    settle_control(&mut m);
+    let got = flows_by_queue(&mut m, &ns, 1, 64, 2);
+    assert!(got.datagrams.iter().all(|(k, ..)| *k == 0));
 }
