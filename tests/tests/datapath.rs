@@ -714,13 +714,13 @@ fn a_power_cycle_as_the_glue_runs_it_keeps_every_buffer_and_traffic_resumes() {
     assert_eq!(m.rx.stats().bad_returns, 0);
 }
 
-#[test]
-fn a_transmit_queue_with_packets_in_flight_is_not_released() {
+/// A machine whose OS has posted four small frames the driver has not seen yet.
+fn with_four_posted(seed: u64) -> Machine {
     let mut m = machine(
         DEFAULT_FEATURES,
         Backend::Loopback,
         &UserSettings::default(),
-        22,
+        seed,
     );
     for i in 0..4u8 {
         assert!(m.os_tx.post(
@@ -731,6 +731,12 @@ fn a_transmit_queue_with_packets_in_flight_is_not_released() {
             }
         ));
     }
+    m
+}
+
+#[test]
+fn a_transmit_queue_with_packets_in_flight_is_not_released() {
+    let mut m = with_four_posted(22);
     let tx = &mut m.tx;
     let r = m.os_tx.callback(|p, f| tx.advance(p, f)).unwrap();
     assert_eq!(r.posted, 4);
@@ -813,21 +819,7 @@ fn the_adapters_vlan_is_filtered_in_software_when_the_device_cannot() {
 /// ring does miss them: `tests/qemu.rs` packed_ring stalled about one run in five before this).
 #[test]
 fn a_stalled_transmit_queue_kicks_again_with_backoff() {
-    let mut m = machine(
-        DEFAULT_FEATURES,
-        Backend::Loopback,
-        &UserSettings::default(),
-        25,
-    );
-    for i in 0..4u8 {
-        assert!(m.os_tx.post(
-            m.ram.arena(),
-            &TxFrame {
-                bytes: eth(MAC, &[i; 100]),
-                ..Default::default()
-            }
-        ));
-    }
+    let mut m = with_four_posted(25);
     let mut kicks = Vec::new();
     for _ in 0..9 {
         // The device never runs: nothing completes.

@@ -236,17 +236,7 @@ fn udp4(dst_mac: [u8; 6], src: ([u8; 4], u16), dst: ([u8; 4], u16), payload: &[u
 fn multi_queue_with_per_queue_vectors() {
     use netring::{NetPacketChecksum, TxChecksumAction as A};
     const PAIRS: u16 = 4;
-    let ns = NetNs::new(&format!("vnet{}g", std::process::id() % 100_000)).expect("netns");
-    let tap_mac =
-        vnet_harness::netns::setup_tap_with(&ns, "vtap0", MAC, true).expect("multi-queue tap");
-    let opts = QemuOptions {
-        tap: Some(("vtap0".into(), ns.name.clone())),
-        tap_queues: PAIRS,
-        device_props: format!("mq=on,vectors={}", 2 * PAIRS + 2),
-        ..Default::default()
-    };
-    let mut m = QemuMachine::start_with(&opts, &UserSettings::default(), true, 13, PAIRS)
-        .unwrap_or_else(|e| panic!("QEMU with mq: {e}"));
+    let (ns, tap_mac, mut m) = mq_machine('g', PAIRS, "mq=on", 13, false);
     assert!(m.adapter.features().contains(Features::NET_MQ));
     assert_eq!(m.adapter.queue_pairs(), PAIRS);
     // VQ_PAIRS_SET must complete before the device uses the other pairs.
@@ -469,6 +459,37 @@ fn flows_by_queue(
     }
 }
 
+/// QEMU with a `pairs`-queue tap in a new namespace (`tag` names it), `props` on the device plus
+/// a vector per queue, brought up with per-queue MSI-X; `pairs_need_rss` as
+/// `BringUp::pairs_need_rss`. Returns the namespace, the tap's MAC and the machine.
+fn mq_machine(
+    tag: char,
+    pairs: u16,
+    props: &str,
+    seed: u64,
+    pairs_need_rss: bool,
+) -> (NetNs, [u8; 6], QemuMachine) {
+    let ns = NetNs::new(&format!("vnet{}{tag}", std::process::id() % 100_000)).expect("netns");
+    let tap_mac =
+        vnet_harness::netns::setup_tap_with(&ns, "vtap0", MAC, true).expect("multi-queue tap");
+    let opts = QemuOptions {
+        tap: Some(("vtap0".into(), ns.name.clone())),
+        tap_queues: pairs,
+        device_props: format!("{props},vectors={}", 2 * pairs + 2),
+        ..Default::default()
+    };
+    let m = QemuMachine::start_with_rule(
+        &opts,
+        &UserSettings::default(),
+        true,
+        seed,
+        pairs,
+        pairs_need_rss,
+    )
+    .unwrap_or_else(|e| panic!("QEMU ({props}): {e}"));
+    (ns, tap_mac, m)
+}
+
 /// Runs the control queue until every queued command completed; asserts none failed.
 fn settle_control(m: &mut QemuMachine) {
     for _ in 0..1000 {
@@ -499,18 +520,8 @@ fn rss_steers_every_flow_to_the_queue_the_table_names() {
         0xb0, 0xd0, 0xca, 0x2b, 0xcb, 0xae, 0x7b, 0x30, 0xb4, 0x77, 0xcb, 0x2d, 0xa3, 0x80, 0x30,
         0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
     ];
-    let ns = NetNs::new(&format!("vnet{}r", std::process::id() % 100_000)).expect("netns");
-    vnet_harness::netns::setup_tap_with(&ns, "vtap0", MAC, true).expect("multi-queue tap");
-    let opts = QemuOptions {
-        tap: Some(("vtap0".into(), ns.name.clone())),
-        tap_queues: PAIRS,
-        device_props: format!("mq=on,rss=on,vectors={}", 2 * PAIRS + 2),
-        ..Default::default()
-    };
     // The Windows driver's rule (several pairs only with device RSS) keeps all four here.
-    let mut m =
-        QemuMachine::start_with_rule(&opts, &UserSettings::default(), true, 17, PAIRS, true)
-            .unwrap_or_else(|e| panic!("QEMU with rss: {e}"));
+    let (ns, _, mut m) = mq_machine('r', PAIRS, "mq=on,rss=on", 17, true);
     assert_eq!(m.adapter.queue_pairs(), PAIRS);
     assert!(
         m.adapter.features().contains(Features::NET_RSS),
@@ -593,18 +604,7 @@ fn rss_steers_every_flow_to_the_queue_the_table_names() {
 /// arrives on pair 0.
 #[test]
 fn without_device_rss_the_windows_rule_runs_one_pair() {
-    const PAIRS: u16 = 4;
-    let ns = NetNs::new(&format!("vnet{}w", std::process::id() % 100_000)).expect("netns");
-    vnet_harness::netns::setup_tap_with(&ns, "vtap0", MAC, true).expect("multi-queue tap");
-    let opts = QemuOptions {
-        tap: Some(("vtap0".into(), ns.name.clone())),
-        tap_queues: PAIRS,
-        device_props: format!("mq=on,vectors={}", 2 * PAIRS + 2),
-        ..Default::default()
-    };
-    let mut m =
-        QemuMachine::start_with_rule(&opts, &UserSettings::default(), true, 19, PAIRS, true)
-            .unwrap_or_else(|e| panic!("QEMU with mq: {e}"));
+    let (ns, _, mut m) = mq_machine('w', 4, "mq=on", 19, true);
     assert!(m.adapter.features().contains(Features::NET_MQ));
     assert!(!m.adapter.features().contains(Features::NET_RSS));
     assert_eq!(m.adapter.queue_pairs(), 1);
