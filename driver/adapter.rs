@@ -79,6 +79,8 @@ pub struct Adapter<B> {
     config: NetConfig,
     caps: Capabilities,
     pairs: u16,
+    /// `BringUp::pairs_need_rss`: without the OS's RSS, everything is received on pair 0.
+    pairs_need_rss: bool,
     rx: Vec<Option<QueueSlot>>,
     tx: Vec<Option<QueueSlot>>,
     rx_notifiers: Vec<Notifier>,
@@ -194,6 +196,7 @@ impl<B: Bars> Adapter<B> {
             config,
             caps,
             pairs,
+            pairs_need_rss: plan.pairs_need_rss,
             rx: Vec::new(),
             tx: Vec::new(),
             rx_notifiers: Vec::new(),
@@ -220,8 +223,8 @@ impl<B: Bars> Adapter<B> {
             msix: plan.msix,
         });
         a.events.push(Event::Capabilities(caps));
-        if pairs > 1 && features.contains(Features::NET_MQ) {
-            a.commands.push_back(OwnedCommand::Pairs(pairs));
+        if let Some(c) = a.pairs_command() {
+            a.commands.push_back(c);
         }
         Ok(a)
     }
@@ -359,7 +362,7 @@ impl<B: Bars> Adapter<B> {
     /// resets again (harmless), negotiates the same features (a device that no longer offers
     /// them is an error), and programs every queue again at the same ring memory.
     /// `engine_queues` are the virtqueues engines hold, with their queue index. Control commands
-    /// are dropped.
+    /// are dropped; the pair count is sent again (the reset forgot it).
     pub fn restore(
         &mut self,
         plan: &BringUp,
@@ -425,6 +428,10 @@ impl<B: Bars> Adapter<B> {
         self.transport
             .set_config_vector(if plan.msix { 0 } else { NO_VECTOR })?;
         self.transport.driver_ok();
+        // The reset also forgot how many pairs are in use.
+        if let Some(c) = self.pairs_command() {
+            self.commands.push_back(c);
+        }
         Ok(())
     }
 
@@ -617,24 +624,46 @@ impl<B: Bars> Adapter<B> {
         true
     }
 
+    /// What makes the device use every pair after DRIVER_OK (it starts with one): with
+    /// `pairs_need_rss`, every transmit queue live and every received packet on pair 0 until the
+    /// OS enables RSS (it may never open the other receive queues); else VQ_PAIRS_SET.
+    fn pairs_command(&self) -> Option<OwnedCommand> {
+        if self.pairs <= 1 {
+            None
+        } else if self.pairs_need_rss {
+            Some(self.rss_to_pair0())
+        } else if self.features.contains(Features::NET_MQ) {
+            Some(OwnedCommand::Pairs(self.pairs))
+        } else {
+            None
+        }
+    }
+
+    /// RSS with no hash type: every packet is "unclassified" and goes to pair 0, while every
+    /// pair's transmit queue stays live (`max_tx_vq`).
+    fn rss_to_pair0(&self) -> OwnedCommand {
+        OwnedCommand::Rss {
+            hash_types: 0,
+            table: alloc::vec![0],
+            unclassified: 0,
+            max_tx: self.pairs,
+            key: [0; offload::rss::KEY_LEN],
+        }
+    }
+
     /// Queues the device's RSS configuration (VIRTIO_NET_CTRL_MQ_RSS_CONFIG) after checking it
-    /// against the device's limits, or — `None` — turns device RSS off again (the device then
-    /// spreads by its own choice: VQ_PAIRS_SET with MQ, else everything to pair 0).
+    /// against the device's limits, or — `None` — turns the OS's RSS off again: everything to
+    /// pair 0 with `pairs_need_rss` (or without MQ), else the device's own spreading
+    /// (VQ_PAIRS_SET).
     pub fn set_rss(&mut self, settings: Option<&RssSettings>) -> Result<(), RssError> {
         if !self.features.contains(Features::NET_RSS) {
             return Err(RssError::NotNegotiated);
         }
         let Some(s) = settings else {
-            let off = if self.features.contains(Features::NET_MQ) {
+            let off = if self.features.contains(Features::NET_MQ) && !self.pairs_need_rss {
                 OwnedCommand::Pairs(self.pairs)
             } else {
-                OwnedCommand::Rss {
-                    hash_types: 0,
-                    table: alloc::vec![0],
-                    unclassified: 0,
-                    max_tx: self.pairs,
-                    key: [0; offload::rss::KEY_LEN],
-                }
+                self.rss_to_pair0()
             };
             self.commands.push_back(off);
             return Ok(());

@@ -234,7 +234,6 @@ fn udp4(dst_mac: [u8; 6], src: ([u8; 4], u16), dst: ([u8; 4], u16), payload: &[u
 /// sends datagrams the kernel delivers to a socket. Every payload is checked.
 #[test]
 fn multi_queue_with_per_queue_vectors() {
-    use netring::{NetPacketChecksum, TxChecksumAction as A};
     const PAIRS: u16 = 4;
     let (ns, tap_mac, mut m) = mq_machine('g', PAIRS, "mq=on", 13, false);
     assert!(m.adapter.features().contains(Features::NET_MQ));
@@ -256,59 +255,7 @@ fn multi_queue_with_per_queue_vectors() {
         "the flows spread over every RX queue: {per_queue:?}"
     );
     // Guest → kernel: 16 datagrams from each TX queue.
-    let (ready_tx, ready) = std::sync::mpsc::channel();
-    let receiver = spawn_in(&ns, move || {
-        let s = std::net::UdpSocket::bind(("10.99.0.1", 7100)).map_err(|e| e.to_string())?;
-        s.set_read_timeout(Some(Duration::from_secs(10)))
-            .map_err(|e| e.to_string())?;
-        let _ = ready_tx.send(());
-        let mut got = Vec::new();
-        let mut buf = [0u8; 2048];
-        while got.len() < 64 {
-            let (n, _) = s.recv_from(&mut buf).map_err(|e| format!("recv: {e}"))?;
-            got.push(buf[..n].to_vec());
-        }
-        Ok(got)
-    });
-    ready.recv_timeout(Duration::from_secs(10)).unwrap();
-    let mut pending: Vec<Vec<TxFrame>> = (0..PAIRS)
-        .map(|k| {
-            (0..16u8)
-                .map(|i| TxFrame {
-                    bytes: udp4(
-                        tap_mac,
-                        (addr::GUEST4, 5000 + k),
-                        (addr::HOST4, 7100),
-                        &[k as u8, i, 0xab, 0xcd, 7],
-                    ),
-                    checksum: NetPacketChecksum::tx(A::Passthrough, A::Required),
-                    ..Default::default()
-                })
-                .collect()
-        })
-        .collect();
-    for _ in 0..2000 {
-        for k in 0..PAIRS {
-            m.pump_pair(k, &mut pending[usize::from(k)]).unwrap();
-        }
-        if pending.iter().all(Vec::is_empty)
-            && (0..PAIRS).all(|k| m.pair_stats(k).unwrap().0.sent.frames() == 16)
-        {
-            break;
-        }
-        std::thread::sleep(Duration::from_micros(200));
-    }
-    let got = receiver.join().unwrap().unwrap();
-    let mut want: Vec<Vec<u8>> = (0..PAIRS)
-        .flat_map(|k| (0..16u8).map(move |i| vec![k as u8, i, 0xab, 0xcd, 7]))
-        .collect();
-    let mut got = got;
-    got.sort();
-    want.sort();
-    assert_eq!(
-        got, want,
-        "the kernel received every datagram, checksums completed"
-    );
+    send_from_every_pair(&mut m, &ns, tap_mac, PAIRS, 16);
     for k in 0..PAIRS {
         // Frames indicated while TX ran (the kernel's own neighbour traffic) count too.
         indicated[usize::from(k)] += m.take_received(k).len();
@@ -459,6 +406,73 @@ fn flows_by_queue(
     }
 }
 
+/// Sends `per_pair` UDP datagrams from each pair's TX queue to a socket in the namespace
+/// (10.99.0.1:7100) with the UDP checksum offloaded; the kernel must receive every one.
+fn send_from_every_pair(
+    m: &mut QemuMachine,
+    ns: &NetNs,
+    tap_mac: [u8; 6],
+    pairs: u16,
+    per_pair: u8,
+) {
+    use netring::{NetPacketChecksum, TxChecksumAction as A};
+    let total = usize::from(pairs) * usize::from(per_pair);
+    let (ready_tx, ready) = std::sync::mpsc::channel();
+    let receiver = spawn_in(ns, move || {
+        let s = std::net::UdpSocket::bind(("10.99.0.1", 7100)).map_err(|e| e.to_string())?;
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        let _ = ready_tx.send(());
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        while got.len() < total {
+            let (n, _) = s.recv_from(&mut buf).map_err(|e| format!("recv: {e}"))?;
+            got.push(buf[..n].to_vec());
+        }
+        Ok(got)
+    });
+    ready.recv_timeout(Duration::from_secs(10)).unwrap();
+    let before: Vec<u64> = (0..pairs)
+        .map(|k| m.pair_stats(k).unwrap().0.sent.frames())
+        .collect();
+    let mut pending: Vec<Vec<TxFrame>> = (0..pairs)
+        .map(|k| {
+            (0..per_pair)
+                .map(|i| TxFrame {
+                    bytes: udp4(
+                        tap_mac,
+                        (addr::GUEST4, 5000 + k),
+                        (addr::HOST4, 7100),
+                        &[k as u8, i, 0xab, 0xcd, 7],
+                    ),
+                    checksum: NetPacketChecksum::tx(A::Passthrough, A::Required),
+                    ..Default::default()
+                })
+                .collect()
+        })
+        .collect();
+    for _ in 0..2000 {
+        for k in 0..pairs {
+            m.pump_pair(k, &mut pending[usize::from(k)]).unwrap();
+        }
+        let sent = |k: u16| m.pair_stats(k).unwrap().0.sent.frames() - before[usize::from(k)];
+        if pending.iter().all(Vec::is_empty) && (0..pairs).all(|k| sent(k) == u64::from(per_pair)) {
+            break;
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
+    let mut got = receiver.join().unwrap().unwrap();
+    let mut want: Vec<Vec<u8>> = (0..pairs)
+        .flat_map(|k| (0..per_pair).map(move |i| vec![k as u8, i, 0xab, 0xcd, 7]))
+        .collect();
+    got.sort();
+    want.sort();
+    assert_eq!(
+        got, want,
+        "the kernel received every datagram, checksums completed"
+    );
+}
+
 /// QEMU with a `pairs`-queue tap in a new namespace (`tag` names it), `props` on the device plus
 /// a vector per queue, brought up with per-queue MSI-X; `pairs_need_rss` as
 /// `BringUp::pairs_need_rss`. Returns the namespace, the tap's MAC and the machine.
@@ -508,7 +522,8 @@ fn settle_control(m: &mut QemuMachine) {
 /// `rss=on`: QEMU's virtio-net steers by the driver's RSS configuration. Every datagram of 64
 /// UDP flows must land on the queue the indirection table names for the Toeplitz hash of its
 /// addresses and ports — computed here by `offload::rss` (checked against Microsoft's vectors);
-/// hashing addresses only puts every flow on one queue; turning RSS off spreads them again.
+/// hashing addresses only puts every flow on one queue; before RSS is on and after it is turned
+/// off, everything arrives on pair 0 (the Windows driver's rule).
 #[test]
 fn rss_steers_every_flow_to_the_queue_the_table_names() {
     use virtio::net::rss_hash as H;
@@ -521,7 +536,7 @@ fn rss_steers_every_flow_to_the_queue_the_table_names() {
         0xf2, 0x0c, 0x6a, 0x42, 0xb7, 0x3b, 0xbe, 0xac, 0x01, 0xfa,
     ];
     // The Windows driver's rule (several pairs only with device RSS) keeps all four here.
-    let (ns, _, mut m) = mq_machine('r', PAIRS, "mq=on,rss=on", 17, true);
+    let (ns, tap_mac, mut m) = mq_machine('r', PAIRS, "mq=on,rss=on", 17, true);
     assert_eq!(m.adapter.queue_pairs(), PAIRS);
     assert!(
         m.adapter.features().contains(Features::NET_RSS),
@@ -533,6 +548,16 @@ fn rss_steers_every_flow_to_the_queue_the_table_names() {
         cfg.rss_max_key_size, cfg.rss_max_indirection_table_length, cfg.supported_hash_types
     );
     settle_control(&mut m);
+
+    // 0. Before the OS enables RSS: every transmit queue live, everything received on pair 0
+    //    (the OS may not have opened the other receive queues).
+    let got = flows_by_queue(&mut m, &ns, PAIRS, 64, 2).datagrams;
+    assert!(
+        got.iter().all(|(k, ..)| *k == 0),
+        "all on pair 0 until RSS is on"
+    );
+    // ...while every pair's transmit queue is live (`max_tx_vq`).
+    send_from_every_pair(&mut m, &ns, tap_mac, PAIRS, 4);
 
     // 1. Addresses and ports: each flow to table[hash & 127], a table no flow spreading of the
     //    device's own would produce.
@@ -587,12 +612,40 @@ fn rss_steers_every_flow_to_the_queue_the_table_names() {
     };
     assert!(m.adapter.set_rss(Some(&too_long)).is_err());
 
-    // 4. Off: the device spreads by its own choice again (the tap's flow hash).
+    // 4. Off: back to pair 0 for everything.
     m.adapter.set_rss(None).unwrap();
     settle_control(&mut m);
     let got = flows_by_queue(&mut m, &ns, PAIRS, 64, 2).datagrams;
-    let used: std::collections::BTreeSet<u16> = got.iter().map(|g| g.0).collect();
-    assert!(used.len() > 1, "flows spread again: {used:?}");
+    assert!(
+        got.iter().all(|(k, ..)| *k == 0),
+        "RSS off: all on pair 0 again"
+    );
+
+    // 5. A device reset (D0 exit/entry) with every pair in use: restore programs all the queues
+    //    and the control queue again, and every transmit queue carries traffic.
+    let plan = virtionet::adapter::BringUp {
+        reset_polls: 1000,
+        max_queue_size: 256,
+        queue_pairs: PAIRS,
+        msix: true,
+        random_mac: [2, 0, 0, 0, 0, 1],
+        pairs_need_rss: true,
+    };
+    m.adapter.reset_device(&plan).expect("reset");
+    m.tx.abandon_in_flight();
+    m.rx.abandon_in_flight();
+    for p in &mut m.extra {
+        p.tx.abandon_in_flight();
+        p.rx.abandon_in_flight();
+    }
+    let mut queues = vec![(0u16, m.rx.virtqueue()), (1u16, m.tx.virtqueue())];
+    for (k, p) in (1u16..).zip(&m.extra) {
+        queues.push((2 * k, p.rx.virtqueue()));
+        queues.push((2 * k + 1, p.tx.virtqueue()));
+    }
+    m.adapter.restore(&plan, &queues).expect("restore");
+    settle_control(&mut m);
+    send_from_every_pair(&mut m, &ns, tap_mac, PAIRS, 4);
     for k in 0..PAIRS {
         let (tx, rx) = m.pair_stats(k).unwrap();
         assert_eq!(tx.device_faults + rx.device_faults, 0);
