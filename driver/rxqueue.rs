@@ -133,6 +133,10 @@ pub struct RxQueue {
     rss: Option<HashProtocolType>,
     stats: RxStats,
     armed: bool,
+    /// Buffers were published since the last kick (suppressed).
+    unkicked: bool,
+    /// Consecutive Advances that moved nothing since then.
+    stalled_advances: u32,
 }
 
 impl core::fmt::Debug for RxQueue {
@@ -195,6 +199,8 @@ impl RxQueue {
             rss: None,
             stats: RxStats::default(),
             armed: false,
+            unkicked: false,
+            stalled_advances: 0,
         })
     }
 
@@ -350,10 +356,17 @@ impl RxQueue {
             }
         }
         out.kicked = self.vq.publish();
+        if out.kicked {
+            self.unkicked = false;
+        } else if out.posted > 0 {
+            self.unkicked = true;
+        }
         // 2. Reap.
+        let mut reaped = 0u32;
         loop {
             match self.vq.pop_used() {
                 Ok(Some(u)) => {
+                    reaped += 1;
                     let b = self.chain_buf.get(usize::from(u.id)).copied().unwrap_or(0);
                     self.set_state(b, Buf::Pending);
                     self.push_pending(b, u.len);
@@ -365,9 +378,28 @@ impl RxQueue {
                 }
             }
         }
+        self.kick_if_stalled(&mut out, reaped);
         // 3. Indicate.
         out.indicated = self.indicate(packets, fragments)?;
         Ok(out)
+    }
+
+    /// The transmit engine's stall guard (`TxQueue`), for receive: buffers published without a
+    /// kick (event suppression said none) and then Advance after Advance with nothing received
+    /// and nothing posted — kick anyway on the 2nd, 4th, 8th… A device waiting for buffers it
+    /// was not told about would otherwise never deliver again. An idle link costs at most a few
+    /// kicks, and only after a suppressed publish.
+    fn kick_if_stalled(&mut self, out: &mut RxAdvance, reaped: u32) {
+        if !self.unkicked || reaped > 0 || out.posted > 0 {
+            self.stalled_advances = 0;
+            return;
+        }
+        self.stalled_advances = self.stalled_advances.saturating_add(1);
+        if self.stalled_advances >= 2 && self.stalled_advances.is_power_of_two() {
+            out.kicked = true;
+            self.unkicked = false;
+            self.stats.stall_kicks += 1;
+        }
     }
 
     fn indicate(

@@ -101,4 +101,7 @@ pub struct RxStats {
     /// Advance calls that had completed frames waiting but no OS packet or fragment to carry
     /// them (the frames wait; nothing is lost).
     pub os_ring_exhausted: u64,
+    /// Kicks sent although event suppression said none, because buffers were published
+    /// unannounced and nothing arrived since (see `RxQueue`'s stall handling).
+    pub stall_kicks: u64,
 }

@@ -283,14 +283,15 @@ fn print_stats(tx: &TxStats, rx: &RxStats) {
         rx.vlan_stripped
     );
     println!(
-        "  RX errors: runts {} checksum {} bad checksum offsets {} filtered {} device faults {} bad returns {}; OS ring exhausted {} times",
+        "  RX errors: runts {} checksum {} bad checksum offsets {} filtered {} device faults {} bad returns {}; OS ring exhausted {} times; kicks after a stall {}",
         rx.runts,
         rx.checksum_errors,
         rx.checksum_offsets_bad,
         rx.filtered,
         rx.device_faults,
         rx.bad_returns,
-        rx.os_ring_exhausted
+        rx.os_ring_exhausted,
+        rx.stall_kicks
     );
 }
 
