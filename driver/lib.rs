@@ -41,6 +41,7 @@ pub mod kmdf;
 pub mod os_memory;
 pub mod rss;
 pub mod rxqueue;
+pub mod stall;
 pub mod stats;
 pub mod trace;
 pub mod txqueue;

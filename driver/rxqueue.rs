@@ -28,6 +28,7 @@ use virtio::hal::{Dma, DmaRegion};
 use virtio::net::NetHeader;
 use virtio::queue::{QueueError, Segment, VirtQueue};
 
+use crate::stall::StallGuard;
 use crate::stats::RxStats;
 
 /// The RX queue's extension handles, validated once at queue creation.
@@ -135,8 +136,8 @@ pub struct RxQueue {
     armed: bool,
     /// Buffers were published since the last kick (suppressed).
     unkicked: bool,
-    /// Consecutive Advances that moved nothing since then.
-    stalled_advances: u32,
+    /// Repeats a kick the device may have missed.
+    stall: StallGuard,
 }
 
 impl core::fmt::Debug for RxQueue {
@@ -200,7 +201,7 @@ impl RxQueue {
             stats: RxStats::default(),
             armed: false,
             unkicked: false,
-            stalled_advances: 0,
+            stall: StallGuard::default(),
         })
     }
 
@@ -384,18 +385,12 @@ impl RxQueue {
         Ok(out)
     }
 
-    /// The transmit engine's stall guard (`TxQueue`), for receive: buffers published without a
-    /// kick (event suppression said none) and then Advance after Advance with nothing received
-    /// and nothing posted — kick anyway on the 2nd, 4th, 8th… A device waiting for buffers it
-    /// was not told about would otherwise never deliver again. An idle link costs at most a few
-    /// kicks, and only after a suppressed publish.
+    /// Kicks when the queue is stuck — buffers published under a suppressed kick, and since then
+    /// nothing received and nothing posted — on the [`StallGuard`]'s back-off. A device waiting
+    /// for buffers it was not told about would otherwise never deliver again.
     fn kick_if_stalled(&mut self, out: &mut RxAdvance, reaped: u32) {
-        if !self.unkicked || reaped > 0 || out.posted > 0 {
-            self.stalled_advances = 0;
-            return;
-        }
-        self.stalled_advances = self.stalled_advances.saturating_add(1);
-        if self.stalled_advances >= 2 && self.stalled_advances.is_power_of_two() {
+        let stuck = self.unkicked && reaped == 0 && out.posted == 0;
+        if self.stall.advance(stuck) {
             out.kicked = true;
             self.unkicked = false;
             self.stats.stall_kicks += 1;

@@ -25,6 +25,7 @@ use virtio::net::NetHeader;
 use virtio::queue::{QueueError, Segment, VirtQueue};
 
 use crate::os_memory::{FrameFragment, copy_out};
+use crate::stall::StallGuard;
 use crate::stats::TxStats;
 
 /// Bytes of driver DMA memory per packet: the virtio-net header plus rewritten headers, or a
@@ -126,8 +127,8 @@ pub struct TxQueue {
     ext: TxExtensions,
     stats: TxStats,
     armed: bool,
-    /// Consecutive Advances that moved nothing while chains were in flight.
-    stalled_advances: u32,
+    /// Repeats a kick the device may have missed.
+    stall: StallGuard,
     /// Scratch space reused by every packet (capacity MAX_SEGMENTS, never grown), so the
     /// datapath neither allocates nor zeroes per packet.
     frags: Vec<FrameFragment>,
@@ -173,7 +174,7 @@ impl TxQueue {
             ext,
             stats: TxStats::default(),
             armed: false,
-            stalled_advances: 0,
+            stall: StallGuard::default(),
             frags: Vec::with_capacity(MAX_SEGMENTS),
             segs: Vec::with_capacity(MAX_SEGMENTS),
         })
@@ -603,19 +604,11 @@ impl TxQueue {
         Ok((hdr, NetHeader::SIZE + len, hlen))
     }
 
-    /// A device that misses a notification stalls the queue for good: QEMU 7.2's packed ring can
-    /// report an event index whose wrap bit disagrees with its position, so the suppression
-    /// check says "no kick" while the device waits for one. When Advance after Advance moves
-    /// nothing (chains in flight, none posted, none completed), kick anyway — on the 2nd, 4th,
-    /// 8th… such Advance, so a device that is merely slow costs a few notifications, not one per
-    /// poll. NetAdapterCx calls Advance once more after arming, so a stall is broken there too.
+    /// Kicks when the queue is stuck — chains in flight, none posted, none completed — on the
+    /// [`StallGuard`]'s back-off.
     fn kick_if_stalled(&mut self, out: &mut TxAdvance, reaped: u32) {
-        if self.vq.in_flight() == 0 || reaped > 0 || out.posted > 0 {
-            self.stalled_advances = 0;
-            return;
-        }
-        self.stalled_advances = self.stalled_advances.saturating_add(1);
-        if !out.kicked && self.stalled_advances >= 2 && self.stalled_advances.is_power_of_two() {
+        let stuck = self.vq.in_flight() > 0 && reaped == 0 && out.posted == 0;
+        if self.stall.advance(stuck) && !out.kicked {
             out.kicked = true;
             self.stats.kicks += 1;
             self.stats.stall_kicks += 1;
