@@ -90,8 +90,10 @@ extern "C" fn evt_isr(interrupt: WDFINTERRUPT, _message_id: ULONG) -> BOOLEAN {
         let bits = u8::from(cause.queues) | u8::from(cause.config) << 1;
         nic.isr_pending.fetch_or(bits, Ordering::AcqRel);
     }
+    // FALSE means the DPC was already queued: it has not run yet, so it will see this cause too.
     // SAFETY: our interrupt, at DIRQL.
-    unsafe { call_unsafe_wdf_function_binding!(WdfInterruptQueueDpcForIsr, interrupt) };
+    let _queued =
+        unsafe { call_unsafe_wdf_function_binding!(WdfInterruptQueueDpcForIsr, interrupt) };
     1
 }
 
