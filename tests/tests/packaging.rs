@@ -1,13 +1,16 @@
 //! The shipped files agree with the code: `virtionet.inx` declares every keyword the driver reads
 //! with the driver's own defaults and ranges, the NetAdapterCx-required keywords with the
-//! reference's values, the hardware IDs and enough MSI-X messages; `virtionet.wprp` is a
-//! well-formed WPR profile that records the driver's TraceLogging provider with every keyword.
+//! reference's values, the hardware IDs and enough MSI-X messages, and passes the checks
+//! stampinf and infverif would make (`vnet_harness::inf`, each shown to fire on a broken copy);
+//! `virtionet.wprp` is a well-formed WPR profile that records the driver's TraceLogging provider
+//! with every keyword.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use virtionet::config::UserSettings;
 use virtionet::kmdf::msix::{MAX_QUEUE_PAIRS, MsixPlan};
+use vnet_harness::inf::{self, Rule};
 
 fn repo_file(name: &str) -> String {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../").to_string() + name;
@@ -17,39 +20,16 @@ fn repo_file(name: &str) -> String {
 /// The INF's sections: name → lines (comments and blank lines dropped).
 fn sections(inf: &str) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut current = String::new();
-    for raw in inf.lines() {
-        // A ';' outside quotes starts a comment.
-        let mut line = String::new();
-        let mut quoted = false;
-        for c in raw.chars() {
-            match c {
-                '"' => quoted = !quoted,
-                ';' if !quoted => break,
-                _ => {}
-            }
-            line.push(c);
-        }
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
-            current = name.to_string();
-            out.entry(current.clone()).or_default();
-        } else {
-            out.entry(current.clone())
-                .or_default()
-                .push(line.to_string());
-        }
+    for s in inf::parse(inf).sections {
+        out.entry(s.name)
+            .or_default()
+            .extend(s.lines.into_iter().map(|l| l.text));
     }
     out
 }
 
 fn fields(line: &str) -> Vec<String> {
-    line.split(',')
-        .map(|f| f.trim().trim_matches('"').to_string())
-        .collect()
+    inf::fields(line)
 }
 
 /// One advanced property: its `Ndi\params\<kw>` values and enum choices.
@@ -80,11 +60,7 @@ fn advanced(inf: &BTreeMap<String, Vec<String>>) -> BTreeMap<String, Param> {
 
 /// `key = value` lines of a section.
 fn directives(lines: &[String]) -> BTreeMap<String, String> {
-    lines
-        .iter()
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
-        .collect()
+    lines.iter().filter_map(|l| inf::directive(l)).collect()
 }
 
 /// The keywords the driver reads, in the order it asks.
@@ -311,4 +287,230 @@ fn wpr_profile_records_the_provider_with_every_keyword() {
             assert!(ids.contains(&r), "undeclared {r}");
         }
     }
+}
+
+fn findings(text: &str) -> Vec<inf::Finding> {
+    inf::check(&inf::parse(text))
+}
+
+#[test]
+fn inf_passes_the_stampinf_and_infverif_rules() {
+    let text = repo_file("virtionet.inx");
+    let f = findings(&text);
+    assert!(
+        f.is_empty(),
+        "{}",
+        f.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    // The checker saw what it checks (so an empty result is not an empty INF).
+    let parsed = inf::parse(&text);
+    assert_eq!(
+        parsed.install_sections().first().map(|(s, _)| s.as_str()),
+        Some("virtionet_Install.NT")
+    );
+    assert_eq!(parsed.models_sections(), ["Standard.NT$ARCH$.10.0...22000"]);
+}
+
+/// Applies `edit` (text → broken text) and expects exactly `rule` among the findings.
+fn broken(what: &str, rule: Rule, edit: impl Fn(&str) -> String) {
+    let good = repo_file("virtionet.inx");
+    let bad = edit(&good);
+    assert_ne!(bad, good, "{what}: the edit changed nothing");
+    let f = findings(&bad);
+    assert!(
+        f.iter().any(|x| x.rule == rule),
+        "{what}: expected {rule:?}, found {f:?}"
+    );
+    assert!(
+        f.iter().all(|x| x.rule == rule),
+        "{what}: only {rule:?} expected, found {f:?}"
+    );
+}
+
+fn replace(from: &'static str, to: &'static str) -> impl Fn(&str) -> String {
+    move |s: &str| {
+        assert!(s.contains(from), "{from:?} not in the INF");
+        s.replacen(from, to, 1)
+    }
+}
+
+#[test]
+fn each_inf_rule_fires_on_a_broken_copy() {
+    broken(
+        "an undefined string token",
+        Rule::UndefinedToken,
+        replace("%virtionet.ServiceDesc%", "%virtionet.NoSuchDesc%"),
+    );
+    broken(
+        "a string removed from [Strings]",
+        Rule::UndefinedToken,
+        replace("JumboPacket           = \"Jumbo Packet\"\n", ""),
+    );
+    broken(
+        "a CopyFiles section that does not exist",
+        Rule::MissingSection,
+        replace(
+            "CopyFiles           = virtionet_CopyFiles",
+            "CopyFiles           = virtionet_CopyFiles, virtionet_Extra",
+        ),
+    );
+    broken(
+        "an AddReg section that does not exist",
+        Rule::MissingSection,
+        replace("AddReg = virtionet_Msix", "AddReg = virtionet_MsiX2"),
+    );
+    broken(
+        "an AddService section that does not exist",
+        Rule::MissingSection,
+        replace(
+            "AddService = virtionet, 2, virtionet_Service,",
+            "AddService = virtionet, 2, virtionet_Svc,",
+        ),
+    );
+    broken(
+        "no .Services section",
+        Rule::MissingSection,
+        replace(
+            "[virtionet_Install.NT.Services]",
+            "[virtionet_Install.NT.Servics]",
+        ),
+    );
+    broken(
+        "a models decoration without its section",
+        Rule::MissingSection,
+        replace(
+            "%ManufacturerName% = Standard, NT$ARCH$.10.0...22000",
+            "%ManufacturerName% = Standard, NT$ARCH$.10.0...22000, NTarm64.10.0...22000",
+        ),
+    );
+    broken(
+        "Needs without Include",
+        Rule::MissingSection,
+        replace(
+            "BusType             = 5    ; PCIBus",
+            "BusType             = 5\nNeeds = PciIoSpaceNotRequired",
+        ),
+    );
+    broken(
+        "a copied file missing from SourceDisksFiles",
+        Rule::FileNotInSourceDisks,
+        replace(
+            "virtionet.sys,,,0x100",
+            "virtionet.sys,,,0x100\nvirtionet.pdb",
+        ),
+    );
+    broken(
+        "a source file on an undeclared disk",
+        Rule::FileNotInSourceDisks,
+        replace("virtionet.sys = 1,,", "virtionet.sys = 2,,"),
+    );
+    broken(
+        "DestinationDirs not DIRID 13",
+        Rule::DestinationNotDriverStore,
+        replace("DefaultDestDir = 13", "DefaultDestDir = 12"),
+    );
+    broken(
+        "a per-section destination outside the driver store",
+        Rule::DestinationNotDriverStore,
+        replace(
+            "DefaultDestDir = 13",
+            "DefaultDestDir = 13\nvirtionet_CopyFiles = 12,drivers",
+        ),
+    );
+    broken(
+        "ServiceBinary under System32\\drivers",
+        Rule::Service,
+        replace(
+            r"ServiceBinary  = %13%\virtionet.sys",
+            r"ServiceBinary  = %12%\virtionet.sys",
+        ),
+    );
+    broken(
+        "ServiceBinary a file not copied",
+        Rule::Service,
+        replace(
+            r"ServiceBinary  = %13%\virtionet.sys",
+            r"ServiceBinary  = %13%\other.sys",
+        ),
+    );
+    broken(
+        "a user-mode service type",
+        Rule::Service,
+        replace(
+            "ServiceType    = 1 ; SERVICE_KERNEL_DRIVER",
+            "ServiceType    = 16",
+        ),
+    );
+    broken(
+        "KmdfService naming another service",
+        Rule::Service,
+        replace(
+            "KmdfService = virtionet, virtionet_WdfSection",
+            "KmdfService = virtionet2, virtionet_WdfSection",
+        ),
+    );
+    broken(
+        "a required NetAdapterCx keyword missing",
+        Rule::NetworkKeyword,
+        replace("*HardwareLoopback   = 0    ; FALSE\n", ""),
+    );
+    broken(
+        "a NET_IF_ACCESS_TYPE out of range",
+        Rule::NetworkKeyword,
+        replace("*AccessType         = 2", "*AccessType         = 7"),
+    );
+    broken(
+        "a BOOLEAN keyword that is not 0 or 1",
+        Rule::NetworkKeyword,
+        replace("*IfConnectorPresent = 1", "*IfConnectorPresent = 2"),
+    );
+    broken(
+        "an advanced property that is not REG_SZ",
+        Rule::NetworkKeyword,
+        replace(
+            r#"HKR, Ndi\params\*RSS, default,   0, "1""#,
+            r#"HKR, Ndi\params\*RSS, default,   0x00010001, 1"#,
+        ),
+    );
+    broken(
+        "an enumeration keyword declared as int",
+        Rule::NetworkKeyword,
+        replace(
+            r#"HKR, Ndi\params\*LsoV2IPv4, type,      0, "enum""#,
+            r#"HKR, Ndi\params\*LsoV2IPv4, type,      0, "int""#,
+        ),
+    );
+    broken(
+        "a duplicate directive",
+        Rule::DuplicateKey,
+        replace("PnpLockdown = 1", "PnpLockdown = 1\nPnpLockdown = 1"),
+    );
+    broken(
+        "a duplicate registry value",
+        Rule::DuplicateKey,
+        replace(
+            r#"HKR, Ndi\params\VlanID, min,       0, "0""#,
+            r#"HKR, Ndi\params\VlanID, min,       0, "0"
+HKR, Ndi\params\VlanID, Min,       0, "1""#,
+        ),
+    );
+    broken(
+        "a duplicate hardware ID",
+        Rule::DuplicateKey,
+        replace(
+            r"%virtionet.DeviceDesc% = virtionet_Install, PCI\VEN_1AF4&DEV_1000",
+            r"%virtionet.DeviceDesc% = virtionet_Install, PCI\VEN_1AF4&DEV_1041",
+        ),
+    );
+    broken(
+        "a duplicate section",
+        Rule::DuplicateKey,
+        replace(
+            "[virtionet_WdfSection]",
+            "[virtionet_WdfSection]\n[virtionet_Msix]",
+        ),
+    );
 }
