@@ -1,14 +1,4 @@
-//! vnet-lab — runs the virtionet driver core against QEMU's real virtio-net-pci (default) or the
-//! in-process device, moves traffic both ways, and prints what a user wants to see: the device
-//! and negotiated features, the capabilities the driver would declare to Windows, throughput,
-//! latency percentiles, per-queue counters and errors. `--pcap FILE` writes the traffic for
-//! Wireshark. `--peer tap` runs TCP streams with the Linux kernel through QEMU's tap backend in a
-//! network namespace (root): guest→kernel with LSO, kernel→guest with RSC.
-//!
-//! ```text
-//! vnet-lab [--peer qemu|tap|inproc] [--frames N] [--size BYTES] [--runs K] [--latency N]
-//!          [--mib M] [--props virtio-net-pci-properties] [--accel kvm|tcg] [--pcap FILE]
-//! ```
+//! vnet-lab on Linux (see main.rs).
 
 use std::io::Write as _;
 use std::time::{Duration, Instant};
@@ -626,7 +616,7 @@ fn run_inproc(a: &Args) -> Result<(), String> {
     Ok(())
 }
 
-fn main() {
+pub fn main() {
     let a = parse();
     let r = match a.peer.as_str() {
         "qemu" => run_qemu(&a),
