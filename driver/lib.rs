@@ -27,11 +27,11 @@ extern crate wdk_panic;
 #[global_allocator]
 static GLOBAL_ALLOCATOR: wdk_alloc::WdkAllocator = wdk_alloc::WdkAllocator;
 
-// The glue's type-check on other hosts: wdk-sys and wdk are replaced by a declaration-only
-// stand-in (see the `glue-check` feature).
-#[cfg(all(not(windows), feature = "glue-check"))]
+// The glue on other hosts: wdk-sys and wdk are replaced by a stand-in whose routines the test
+// harness's emulated KMDF implements (see the `glue-host` feature).
+#[cfg(all(not(windows), feature = "glue-host"))]
 extern crate wdk_standin as wdk;
-#[cfg(all(not(windows), feature = "glue-check"))]
+#[cfg(all(not(windows), feature = "glue-host"))]
 extern crate wdk_standin as wdk_sys;
 
 pub mod adapter;

@@ -43,7 +43,7 @@ step "clippy (all targets, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "the Windows glue type-checks and lints (against wdk-standin, a declaration-only stand-in for wdk-sys)"
-cargo clippy -p virtionet --features glue-check --locked -- -D warnings
+cargo clippy -p virtionet --features glue-host --locked -- -D warnings
 
 step "tests"
 cargo test --workspace --locked

@@ -1,6 +1,5 @@
 //! The per-device state the glue owns (`Nic`), and the adapter-level NetAdapterCx callbacks:
 //! offload changes, the receive filter, returned receive buffers, link state.
-//! Windows only; not compiled in CI.
 
 use core::cell::UnsafeCell;
 use core::ffi::c_void;

@@ -1,7 +1,6 @@
 //! The INF advanced properties, read with NetAdapterOpenConfiguration and
 //! NetConfigurationQueryUlong / QueryLinkLayerAddress (RtEthSample's configuration.cpp, table
 //! driven by the core's [`UserSettings::from_keywords`], which does every range check).
-//! Windows only; not compiled in CI.
 
 use super::netcx::*;
 use crate::config::UserSettings;

@@ -1,6 +1,5 @@
 //! WDF object contexts: each holds one pointer to a Rust object the glue owns (created with the
 //! WDF object, freed in its destroy callback), so no Rust state lives in WDF's raw memory.
-//! Windows only; not compiled in CI.
 
 use core::ffi::c_void;
 

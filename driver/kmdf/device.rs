@@ -1,6 +1,6 @@
 //! EvtDriverDeviceAdd (device and adapter creation) and the hardware callbacks:
 //! PrepareHardware (BARs, PCI capabilities, DMA enabler, keywords, interrupts, core bring-up,
-//! capabilities, NetAdapterStart) and ReleaseHardware. Windows only; not compiled in CI.
+//! capabilities, NetAdapterStart) and ReleaseHardware.
 
 use core::cell::UnsafeCell;
 use core::ffi::c_void;

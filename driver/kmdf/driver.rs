@@ -1,6 +1,5 @@
 //! DriverEntry: the TraceLogging provider, then WdfDriverCreate (NetAdapterCx drivers do not
 //! register with NDIS themselves; the class extension binds through WDF before DriverEntry).
-//! Windows only; not compiled in CI.
 
 use wdk_sys::{
     DRIVER_OBJECT, NT_SUCCESS, NTSTATUS, PCUNICODE_STRING, PDRIVER_OBJECT, WDF_DRIVER_CONFIG,

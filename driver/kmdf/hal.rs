@@ -1,6 +1,6 @@
 //! The core's machine boundary on Windows: memory BARs mapped with `MmMapIoSpaceEx`, PCI
 //! configuration reads through `BUS_INTERFACE_STANDARD`, and DMA memory from WDF common buffers
-//! of the adapter's DMA v3 enabler. Windows only; not compiled in CI.
+//! of the adapter's DMA v3 enabler.
 
 use core::ffi::c_void;
 use core::ptr::NonNull;
@@ -87,20 +87,34 @@ impl MappedBars {
     }
 }
 
+/// Register accesses at an address inside a mapping from `MmMapIoSpaceEx`. This is the one place
+/// the Windows and the glue-host builds differ: on Windows it is a volatile access of the mapped
+/// device memory; on the glue host, which cannot map a device's BAR into this process, the host's
+/// bus routes the access to the device (QEMU over qtest, or a register model).
 macro_rules! reg_access {
     ($read:ident, $write:ident, $t:ty) => {
         fn $read(&self, bar: u8, offset: u64) -> $t {
-            match self.at(bar, offset, core::mem::size_of::<$t>() as u64) {
-                // SAFETY: inside a mapped BAR; naturally aligned accesses are the core's rule.
-                Some(p) => unsafe { p.cast::<$t>().read_volatile() },
-                None => <$t>::MAX,
-            }
+            let Some(p) = self.at(bar, offset, core::mem::size_of::<$t>() as u64) else {
+                return <$t>::MAX;
+            };
+            #[cfg(windows)]
+            // SAFETY: inside a mapped BAR; naturally aligned accesses are the core's rule.
+            let v = unsafe { p.cast::<$t>().read_volatile() };
+            #[cfg(not(windows))]
+            let v = wdk_sys::host::read_register(p as usize, core::mem::size_of::<$t>()) as $t;
+            v
         }
         fn $write(&self, bar: u8, offset: u64, value: $t) {
-            if let Some(p) = self.at(bar, offset, core::mem::size_of::<$t>() as u64) {
-                // SAFETY: inside a mapped BAR.
-                unsafe { p.cast::<$t>().write_volatile(value) };
-            }
+            let Some(p) = self.at(bar, offset, core::mem::size_of::<$t>() as u64) else {
+                return;
+            };
+            #[cfg(windows)]
+            // SAFETY: inside a mapped BAR.
+            unsafe {
+                p.cast::<$t>().write_volatile(value)
+            };
+            #[cfg(not(windows))]
+            wdk_sys::host::write_register(p as usize, core::mem::size_of::<$t>(), value.into());
         }
     };
 }

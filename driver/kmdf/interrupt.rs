@@ -2,7 +2,6 @@
 //! control), or one shared interrupt read through the ISR status register. The ISR only
 //! acknowledges and queues the DPC; the DPC notifies NetAdapterCx through the queue's gate,
 //! handles link changes (NetAdapterSetLinkState) and runs the control queue.
-//! Windows only; not compiled in CI.
 
 use core::sync::atomic::Ordering;
 

@@ -1,7 +1,7 @@
 //! D0 entry and exit. NetAdapterCx creates the datapath queues after D0 entry and destroys them
 //! before D0 exit (`reference/netadaptercx.md` §2.7, §4.1), so here no queue exists: the device
 //! is reset on the way down (no DMA in a low-power state) and programmed again on the way up.
-//! virtio-net has no wake-up signalling, so no wake is armed. Windows only; not compiled in CI.
+//! virtio-net has no wake-up signalling, so no wake is armed.
 
 use core::sync::atomic::Ordering;
 

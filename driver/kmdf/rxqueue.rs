@@ -1,6 +1,5 @@
 //! `EvtAdapterCreateRxQueue` and the receive queue callbacks, forwarded to the core's
-//! [`RxQueue`](crate::rxqueue::RxQueue) engine of the queue's pair. Windows only; compiled here
-//! only against `wdk-standin` (`glue-check`).
+//! [`RxQueue`](crate::rxqueue::RxQueue) engine of the queue's pair.
 
 use core::ffi::c_void;
 use core::sync::atomic::Ordering;

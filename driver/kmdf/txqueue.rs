@@ -1,5 +1,5 @@
 //! `EvtAdapterCreateTxQueue` and the transmit queue callbacks, forwarded to the core's
-//! [`TxQueue`](crate::txqueue::TxQueue) engine. Windows only; not compiled in CI.
+//! [`TxQueue`](crate::txqueue::TxQueue) engine.
 
 use core::cell::UnsafeCell;
 use core::ffi::c_void;

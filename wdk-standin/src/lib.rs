@@ -1,14 +1,17 @@
-//! A stand-in for the items of `wdk-sys` 0.5 and `wdk` 0.5 that virtionet's KMDF glue
-//! (`driver/kmdf/`) uses, so that the glue can be type-checked and linted on Linux
-//! (`cargo clippy -p virtionet --features glue-check`), where the real crates cannot build (they
-//! generate their bindings from the WDK's headers at build time).
+//! The items of `wdk-sys` 0.5 and `wdk` 0.5 that virtionet's KMDF glue (`driver/kmdf/`) uses,
+//! for building the glue on Linux (`--features glue-host` of the driver crate), where the real
+//! crates cannot build (they generate their bindings from the WDK's headers at build time).
 //!
-//! The shapes follow the WDK headers and wdk-sys's binding conventions (module-constant enums,
-//! `Option<unsafe extern "C" fn>` callbacks, structs with `Default`): what this proves is that the
-//! glue is well-formed Rust that uses the portable core and the NetAdapterCx FFI correctly and
-//! keeps the unsafe-code lints. It does **not** prove the glue matches the real bindings: only a
-//! build on Windows with the WDK does. Nothing here is ever linked or run: functions are
-//! declarations only.
+//! * Types: shaped after the WDK headers and wdk-sys's binding conventions (module-constant
+//!   enums, `Option<unsafe extern "C" fn>` callbacks, structs with `Default`). Their sizes and
+//!   offsets are asserted against the real ones in `driver/kmdf/layout.rs`, which the
+//!   real-bindings check (`../shared/tools/wdk-linux`) compiles against wdk-sys too.
+//! * Functions: every WDF and NT routine the glue calls is a wrapper that calls through a slot
+//!   of [`host`], which the test harness's emulated KMDF fills with its implementation (as
+//!   `WdfFunctions` is filled when a real driver binds). A slot left empty panics with the
+//!   routine's name: the emulation must implement everything the glue calls.
+//! * Register access ([`host::read_register`]/[`host::write_register`]): the one seam of the glue
+//!   (`driver/kmdf/hal.rs`), where the host routes mapped-BAR accesses to the device.
 
 #![no_std]
 #![allow(
@@ -20,6 +23,35 @@
 )]
 
 use core::ffi::c_void;
+
+/// Declares routines `Name(args) -> ret`: a slot `slot::Name` the host fills and an
+/// `unsafe fn Name(args) -> ret` that calls it (what the glue calls).
+macro_rules! host_functions {
+    ($( $name:ident ( $($arg:ident : $ty:ty),* $(,)? ) $(-> $ret:ty)? ; )*) => {
+        /// The host's implementations.
+        pub mod slot {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[doc = concat!("`", stringify!($name), "`.")]
+                pub static $name: $crate::host::Slot<unsafe extern "C" fn($($ty),*) $(-> $ret)?> =
+                    $crate::host::Slot::new(stringify!($name));
+            )*
+        }
+        $(
+            #[doc = concat!("`", stringify!($name), "`, through the host's slot.")]
+            ///
+            /// # Safety
+            ///
+            /// The routine's contract in the WDK.
+            pub unsafe fn $name($($arg: $ty),*) $(-> $ret)? {
+                // SAFETY: the caller upholds the routine's contract; the slot holds the host's
+                // implementation of it, with this signature.
+                unsafe { (slot::$name.get())($($arg),*) }
+            }
+        )*
+    };
+}
 
 pub type NTSTATUS = i32;
 pub type ULONG = u32;
@@ -335,35 +367,60 @@ pub struct WDF_COMMON_BUFFER_CONFIG {
     pub AlignmentRequirement: ULONG,
 }
 
-/// The WDF functions the glue calls (without the implicit WdfDriverGlobals argument), declared
-/// only: the stand-in is never linked.
+module_enum!(_KINTERRUPT_MODE / KINTERRUPT_MODE { LevelSensitive = 0, Latched = 1 });
+module_enum!(_WDF_INTERRUPT_POLARITY / WDF_INTERRUPT_POLARITY {
+    WdfInterruptPolarityUnknown = 0, WdfInterruptActiveHigh = 1, WdfInterruptActiveLow = 2,
+});
+pub type KAFFINITY = u64;
+pub type KIRQL = UCHAR;
+pub type ULONG64 = u64;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WDF_INTERRUPT_INFO {
+    pub Size: ULONG,
+    pub Reserved1: ULONG64,
+    pub TargetProcessorSet: KAFFINITY,
+    pub Reserved2: ULONG,
+    pub MessageNumber: ULONG,
+    pub Vector: ULONG,
+    pub Irql: KIRQL,
+    pub Mode: KINTERRUPT_MODE,
+    pub Polarity: WDF_INTERRUPT_POLARITY,
+    pub MessageSignaled: BOOLEAN,
+    pub ShareDisposition: UCHAR,
+    pub Group: USHORT,
+}
+pub type PWDF_INTERRUPT_INFO = *mut WDF_INTERRUPT_INFO;
+
+/// The WDF functions the glue calls (without the implicit WdfDriverGlobals argument).
 pub mod wdf {
     use super::*;
 
-    unsafe extern "C" {
-        pub fn WdfDriverCreate(
+    host_functions! {
+        WdfDriverCreate(
             DriverObject: PDRIVER_OBJECT,
             RegistryPath: PCUNICODE_STRING,
             DriverAttributes: PWDF_OBJECT_ATTRIBUTES,
             DriverConfig: *mut WDF_DRIVER_CONFIG,
             Driver: *mut WDFDRIVER,
         ) -> NTSTATUS;
-        pub fn WdfDeviceInitSetPnpPowerEventCallbacks(
+        WdfDeviceInitSetPnpPowerEventCallbacks(
             DeviceInit: PWDFDEVICE_INIT,
             PnpPowerEventCallbacks: *mut WDF_PNPPOWER_EVENT_CALLBACKS,
         );
-        pub fn WdfDeviceCreate(
+        WdfDeviceCreate(
             DeviceInit: *mut PWDFDEVICE_INIT,
             DeviceAttributes: PWDF_OBJECT_ATTRIBUTES,
             Device: *mut WDFDEVICE,
         ) -> NTSTATUS;
-        pub fn WdfDeviceSetFailed(Device: WDFDEVICE, FailedAction: WDF_DEVICE_FAILED_ACTION);
-        pub fn WdfObjectGetTypedContextWorker(
+        WdfDeviceSetFailed(Device: WDFDEVICE, FailedAction: WDF_DEVICE_FAILED_ACTION);
+        WdfObjectGetTypedContextWorker(
             Handle: WDFOBJECT,
             TypeInfo: PCWDF_OBJECT_CONTEXT_TYPE_INFO,
         ) -> PVOID;
-        pub fn WdfObjectDelete(Object: WDFOBJECT);
-        pub fn WdfFdoQueryForInterface(
+        WdfObjectDelete(Object: WDFOBJECT);
+        WdfFdoQueryForInterface(
             Fdo: WDFDEVICE,
             InterfaceType: *const GUID,
             Interface: PINTERFACE,
@@ -371,41 +428,42 @@ pub mod wdf {
             Version: USHORT,
             InterfaceSpecificData: PVOID,
         ) -> NTSTATUS;
-        pub fn WdfCmResourceListGetCount(List: WDFCMRESLIST) -> ULONG;
-        pub fn WdfCmResourceListGetDescriptor(
+        WdfCmResourceListGetCount(List: WDFCMRESLIST) -> ULONG;
+        WdfCmResourceListGetDescriptor(
             List: WDFCMRESLIST,
             Index: ULONG,
         ) -> PCM_PARTIAL_RESOURCE_DESCRIPTOR;
-        pub fn WdfDmaEnablerCreate(
+        WdfDmaEnablerCreate(
             Device: WDFDEVICE,
             Config: *mut WDF_DMA_ENABLER_CONFIG,
             Attributes: PWDF_OBJECT_ATTRIBUTES,
             DmaEnablerHandle: *mut WDFDMAENABLER,
         ) -> NTSTATUS;
-        pub fn WdfCommonBufferCreateWithConfig(
+        WdfCommonBufferCreateWithConfig(
             DmaEnabler: WDFDMAENABLER,
             Length: usize,
             Config: *mut WDF_COMMON_BUFFER_CONFIG,
             Attributes: PWDF_OBJECT_ATTRIBUTES,
             CommonBuffer: *mut WDFCOMMONBUFFER,
         ) -> NTSTATUS;
-        pub fn WdfCommonBufferGetAlignedVirtualAddress(CommonBuffer: WDFCOMMONBUFFER) -> PVOID;
-        pub fn WdfCommonBufferGetAlignedLogicalAddress(
-            CommonBuffer: WDFCOMMONBUFFER,
-        ) -> PHYSICAL_ADDRESS;
-        pub fn WdfInterruptCreate(
+        WdfCommonBufferGetAlignedVirtualAddress(CommonBuffer: WDFCOMMONBUFFER) -> PVOID;
+        WdfCommonBufferGetAlignedLogicalAddress(CommonBuffer: WDFCOMMONBUFFER) -> PHYSICAL_ADDRESS;
+        WdfInterruptCreate(
             Device: WDFDEVICE,
             Configuration: *mut WDF_INTERRUPT_CONFIG,
             Attributes: PWDF_OBJECT_ATTRIBUTES,
             Interrupt: *mut WDFINTERRUPT,
         ) -> NTSTATUS;
-        pub fn WdfInterruptQueueDpcForIsr(Interrupt: WDFINTERRUPT) -> BOOLEAN;
-        pub fn WdfSpinLockCreate(
+        WdfInterruptQueueDpcForIsr(Interrupt: WDFINTERRUPT) -> BOOLEAN;
+        WdfInterruptGetInfo(Interrupt: WDFINTERRUPT, Info: PWDF_INTERRUPT_INFO);
+        WdfInterruptAcquireLock(Interrupt: WDFINTERRUPT);
+        WdfInterruptReleaseLock(Interrupt: WDFINTERRUPT);
+        WdfSpinLockCreate(
             SpinLockAttributes: PWDF_OBJECT_ATTRIBUTES,
             SpinLock: *mut WDFSPINLOCK,
         ) -> NTSTATUS;
-        pub fn WdfSpinLockAcquire(SpinLock: WDFSPINLOCK);
-        pub fn WdfSpinLockRelease(SpinLock: WDFSPINLOCK);
+        WdfSpinLockAcquire(SpinLock: WDFSPINLOCK);
+        WdfSpinLockRelease(SpinLock: WDFSPINLOCK);
     }
 
     /// `wdk::wdf::SpinLock` (the glue imports it from `wdk`; the stand-in is aliased as both).
@@ -414,11 +472,16 @@ pub mod wdf {
         handle: WDFSPINLOCK,
     }
 
+    // SAFETY: a WDF handle; the lock it names is what serialises its users.
+    unsafe impl Send for SpinLock {}
+    // SAFETY: as above.
+    unsafe impl Sync for SpinLock {}
+
     impl SpinLock {
         /// `WdfSpinLockCreate`.
         pub fn create(attributes: &mut WDF_OBJECT_ATTRIBUTES) -> Result<Self, NTSTATUS> {
             let mut handle = core::ptr::null_mut();
-            // SAFETY: a declaration only; the stand-in is never linked or run.
+            // SAFETY: the attributes and the handle are valid for the call.
             let st = unsafe { WdfSpinLockCreate(attributes, &mut handle) };
             if NT_SUCCESS(st) {
                 Ok(Self { handle })
@@ -429,13 +492,13 @@ pub mod wdf {
 
         /// `WdfSpinLockAcquire`.
         pub fn acquire(&self) {
-            // SAFETY: as above.
+            // SAFETY: a lock created by `create`.
             unsafe { WdfSpinLockAcquire(self.handle) };
         }
 
         /// `WdfSpinLockRelease`.
         pub fn release(&self) {
-            // SAFETY: as above.
+            // SAFETY: as above, held by the caller.
             unsafe { WdfSpinLockRelease(self.handle) };
         }
     }
@@ -454,13 +517,80 @@ macro_rules! call_unsafe_wdf_function_binding {
 pub mod ntddk {
     use super::*;
 
-    unsafe extern "C" {
-        pub fn MmMapIoSpaceEx(
-            PhysicalAddress: PHYSICAL_ADDRESS,
-            NumberOfBytes: SIZE_T,
-            Protect: ULONG,
-        ) -> PVOID;
-        pub fn MmUnmapIoSpace(BaseAddress: PVOID, NumberOfBytes: SIZE_T);
-        pub fn KeQueryUnbiasedInterruptTime() -> ULONGLONG;
+    host_functions! {
+        MmMapIoSpaceEx(PhysicalAddress: PHYSICAL_ADDRESS, NumberOfBytes: SIZE_T, Protect: ULONG) -> PVOID;
+        MmUnmapIoSpace(BaseAddress: PVOID, NumberOfBytes: SIZE_T);
+        KeQueryUnbiasedInterruptTime() -> ULONGLONG;
     }
+}
+
+/// What the host fills: one slot per routine (`host::<module>::<Name>`), and the register seam.
+pub mod host {
+    use core::marker::PhantomData;
+    use core::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A slot holding the host's implementation of one routine (a function pointer of type `F`).
+    pub struct Slot<F> {
+        name: &'static str,
+        f: AtomicUsize,
+        _f: PhantomData<F>,
+    }
+
+    // SAFETY: the slot holds a plain address; `F` is a function-pointer type (Sync).
+    unsafe impl<F> Sync for Slot<F> {}
+
+    impl<F: Copy> Slot<F> {
+        /// An empty slot for routine `name`.
+        pub const fn new(name: &'static str) -> Self {
+            Self {
+                name,
+                f: AtomicUsize::new(0),
+                _f: PhantomData,
+            }
+        }
+
+        /// Installs the implementation.
+        pub fn set(&self, f: F) {
+            assert_eq!(core::mem::size_of::<F>(), core::mem::size_of::<usize>());
+            // SAFETY: F is a function-pointer type (pointer-sized, checked), read as its address.
+            let a = unsafe { core::mem::transmute_copy::<F, usize>(&f) };
+            self.f.store(a, Ordering::Release);
+        }
+
+        /// Empties the slot.
+        pub fn clear(&self) {
+            self.f.store(0, Ordering::Release);
+        }
+
+        /// The implementation; panics with the routine's name when the host has none.
+        pub fn get(&self) -> F {
+            let a = self.f.load(Ordering::Acquire);
+            assert!(a != 0, "the KMDF host does not implement {}", self.name);
+            // SAFETY: a non-zero address was stored by `set` from an `F`.
+            unsafe { core::mem::transmute_copy::<usize, F>(&a) }
+        }
+
+        /// The routine's name.
+        pub const fn name(&self) -> &'static str {
+            self.name
+        }
+    }
+
+    /// Mapped-register read: (address, width in bytes) → value.
+    pub static READ_REGISTER: Slot<fn(usize, usize) -> u64> = Slot::new("register read");
+    /// Mapped-register write: (address, width in bytes, value).
+    pub static WRITE_REGISTER: Slot<fn(usize, usize, u64)> = Slot::new("register write");
+
+    /// Reads `width` bytes of device register at `address` (a mapping from `MmMapIoSpaceEx`).
+    pub fn read_register(address: usize, width: usize) -> u64 {
+        READ_REGISTER.get()(address, width)
+    }
+
+    /// Writes `width` bytes of device register at `address`.
+    pub fn write_register(address: usize, width: usize, value: u64) {
+        WRITE_REGISTER.get()(address, width, value)
+    }
+
+    pub use super::ntddk::slot as ntddk;
+    pub use super::wdf::slot as wdf;
 }
