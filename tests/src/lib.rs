@@ -20,6 +20,7 @@ pub mod device;
 pub mod dma;
 pub mod frames;
 pub mod fuzzing;
+pub mod host;
 pub mod inf;
 pub mod lab;
 pub mod netdev;

@@ -52,7 +52,7 @@ fn violation(rule: &str, detail: String) -> ! {
 impl OsRx {
     /// Rings with the RX extensions, randomly laid out.
     pub fn new(packets: u32, fragments: u32, rng: &mut Rng) -> Self {
-        let rings = QueueRings::new(
+        Self::with_extensions(
             packets,
             fragments,
             &[names::CHECKSUM, names::RSC, names::IEEE8021Q, names::HASH],
@@ -63,7 +63,19 @@ impl OsRx {
             ],
             rng,
         )
-        .expect("rings");
+    }
+
+    /// Rings with the extensions the framework registered for this queue (the glue host derives
+    /// them from what the driver declared); absent extensions read as zero.
+    pub fn with_extensions(
+        packets: u32,
+        fragments: u32,
+        packet_specs: &[netring::ExtensionSpec],
+        fragment_specs: &[netring::ExtensionSpec],
+        rng: &mut Rng,
+    ) -> Self {
+        let rings =
+            QueueRings::new(packets, fragments, packet_specs, fragment_specs, rng).expect("rings");
         Self {
             rings,
             held: Vec::new(),
@@ -130,15 +142,25 @@ impl OsRx {
         &mut self,
         f: impl FnOnce(&mut PacketRing<'_>, &mut FragmentRing<'_>) -> T,
     ) -> T {
+        self.checked(|q| {
+            let mut p = q.packets.view::<NetPacket>().expect("packet view");
+            let mut fr = q.fragments.view::<NetFragment>().expect("fragment view");
+            f(&mut p, &mut fr)
+        })
+    }
+
+    /// Runs a callback that reaches the rings through the collection the driver was given (the
+    /// glue host's driver), with the same checks.
+    pub fn callback_external<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        self.checked(|_| f())
+    }
+
+    fn checked<T>(&mut self, f: impl FnOnce(&mut QueueRings) -> T) -> T {
         let q = &mut self.rings;
         let (ph, fh) = (q.packets.os_header_bytes(), q.fragments.os_header_bytes());
         let (pb, pe) = (q.packets.begin_index(), q.packets.end_index());
         let (fb, fe) = (q.fragments.begin_index(), q.fragments.end_index());
-        let out = {
-            let mut p = q.packets.view::<NetPacket>().expect("packet view");
-            let mut fr = q.fragments.view::<NetFragment>().expect("fragment view");
-            f(&mut p, &mut fr)
-        };
+        let out = f(q);
         if q.packets.os_header_bytes() != ph || q.fragments.os_header_bytes() != fh {
             violation(
                 "InvalidRingHeader",
@@ -241,12 +263,11 @@ impl OsRx {
     /// Indicates returned packets to the "stack": gathers their bytes and metadata, remembers
     /// their return contexts, zeroes the elements.
     pub fn reclaim(&mut self) {
-        let ext = self.ext.expect("extensions queried");
         let q = &mut self.rings;
         let (pmask, fmask) = (q.packets.len() - 1, q.fragments.len() - 1);
         let mut i = q.packets.os_reserved0();
         let end = q.packets.begin_index();
-        let off = |q: &QueueRings, s| q.registered(s).expect("registered").offset;
+        let off = |q: &QueueRings, s| q.registered(s).map(|r| r.offset);
         let (c_off, r_off, v_off) = (
             off(q, &names::CHECKSUM),
             off(q, &names::RSC),
@@ -254,10 +275,13 @@ impl OsRx {
         );
         let h_off = off(q, &names::HASH);
         let (va_off, rc_off) = (
-            off(q, &names::VIRTUAL_ADDRESS),
+            off(q, &names::VIRTUAL_ADDRESS).expect("the VA extension is always registered"),
             off(q, &names::RETURN_CONTEXT),
         );
-        let _ = ext;
+        // An absent extension reads as zero bytes.
+        let at = |e: &[u8], o: Option<usize>, n: usize| -> Vec<u8> {
+            o.map_or(vec![0; n], |o| e[o..o + n].to_vec())
+        };
         while i != end {
             let e = q.packets.element_bytes(i).unwrap().to_vec();
             if e[11] & 1 == 0 {
@@ -277,27 +301,27 @@ impl OsRx {
                         unsafe { std::slice::from_raw_parts(start, fr.valid_length() as usize) };
                     bytes.extend_from_slice(data);
                     self.held.push(
-                        u64::from_le_bytes(fe[rc_off..rc_off + 8].try_into().unwrap()) as usize,
+                        u64::from_le_bytes(at(fe, rc_off, 8)[..8].try_into().unwrap()) as usize,
                     );
                 }
-                let q8 = u16::from_le_bytes([e[v_off], e[v_off + 1]]);
+                let (v, r, h) = (at(&e, v_off, 4), at(&e, r_off, 4), at(&e, h_off, 8));
+                let q8 = u16::from_le_bytes([v[0], v[1]]);
                 let mut tag = NetPacketIeee8021q::default();
                 let _ = tag.set_priority_code_point((q8 & 7) as u8);
                 let _ = tag.set_vlan_identifier(q8 >> 3);
                 self.frames.push(RxFrame {
                     bytes,
                     layout: netring::NetPacketLayout::from_bytes(e[6..11].try_into().unwrap()),
-                    checksum: NetPacketChecksum::from_bits(e[c_off]),
+                    checksum: NetPacketChecksum::from_bits(at(&e, c_off, 1)[0]),
                     rsc: NetPacketRsc {
-                        coalesced_segment_count: u16::from_le_bytes([e[r_off], e[r_off + 1]]),
-                        duplicate_ack_count: u16::from_le_bytes([e[r_off + 2], e[r_off + 3]]),
+                        coalesced_segment_count: u16::from_le_bytes([r[0], r[1]]),
+                        duplicate_ack_count: u16::from_le_bytes([r[2], r[3]]),
                     },
                     ieee8021q: tag,
                     hash: netring::NetPacketHash::new(
-                        u32::from_le_bytes(e[h_off..h_off + 4].try_into().unwrap()),
+                        u32::from_le_bytes(h[..4].try_into().unwrap()),
                         netring::HashProtocolType::from_bits_truncate(u16::from_le_bytes([
-                            e[h_off + 4],
-                            e[h_off + 5],
+                            h[4], h[5],
                         ])),
                     ),
                     fragments: count,

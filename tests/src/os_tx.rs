@@ -51,14 +51,26 @@ fn violation(rule: &str, detail: String) -> ! {
 impl OsTx {
     /// Rings of `packets` and `fragments` elements with the TX extensions, randomly laid out.
     pub fn new(packets: u32, fragments: u32, rng: &mut Rng) -> Self {
-        let rings = QueueRings::new(
+        Self::with_extensions(
             packets,
             fragments,
             &[names::CHECKSUM, names::GSO, names::IEEE8021Q],
             &[names::VIRTUAL_ADDRESS, names::LOGICAL_ADDRESS],
             rng,
         )
-        .expect("rings");
+    }
+
+    /// Rings with the extensions the framework registered for this queue (the glue host derives
+    /// them from what the driver declared); absent extensions are not filled in.
+    pub fn with_extensions(
+        packets: u32,
+        fragments: u32,
+        packet_specs: &[netring::ExtensionSpec],
+        fragment_specs: &[netring::ExtensionSpec],
+        rng: &mut Rng,
+    ) -> Self {
+        let rings =
+            QueueRings::new(packets, fragments, packet_specs, fragment_specs, rng).expect("rings");
         Self {
             rings,
             buffers: (0..packets).map(|_| None).collect(),
@@ -136,16 +148,13 @@ impl OsTx {
             assert!(arena.write(r.device(), &frame.bytes));
             Some(r)
         };
-        let va_off = self
-            .rings
-            .registered(&names::VIRTUAL_ADDRESS)
-            .expect("va")
-            .offset;
-        let la_off = self
-            .rings
-            .registered(&names::LOGICAL_ADDRESS)
-            .expect("la")
-            .offset;
+        let off = |s| self.rings.registered(s).map(|r| r.offset);
+        let (va_off, la_off) = (off(&names::VIRTUAL_ADDRESS), off(&names::LOGICAL_ADDRESS));
+        let (c_off, g_off, q_off) = (
+            off(&names::CHECKSUM),
+            off(&names::GSO),
+            off(&names::IEEE8021Q),
+        );
         let mut at = 0usize;
         for (k, &len) in lens.iter().enumerate() {
             let i = (f_first + k as u32) & fmask;
@@ -157,8 +166,12 @@ impl OsTx {
             e.fill(0);
             e[..8].copy_from_slice(&frag.to_bits().to_le_bytes());
             let va = r.cpu().as_ptr().wrapping_add(at) as usize as u64;
-            e[va_off..va_off + 8].copy_from_slice(&va.to_le_bytes());
-            e[la_off..la_off + 8].copy_from_slice(&(r.device() + at as u64).to_le_bytes());
+            if let Some(o) = va_off {
+                e[o..o + 8].copy_from_slice(&va.to_le_bytes());
+            }
+            if let Some(o) = la_off {
+                e[o..o + 8].copy_from_slice(&(r.device() + at as u64).to_le_bytes());
+            }
             at += len;
         }
         let mut pk = NetPacket::new(if lens.is_empty() { 0 } else { f_first }, lens.len() as u16);
@@ -166,29 +179,24 @@ impl OsTx {
         if let Ok(l) = offload::Layout::parse(&frame.bytes) {
             pk.layout = l.to_net();
         }
-        let c_off = self
-            .rings
-            .registered(&names::CHECKSUM)
-            .expect("checksum")
-            .offset;
-        let g_off = self.rings.registered(&names::GSO).expect("gso").offset;
-        let q_off = self
-            .rings
-            .registered(&names::IEEE8021Q)
-            .expect("8021q")
-            .offset;
         let e = self.rings.packets.element_bytes_mut(p_idx).unwrap();
         e.fill(0);
         e[..4].copy_from_slice(&pk.fragment_index.to_le_bytes());
         e[4..6].copy_from_slice(&pk.fragment_count.to_le_bytes());
         e[6..11].copy_from_slice(&pk.layout.to_bytes());
         e[11] = pk.flags_raw();
-        e[c_off] = frame.checksum.to_bits();
-        e[g_off..g_off + 4].copy_from_slice(&frame.gso.to_bits().to_le_bytes());
+        if let Some(o) = c_off {
+            e[o] = frame.checksum.to_bits();
+        }
+        if let Some(o) = g_off {
+            e[o..o + 4].copy_from_slice(&frame.gso.to_bits().to_le_bytes());
+        }
         let q = frame.ieee8021q;
         let tag = u16::from(q.priority_code_point()) | (q.vlan_identifier() << 3);
-        e[q_off..q_off + 2].copy_from_slice(&tag.to_le_bytes());
-        e[q_off + 2] = q.tx_tagging_raw();
+        if let Some(o) = q_off {
+            e[o..o + 2].copy_from_slice(&tag.to_le_bytes());
+            e[o + 2] = q.tx_tagging_raw();
+        }
         self.buffers[p_idx as usize] = region;
         self.rings
             .packets
@@ -215,6 +223,20 @@ impl OsTx {
         &mut self,
         f: impl FnOnce(&mut PacketRing<'_>, &mut FragmentRing<'_>) -> T,
     ) -> T {
+        self.checked(|q| {
+            let mut p = q.packets.view::<NetPacket>().expect("packet view");
+            let mut fr = q.fragments.view::<NetFragment>().expect("fragment view");
+            f(&mut p, &mut fr)
+        })
+    }
+
+    /// Runs a callback that reaches the rings through the collection the driver was given (the
+    /// glue host's driver), with the same checks.
+    pub fn callback_external<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        self.checked(|_| f())
+    }
+
+    fn checked<T>(&mut self, f: impl FnOnce(&mut QueueRings) -> T) -> T {
         let q = &mut self.rings;
         let (ph, fh) = (q.packets.os_header_bytes(), q.fragments.os_header_bytes());
         let (pb, pe, fb) = (
@@ -233,11 +255,7 @@ impl OsTx {
                 .collect()
         };
         let (p_before, f_before) = (snapshot(&q.packets, pb), snapshot(&q.fragments, fb));
-        let out = {
-            let mut p = q.packets.view::<NetPacket>().expect("packet view");
-            let mut fr = q.fragments.view::<NetFragment>().expect("fragment view");
-            f(&mut p, &mut fr)
-        };
+        let out = f(q);
         if q.packets.os_header_bytes() != ph || q.fragments.os_header_bytes() != fh {
             violation(
                 "InvalidRingHeader",

@@ -357,6 +357,19 @@ impl Qemu {
         unsafe { p.read_volatile() }
     }
 
+    /// Reads a 32-bit word of guest RAM and clears it, atomically (QEMU's MSI-X writes land in
+    /// such words: a write after the swap is seen by the next one).
+    pub fn take_ram_u32(&self, gpa: u64) -> u32 {
+        if gpa as usize + 4 > self.ram_len || !gpa.is_multiple_of(4) {
+            return 0;
+        }
+        let p = self.ram.as_ptr().wrapping_add(gpa as usize).cast::<u32>();
+        // SAFETY: in bounds and 4-aligned (checked); the word is shared with QEMU, so it is
+        // accessed atomically.
+        let a = unsafe { std::sync::atomic::AtomicU32::from_ptr(p) };
+        a.swap(0, std::sync::atomic::Ordering::AcqRel)
+    }
+
     /// Writes a 32-bit word of guest RAM.
     pub fn set_ram_u32(&self, gpa: u64, v: u32) {
         if gpa as usize + 4 > self.ram_len {

@@ -41,7 +41,8 @@ impl QemuPci {
         Err(QemuError::Io("no virtio-net function on bus 0".into()))
     }
 
-    fn read32_checked(&self, off: u16) -> Result<u32, QemuError> {
+    /// Reads the configuration dword at `off` (aligned down to 4).
+    pub fn read32_checked(&self, off: u16) -> Result<u32, QemuError> {
         self.qemu
             .qtest(|q| {
                 q.out(4, 0xcf8, addr(self.devfn, off))?;
@@ -50,7 +51,8 @@ impl QemuPci {
             .map_err(QemuError::Qtest)
     }
 
-    fn write32(&self, off: u16, v: u32) -> Result<(), QemuError> {
+    /// Writes the configuration dword at `off` (aligned down to 4).
+    pub fn write32(&self, off: u16, v: u32) -> Result<(), QemuError> {
         self.qemu
             .qtest(|q| {
                 q.out(4, 0xcf8, addr(self.devfn, off))?;
@@ -59,7 +61,8 @@ impl QemuPci {
             .map_err(QemuError::Qtest)
     }
 
-    fn write16(&self, off: u16, v: u16) -> Result<(), QemuError> {
+    /// Writes the configuration word at `off` (aligned down to 2).
+    pub fn write16(&self, off: u16, v: u16) -> Result<(), QemuError> {
         self.qemu
             .qtest(|q| {
                 q.out(4, 0xcf8, addr(self.devfn, off))?;
@@ -117,7 +120,8 @@ impl QemuPci {
     }
 
     /// Enables MSI-X with `vectors` entries, entry i writing `0x1000 + i` to the RAM word at
-    /// `qemu.msix_target + 4 i`. Returns the number of vectors the table has.
+    /// `qemu.msix_target + 4 i`; the table's other entries are masked (an OS programs only the
+    /// messages it granted). Returns the number of vectors the table has.
     pub fn enable_msix(&self, bars: &QemuBars, vectors: u16) -> Result<u16, QemuError> {
         let mut ptr = (self.read32_checked(0x34)? & 0xfc) as u16;
         while ptr != 0 {
@@ -127,8 +131,12 @@ impl QemuPci {
                 let table = self.read32_checked(ptr + 4)?;
                 let (bir, offset) = ((table & 7) as u8, u64::from(table & !7));
                 let n = vectors.min(table_size);
-                for i in 0..u64::from(n) {
+                for i in 0..u64::from(table_size) {
                     let e = offset + 16 * i;
+                    if i >= u64::from(n) {
+                        bars.write32(bir, e + 12, 1); // masked
+                        continue;
+                    }
                     let target = self.qemu.msix_target + 4 * i;
                     bars.write32(bir, e, target as u32);
                     bars.write32(bir, e + 4, (target >> 32) as u32);
@@ -160,6 +168,11 @@ pub struct QemuBars {
 }
 
 impl QemuBars {
+    /// BAR `i`'s (base address, size), if assigned.
+    pub fn bar(&self, i: u8) -> Option<(u64, u64)> {
+        self.bars.get(usize::from(i)).copied().flatten()
+    }
+
     fn at(&self, bar: u8, offset: u64, width: u64) -> Option<u64> {
         let (base, len) = self.bars.get(usize::from(bar)).copied().flatten()?;
         (offset.checked_add(width)? <= len).then_some(base + offset)
