@@ -37,6 +37,7 @@ windows_glue!(
     driver,
     hal,
     interrupt,
+    layout,
     power,
     rxqueue,
     txqueue

@@ -389,6 +389,8 @@ pub struct WDF_INTERRUPT_INFO {
     pub Polarity: WDF_INTERRUPT_POLARITY,
     pub MessageSignaled: BOOLEAN,
     pub ShareDisposition: UCHAR,
+    /// `Group` is `DECLSPEC_ALIGN(8)` in wdfinterrupt.h (bindgen pads before it the same way).
+    pub __bindgen_padding_0: [u8; 6],
     pub Group: USHORT,
 }
 pub type PWDF_INTERRUPT_INFO = *mut WDF_INTERRUPT_INFO;
