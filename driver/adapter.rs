@@ -4,18 +4,18 @@
 //! guest offloads — each submitted asynchronously and completed by interrupt or poll, so the
 //! caller bounds the wait (no spinning under a lock).
 
-use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use offload::filter::{PacketFilter, RxFilter};
 use virtio::Features;
-use virtio::ctrl::{Command, ControlQueue, CtrlError, RxMode};
+use virtio::ctrl::{ControlQueue, CtrlError, RxMode};
 use virtio::hal::{Bars, Dma, PciConfig};
 use virtio::net::{self, NetConfig};
 use virtio::pci::{NO_VECTOR, Notifier, Transport, TransportError};
 use virtio::queue::{Layout, QueueConfig, QueueError, VirtQueue};
 
 use crate::config::{Capabilities, UserSettings, derive, wanted_features};
+use crate::devstate::{DeviceControl, RssConfig, Steering};
 use crate::events::{Event, EventLog, EventSink};
 use crate::rss::{RssError, RssSettings};
 
@@ -86,7 +86,8 @@ pub struct Adapter<B> {
     rx_notifiers: Vec<Notifier>,
     tx_notifiers: Vec<Notifier>,
     ctrl: Option<(ControlQueue, Notifier)>,
-    commands: VecDeque<OwnedCommand>,
+    /// What the device's control state should be, and what it acknowledged.
+    control: DeviceControl,
     command_errors: u32,
     link_up: bool,
     events: EventLog,
@@ -99,56 +100,6 @@ impl<B> core::fmt::Debug for Adapter<B> {
             .field("pairs", &self.pairs)
             .field("link_up", &self.link_up)
             .finish()
-    }
-}
-
-/// A queued control command (owned data, so requests can be queued without borrowing).
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum OwnedCommand {
-    RxMode(RxMode, bool),
-    MacTable(Vec<[u8; 6]>),
-    MacAddr([u8; 6]),
-    Vlan(u16, bool),
-    AnnounceAck,
-    Pairs(u16),
-    GuestOffloads(u64),
-    Rss {
-        hash_types: u32,
-        table: Vec<u16>,
-        unclassified: u16,
-        max_tx: u16,
-        key: [u8; offload::rss::KEY_LEN],
-    },
-}
-
-impl OwnedCommand {
-    fn with<T>(&self, f: impl FnOnce(&Command<'_>) -> T) -> T {
-        match self {
-            Self::RxMode(m, on) => f(&Command::RxMode(*m, *on)),
-            Self::MacTable(m) => f(&Command::MacTableSet {
-                unicast: &[],
-                multicast: m,
-            }),
-            Self::MacAddr(a) => f(&Command::MacAddrSet(*a)),
-            Self::Vlan(v, true) => f(&Command::VlanAdd(*v)),
-            Self::Vlan(v, false) => f(&Command::VlanDel(*v)),
-            Self::AnnounceAck => f(&Command::AnnounceAck),
-            Self::Pairs(n) => f(&Command::MqPairsSet(*n)),
-            Self::GuestOffloads(b) => f(&Command::GuestOffloadsSet(*b)),
-            Self::Rss {
-                hash_types,
-                table,
-                unclassified,
-                max_tx,
-                key,
-            } => f(&Command::RssConfig {
-                hash_types: *hash_types,
-                indirection_table: table,
-                unclassified_queue: *unclassified,
-                max_tx_vq: *max_tx,
-                key,
-            }),
-        }
     }
 }
 
@@ -202,7 +153,7 @@ impl<B: Bars> Adapter<B> {
             rx_notifiers: Vec::new(),
             tx_notifiers: Vec::new(),
             ctrl: None,
-            commands: VecDeque::new(),
+            control: DeviceControl::new(features),
             command_errors: 0,
             link_up: config.link_up(),
             events: EventLog::default(),
@@ -223,8 +174,8 @@ impl<B: Bars> Adapter<B> {
             msix: plan.msix,
         });
         a.events.push(Event::Capabilities(caps));
-        if let Some(c) = a.pairs_command() {
-            a.commands.push_back(c);
+        if let Some(st) = a.default_steering() {
+            a.control.want_steering(st);
         }
         Ok(a)
     }
@@ -424,14 +375,11 @@ impl<B: Bars> Adapter<B> {
                 .transport
                 .setup_queue(index, size, addrs, ctrl_vector)?;
         }
-        self.commands.clear();
         self.transport
             .set_config_vector(if plan.msix { 0 } else { NO_VECTOR })?;
         self.transport.driver_ok();
-        // The reset also forgot how many pairs are in use.
-        if let Some(c) = self.pairs_command() {
-            self.commands.push_back(c);
-        }
+        // The reset forgot the filters, VLANs, offloads and steering: everything is sent again.
+        self.control.device_reset();
         Ok(())
     }
 
@@ -534,10 +482,8 @@ impl<B: Bars> Adapter<B> {
     pub fn config_changed(&mut self) -> Result<Option<bool>, AdapterError> {
         let c = NetConfig::read(&self.transport, self.features).map_err(AdapterError::Config)?;
         self.config = c;
-        if c.status.is_some_and(|s| s & net::STATUS_ANNOUNCE != 0)
-            && self.features.contains(Features::NET_GUEST_ANNOUNCE)
-        {
-            self.commands.push_back(OwnedCommand::AnnounceAck);
+        if c.status.is_some_and(|s| s & net::STATUS_ANNOUNCE != 0) {
+            self.control.want_announce_ack();
         }
         let up = c.link_up();
         let changed = up != core::mem::replace(&mut self.link_up, up);
@@ -558,33 +504,24 @@ impl<B: Bars> Adapter<B> {
             // Without RX mode control the device delivers what it delivers: filter in software.
             return Some(filter.clone());
         }
-        self.commands.push_back(OwnedCommand::RxMode(
-            RxMode::Promisc,
-            has(PacketFilter::PROMISCUOUS),
-        ));
-        self.commands.push_back(OwnedCommand::RxMode(
-            RxMode::AllMulti,
-            has(PacketFilter::ALL_MULTICAST),
-        ));
-        self.commands
-            .push_back(OwnedCommand::MacTable(filter.multicast().to_vec()));
+        let c = &mut self.control;
+        c.want_mode(RxMode::Promisc, has(PacketFilter::PROMISCUOUS));
+        c.want_mode(RxMode::AllMulti, has(PacketFilter::ALL_MULTICAST));
+        c.want_multicast(filter.multicast());
         let extra = self.features.contains(Features::NET_CTRL_RX_EXTRA);
         if extra {
-            self.commands.push_back(OwnedCommand::RxMode(
-                RxMode::NoBcast,
-                !has(PacketFilter::BROADCAST),
-            ));
-            self.commands.push_back(OwnedCommand::RxMode(
+            c.want_mode(RxMode::NoBcast, !has(PacketFilter::BROADCAST));
+            c.want_mode(
                 RxMode::NoMulti,
                 !has(PacketFilter::MULTICAST | PacketFilter::ALL_MULTICAST),
-            ));
-            self.commands.push_back(OwnedCommand::RxMode(
+            );
+            c.want_mode(
                 RxMode::NoUni,
                 !has(PacketFilter::DIRECTED | PacketFilter::PROMISCUOUS),
-            ));
+            );
         }
         if self.features.contains(Features::NET_CTRL_MAC_ADDR) {
-            self.commands.push_back(OwnedCommand::MacAddr(filter.mac));
+            c.want_mac(filter.mac);
         }
         // Without RX_EXTRA the device cannot drop broadcast or all unicast, and without
         // CTRL_VLAN it cannot filter VLANs (`set_vlan`): finish in software.
@@ -596,7 +533,7 @@ impl<B: Bars> Adapter<B> {
     /// Queues a VLAN filter change (with CTRL_VLAN; otherwise the RX engines filter).
     pub fn set_vlan(&mut self, vid: u16, member: bool) -> bool {
         if self.features.contains(Features::NET_CTRL_VLAN) {
-            self.commands.push_back(OwnedCommand::Vlan(vid, member));
+            self.control.want_vlan(vid, member);
             true
         } else {
             false
@@ -619,53 +556,40 @@ impl<B: Bars> Adapter<B> {
                 bits |= self.features.bits() & tso.bits();
             }
         }
-        self.commands
-            .push_back(OwnedCommand::GuestOffloads(bits & self.features.bits()));
+        self.control.want_offloads(bits & self.features.bits());
         true
     }
 
     /// What makes the device use every pair after DRIVER_OK (it starts with one): with
     /// `pairs_need_rss`, every transmit queue live and every received packet on pair 0 until the
     /// OS enables RSS (it may never open the other receive queues); else VQ_PAIRS_SET.
-    fn pairs_command(&self) -> Option<OwnedCommand> {
+    fn default_steering(&self) -> Option<Steering> {
         if self.pairs <= 1 {
             None
         } else if self.pairs_need_rss {
-            Some(self.rss_to_pair0())
+            Some(Steering::Rss(RssConfig::to_pair0(self.pairs)))
         } else if self.features.contains(Features::NET_MQ) {
-            Some(OwnedCommand::Pairs(self.pairs))
+            Some(Steering::Pairs(self.pairs))
         } else {
             None
         }
     }
 
-    /// RSS with no hash type: every packet is "unclassified" and goes to pair 0, while every
-    /// pair's transmit queue stays live (`max_tx_vq`).
-    fn rss_to_pair0(&self) -> OwnedCommand {
-        OwnedCommand::Rss {
-            hash_types: 0,
-            table: alloc::vec![0],
-            unclassified: 0,
-            max_tx: self.pairs,
-            key: [0; offload::rss::KEY_LEN],
-        }
-    }
-
-    /// Queues the device's RSS configuration (VIRTIO_NET_CTRL_MQ_RSS_CONFIG) after checking it
-    /// against the device's limits, or — `None` — turns the OS's RSS off again: everything to
-    /// pair 0 with `pairs_need_rss` (or without MQ), else the device's own spreading
-    /// (VQ_PAIRS_SET).
+    /// Makes the device steer by RSS (VIRTIO_NET_CTRL_MQ_RSS_CONFIG) after checking the
+    /// settings against the device's limits, or — `None` — turns the OS's RSS off again:
+    /// everything to pair 0 with `pairs_need_rss` (or without MQ), else the device's own
+    /// spreading (VQ_PAIRS_SET). Sent by [`poll_control`](Self::poll_control).
     pub fn set_rss(&mut self, settings: Option<&RssSettings>) -> Result<(), RssError> {
         if !self.features.contains(Features::NET_RSS) {
             return Err(RssError::NotNegotiated);
         }
         let Some(s) = settings else {
             let off = if self.features.contains(Features::NET_MQ) && !self.pairs_need_rss {
-                OwnedCommand::Pairs(self.pairs)
+                Steering::Pairs(self.pairs)
             } else {
-                self.rss_to_pair0()
+                Steering::Rss(RssConfig::to_pair0(self.pairs))
             };
-            self.commands.push_back(off);
+            self.control.want_steering(off);
             return Ok(());
         };
         let hash_types = crate::rss::check(
@@ -675,13 +599,18 @@ impl<B: Bars> Adapter<B> {
             self.config.rss_max_key_size.unwrap_or(0),
             self.config.supported_hash_types.unwrap_or(0),
         )?;
-        self.commands.push_back(OwnedCommand::Rss {
+        let mut table = [0u16; crate::rss::TABLE_SIZE];
+        for (d, q) in table.iter_mut().zip(s.table()) {
+            *d = *q;
+        }
+        self.control.want_steering(Steering::Rss(RssConfig {
             hash_types,
-            table: s.table.clone(),
+            table,
+            len: s.len() as u16,
             unclassified: s.unclassified,
             max_tx: self.pairs,
             key: s.key,
-        });
+        }));
         Ok(())
     }
 
@@ -690,19 +619,21 @@ impl<B: Bars> Adapter<B> {
     /// or after a short wait; never blocks.
     pub fn poll_control(&mut self) -> ControlProgress {
         let Some((ctrl, notifier)) = self.ctrl.as_mut() else {
-            let errors = self.commands.len() as u32;
-            self.commands.clear();
-            return ControlProgress::Idle { errors };
+            // No control queue: nothing can be sent (the software filter covers the rest).
+            return ControlProgress::Idle { errors: 0 };
         };
         if ctrl.is_pending() {
             match ctrl.poll() {
                 None => return ControlProgress::Pending,
-                Some(Ok(())) => {}
-                Some(Err(_)) => self.command_errors += 1,
+                Some(Ok(())) => self.control.completed(true),
+                Some(Err(_)) => {
+                    self.command_errors += 1;
+                    self.control.completed(false);
+                }
             }
         }
-        while let Some(cmd) = self.commands.pop_front() {
-            match cmd.with(|c| ctrl.submit(c)) {
+        while let Some(r) = self.control.send_next(|c| ctrl.submit(c)) {
+            match r {
                 Ok(kick) => {
                     if kick {
                         self.transport.notify(notifier);
@@ -722,6 +653,6 @@ impl<B: Bars> Adapter<B> {
 
     /// Whether control commands are queued or running.
     pub fn control_busy(&self) -> bool {
-        !self.commands.is_empty() || self.ctrl.as_ref().is_some_and(|(c, _)| c.is_pending())
+        self.ctrl.is_some() && self.control.busy()
     }
 }

@@ -36,6 +36,7 @@ extern crate wdk_standin as wdk_sys;
 
 pub mod adapter;
 pub mod config;
+pub mod devstate;
 pub mod events;
 pub mod kmdf;
 pub mod os_memory;

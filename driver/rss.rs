@@ -6,22 +6,60 @@
 //! receive queue the indirection table names — the same Toeplitz hash `offload::rss` computes
 //! (checked against Microsoft's vectors), so the driver can verify the device's steering.
 
-use alloc::vec::Vec;
-
 use netring::HashProtocolType as P;
 use virtio::net::rss_hash as H;
 
-/// What the device should steer by.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What the device should steer by. The table is held inline (no allocation: the settings are
+/// built in the OS's RSS callbacks, which may run at DISPATCH_LEVEL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RssSettings {
     /// `VIRTIO_NET_RSS_HASH_TYPE_*` bits ([`virtio_hash_types`] from the OS's protocol types).
     pub hash_types: u32,
-    /// Queue pair per table entry (length a power of two).
-    pub table: Vec<u16>,
+    table: [u16; TABLE_SIZE],
+    /// Entries given (may exceed [`TABLE_SIZE`]: [`check`] then refuses them).
+    len: usize,
     /// Queue pair for packets no enabled type applies to.
     pub unclassified: u16,
     /// Toeplitz key.
     pub key: [u8; offload::rss::KEY_LEN],
+}
+
+impl RssSettings {
+    /// Settings with the indirection `table` (queue pair per entry; a power of two long, at most
+    /// [`TABLE_SIZE`] entries, or [`check`] refuses it).
+    pub fn new(
+        hash_types: u32,
+        table: &[u16],
+        unclassified: u16,
+        key: [u8; offload::rss::KEY_LEN],
+    ) -> Self {
+        let mut t = [0u16; TABLE_SIZE];
+        for (d, s) in t.iter_mut().zip(table) {
+            *d = *s;
+        }
+        Self {
+            hash_types,
+            table: t,
+            len: table.len(),
+            unclassified,
+            key,
+        }
+    }
+
+    /// The indirection table (the entries held).
+    pub fn table(&self) -> &[u16] {
+        self.table.get(..self.len).unwrap_or(&self.table)
+    }
+
+    /// Entries given.
+    pub const fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether the table is empty.
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
 }
 
 /// Why RSS settings cannot be given to the device.
@@ -93,15 +131,15 @@ pub fn check(
     max_key: u8,
     supported: u32,
 ) -> Result<u32, RssError> {
-    let len = s.table.len();
-    if len == 0 || !len.is_power_of_two() || len > usize::from(max_table) {
+    let len = s.len;
+    if len == 0 || !len.is_power_of_two() || len > usize::from(max_table) || len > TABLE_SIZE {
         return Err(RssError::BadTable {
             len,
             max: max_table,
         });
     }
     if let Some(&q) = s
-        .table
+        .table()
         .iter()
         .chain(core::iter::once(&s.unclassified))
         .find(|&&q| q >= pairs)
@@ -185,12 +223,8 @@ impl RssState {
 
     /// What the device should be told: `None` while RSS is disabled.
     pub fn settings(&self) -> Option<RssSettings> {
-        self.enabled.map(|types| RssSettings {
-            hash_types: virtio_hash_types(types),
-            table: self.table.to_vec(),
-            unclassified: 0,
-            key: self.key,
-        })
+        self.enabled
+            .map(|types| RssSettings::new(virtio_hash_types(types), &self.table, 0, self.key))
     }
 
     /// The key and types for the receive engines' hash extension (`None` while disabled).
@@ -239,8 +273,8 @@ mod tests {
         let s = st.settings().unwrap();
         assert_eq!(s.hash_types, H::IPV4 | H::TCPV4);
         assert_eq!(s.key, [9; 40]);
-        assert_eq!(s.table.len(), TABLE_SIZE);
-        assert_eq!((s.table[4], s.table[5], s.table[6]), (0, 3, 2));
+        assert_eq!(s.len(), TABLE_SIZE);
+        assert_eq!((s.table()[4], s.table()[5], s.table()[6]), (0, 3, 2));
         assert_eq!(check(&s, 4, 128, 40, 0x1ff), Ok(H::IPV4 | H::TCPV4));
         assert_eq!(st.software(), Some(([9; 40], P::IPV4 | P::TCP)));
         st.disable();
@@ -250,12 +284,8 @@ mod tests {
 
     #[test]
     fn settings_are_checked_against_the_device() {
-        let s = RssSettings {
-            hash_types: H::IPV4 | H::TCPV4 | H::IPV6,
-            table: (0..128).map(|i| i % 4).collect(),
-            unclassified: 1,
-            key: [7; 40],
-        };
+        let table: alloc::vec::Vec<u16> = (0..128).map(|i| i % 4).collect();
+        let s = RssSettings::new(H::IPV4 | H::TCPV4 | H::IPV6, &table, 1, [7; 40]);
         assert_eq!(
             check(&s, 4, 128, 40, 0x1ff),
             Ok(H::IPV4 | H::TCPV4 | H::IPV6)
@@ -281,29 +311,26 @@ mod tests {
             check(&s, 4, 128, 39, 0x1ff),
             Err(RssError::KeyTooLong { max: 39 })
         );
-        let stray = RssSettings {
-            unclassified: 4,
-            ..s.clone()
-        };
+        let stray = RssSettings::new(s.hash_types, &table, 4, s.key);
         assert_eq!(
             check(&stray, 4, 128, 40, 0x1ff),
             Err(RssError::QueueOutOfRange(4))
         );
-        let odd = RssSettings {
-            table: alloc::vec![0; 96],
-            ..s.clone()
-        };
+        let odd = RssSettings::new(s.hash_types, &[0; 96], 1, s.key);
         assert!(matches!(
             check(&odd, 4, 128, 40, 0x1ff),
             Err(RssError::BadTable { .. })
         ));
-        let empty = RssSettings {
-            table: Vec::new(),
-            ..s
-        };
+        let empty = RssSettings::new(s.hash_types, &[], 1, s.key);
         assert!(matches!(
             check(&empty, 4, 128, 40, 0x1ff),
             Err(RssError::BadTable { .. })
         ));
+        let long = RssSettings::new(s.hash_types, &[0; 256], 1, s.key);
+        assert_eq!(
+            check(&long, 4, 512, 40, 0x1ff),
+            Err(RssError::BadTable { len: 256, max: 512 }),
+            "longer than the settings hold"
+        );
     }
 }

@@ -1006,7 +1006,7 @@ fn indirection_entries_apply_and_report_each_status() {
         "an unknown queue and an index beyond the table are refused"
     );
     st.enable(netring::HashProtocolType::IPV4);
-    let t = st.settings().unwrap().table;
+    let t = st.settings().unwrap().table().to_vec();
     assert_eq!(
         (t[0], t[127], t[5]),
         (3, 1, 1),

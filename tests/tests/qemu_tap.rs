@@ -562,12 +562,7 @@ fn rss_steers_every_flow_to_the_queue_the_table_names() {
     // 1. Addresses and ports: each flow to table[hash & 127], a table no flow spreading of the
     //    device's own would produce.
     let table: Vec<u16> = (0..128u16).map(|i| (i * 3 + 1) % PAIRS).collect();
-    let settings = RssSettings {
-        hash_types: H::IPV4 | H::UDPV4,
-        table: table.clone(),
-        unclassified: 0,
-        key: KEY,
-    };
+    let settings = RssSettings::new(H::IPV4 | H::UDPV4, &table, 0, KEY);
     m.adapter
         .set_rss(Some(&settings))
         .expect("settings within the device's limits");
@@ -587,10 +582,7 @@ fn rss_steers_every_flow_to_the_queue_the_table_names() {
     );
 
     // 2. Addresses only: one hash for every flow, so one queue.
-    let ip_only = RssSettings {
-        hash_types: H::IPV4,
-        ..settings.clone()
-    };
+    let ip_only = RssSettings::new(H::IPV4, &table, 0, KEY);
     m.adapter.set_rss(Some(&ip_only)).unwrap();
     settle_control(&mut m);
     let got = flows_by_queue(&mut m, &ns, PAIRS, 64, 2).datagrams;
@@ -606,10 +598,7 @@ fn rss_steers_every_flow_to_the_queue_the_table_names() {
     );
 
     // 3. Limits are enforced before anything reaches the device.
-    let too_long = RssSettings {
-        table: vec![0; 256],
-        ..settings.clone()
-    };
+    let too_long = RssSettings::new(settings.hash_types, &[0; 256], 0, KEY);
     assert!(m.adapter.set_rss(Some(&too_long)).is_err());
 
     // 4. Off: back to pair 0 for everything.
