@@ -338,7 +338,7 @@ fn prepare(
         ..context::plain_attributes()
     };
     let lock = SpinLock::create(&mut lock_attrs)?;
-    nic.dma = Some(CommonBufferDma::new(enabler, lock));
+    nic.dma = Some(CommonBufferDma::new(enabler, lock).ok_or(STATUS_INSUFFICIENT_RESOURCES)?);
 
     // SAFETY: a created adapter, PASSIVE_LEVEL.
     nic.user = unsafe { configuration::read(nic.adapter) };

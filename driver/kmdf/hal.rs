@@ -170,12 +170,16 @@ impl PciConfig for PciBus {
     }
 }
 
+/// Most common buffers one device holds at once (rings, receive-pool chunks, header slots, the
+/// control queue, for every pair): the handle table is reserved once, at PASSIVE_LEVEL, so
+/// recording a buffer under the spin lock never allocates.
+pub const MAX_COMMON_BUFFERS: usize = 1024;
+
 /// Common buffers of one DMA v3 enabler, with the handles kept to free them.
 pub struct CommonBufferDma {
     enabler: WDFDMAENABLER,
     lock: SpinLock,
-    /// (CPU address, handle) of live buffers. Allocated only at PASSIVE_LEVEL (queue and adapter
-    /// creation), never in the datapath.
+    /// (CPU address, handle) of live buffers; capacity [`MAX_COMMON_BUFFERS`], never grown.
     live: core::cell::UnsafeCell<alloc::vec::Vec<(usize, WDFCOMMONBUFFER)>>,
 }
 
@@ -185,13 +189,16 @@ unsafe impl Sync for CommonBufferDma {}
 unsafe impl Send for CommonBufferDma {}
 
 impl CommonBufferDma {
-    /// Over `enabler` (created with `WdmDmaVersionOverride = 3`).
-    pub fn new(enabler: WDFDMAENABLER, lock: SpinLock) -> Self {
-        Self {
+    /// Over `enabler` (created with `WdmDmaVersionOverride = 3`); `None` if the handle table
+    /// cannot be reserved (PASSIVE_LEVEL, PrepareHardware).
+    pub fn new(enabler: WDFDMAENABLER, lock: SpinLock) -> Option<Self> {
+        let mut live = alloc::vec::Vec::new();
+        live.try_reserve_exact(MAX_COMMON_BUFFERS).ok()?;
+        Some(Self {
             enabler,
             lock,
-            live: core::cell::UnsafeCell::new(alloc::vec::Vec::new()),
-        }
+            live: core::cell::UnsafeCell::new(live),
+        })
     }
 }
 
@@ -237,9 +244,19 @@ unsafe impl Dma for CommonBufferDma {
         // SAFETY: the buffer is `len` bytes and not yet shared with the device.
         unsafe { core::ptr::write_bytes(cpu.as_ptr(), 0, len) };
         self.lock.acquire();
-        // SAFETY: under the lock. Pushing may allocate: PASSIVE only, as documented.
-        unsafe { (*self.live.get()).push((cpu.as_ptr() as usize, cb)) };
+        // SAFETY: under the lock.
+        let live = unsafe { &mut *self.live.get() };
+        // Within the reserved capacity a push never allocates.
+        let recorded = live.len() < live.capacity();
+        if recorded {
+            live.push((cpu.as_ptr() as usize, cb));
+        }
         self.lock.release();
+        if !recorded {
+            // SAFETY: the buffer is ours and unused.
+            unsafe { call_unsafe_wdf_function_binding!(WdfObjectDelete, cb.cast()) };
+            return None;
+        }
         // SAFETY: every bit pattern of the LARGE_INTEGER union is a valid i64.
         let device = unsafe { la.QuadPart } as u64;
         // SAFETY: see the impl's contract.
