@@ -39,10 +39,18 @@ pub fn as_driver<T>(f: impl FnOnce() -> T) -> T {
     r
 }
 
-/// Runs `f` as host code (a routine the driver called).
+/// Runs `f` as host code (a routine the driver called); its time is the host's, not the
+/// driver's (`sync.rs`).
 pub fn as_host<T>(f: impl FnOnce() -> T) -> T {
-    IN_HOST.with(|h| h.set(h.get() + 1));
+    let outer = IN_HOST.with(|h| {
+        h.set(h.get() + 1);
+        h.get() == 1
+    });
+    let t0 = outer.then(std::time::Instant::now);
     let r = f();
+    if let Some(t0) = t0 {
+        super::sync::charge_host(t0.elapsed());
+    }
     IN_HOST.with(|h| h.set(h.get() - 1));
     r
 }

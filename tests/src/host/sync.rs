@@ -6,9 +6,10 @@
 //! to acquire or release locks for the same resources violate this rule"), and every hold timed
 //! against a budget, as the DPC watchdog would time a DPC that spins.
 //!
-//! Register accesses inside a hold are charged at a real MMIO exit's cost, not at qtest's
-//! round trip (tens of microseconds): a hold's time is its wall time minus the emulated register
-//! time, plus [`REGISTER_COST`] per access.
+//! The host's own time inside a hold is not the driver's: a hold's time is its wall time minus
+//! the time spent in the host (emulated framework routines, register accesses over qtest, which
+//! take tens of microseconds), plus [`REGISTER_COST`] per register access (a real MMIO exit) and
+//! [`ROUTINE_COST`] per framework routine called.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,30 +21,61 @@ use super::irql;
 /// What one register access costs on real hardware under a hypervisor (an MMIO VM exit).
 pub const REGISTER_COST: Duration = Duration::from_micros(5);
 
+/// What one framework routine costs (a generous figure for a WDF/NetAdapterCx call).
+pub const ROUTINE_COST: Duration = Duration::from_micros(1);
+
 /// The most a spin lock may be held (DPC-watchdog budget the host holds the driver to; Microsoft
 /// asks DPCs to stay under 100 µs, and a spin lock held for milliseconds stalls every waiter at
 /// DISPATCH_LEVEL).
 pub const HOLD_BUDGET: Duration = Duration::from_millis(10);
 
-thread_local! {
-    /// Emulated register time and count on this thread (accumulating).
-    static REGISTERS: Cell<(Duration, u64)> = const { Cell::new((Duration::ZERO, 0)) };
+/// Host time, register accesses and routine calls on one thread (accumulating).
+#[derive(Debug, Clone, Copy, Default)]
+struct Emulated {
+    host: Duration,
+    registers: u64,
+    routines: u64,
 }
 
-/// Records one emulated register access that took `t`.
-pub fn charge_register(t: Duration) {
-    REGISTERS.with(|r| {
-        let (d, n) = r.get();
-        r.set((d + t, n + 1));
+thread_local! {
+    static EMULATED: Cell<Emulated> = const {
+        Cell::new(Emulated { host: Duration::ZERO, registers: 0, routines: 0 })
+    };
+}
+
+/// Records time the thread spent in the host.
+pub fn charge_host(t: Duration) {
+    EMULATED.with(|e| {
+        let mut x = e.get();
+        x.host += t;
+        e.set(x);
     });
 }
 
-fn registers() -> (Duration, u64) {
-    REGISTERS.with(Cell::get)
+/// Records one register access.
+pub fn count_register() {
+    EMULATED.with(|e| {
+        let mut x = e.get();
+        x.registers += 1;
+        e.set(x);
+    });
+}
+
+/// Records one framework routine call.
+pub fn count_routine() {
+    EMULATED.with(|e| {
+        let mut x = e.get();
+        x.routines += 1;
+        e.set(x);
+    });
+}
+
+fn emulated() -> Emulated {
+    EMULATED.with(Cell::get)
 }
 
 /// Who holds a lock: thread, the IRQL to restore, since when, register time and count then.
-type Holder = (ThreadId, u8, Instant, (Duration, u64));
+type Holder = (ThreadId, u8, Instant, Emulated);
 
 /// One WDFSPINLOCK.
 pub struct SpinLock {
@@ -109,7 +141,7 @@ impl SpinLock {
             std::thread::yield_now();
         }
         *self.owner.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((me, old, Instant::now(), registers()));
+            Some((me, old, Instant::now(), emulated()));
         self.acquisitions.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -117,7 +149,7 @@ impl SpinLock {
     pub fn release_at(&self, level: u8) {
         let me = std::thread::current().id();
         let taken = self.owner.lock().unwrap_or_else(|e| e.into_inner()).take();
-        let Some((t, old, since, (reg0, n0))) = taken else {
+        let Some((t, old, since, e0)) = taken else {
             irql::violation(
                 "SpinLockReleaseNotHeld",
                 format!("spin lock {:#x} released while free", self.handle),
@@ -136,10 +168,12 @@ impl SpinLock {
                 format!("spin lock released at IRQL {}", irql::current()),
             );
         }
-        let (reg1, n1) = registers();
+        let e1 = emulated();
         let wall = since.elapsed();
-        let emulated = reg1.saturating_sub(reg0);
-        let held = wall.saturating_sub(emulated) + REGISTER_COST * (n1 - n0) as u32;
+        let regs = e1.registers - e0.registers;
+        let held = wall.saturating_sub(e1.host.saturating_sub(e0.host))
+            + REGISTER_COST * regs as u32
+            + ROUTINE_COST * (e1.routines - e0.routines) as u32;
         self.longest_ns
             .fetch_max(held.as_nanos() as u64, Ordering::Relaxed);
         if held > HOLD_BUDGET {
@@ -147,8 +181,7 @@ impl SpinLock {
                 "SpinLockHeldTooLong",
                 format!(
                     "spin lock {:#x} held {held:?} ({} register accesses; budget {HOLD_BUDGET:?})",
-                    self.handle,
-                    n1 - n0
+                    self.handle, regs
                 ),
             );
         }

@@ -8,7 +8,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 use virtio::hal::Dma;
 use wdk_standin::host::{ntddk as nt_slot, wdf as wdf_slot};
@@ -30,6 +29,7 @@ pub const STATUS_INVALID_DEVICE_STATE: NTSTATUS = 0xC000_0184_u32 as i32;
 /// the driver's), and aborts the process with the routine's name if the host itself panics (a
 /// panic may not unwind through the driver's frames).
 pub fn api<T>(name: &'static str, f: impl FnOnce() -> T) -> T {
+    super::sync::count_routine();
     alloc::as_host(|| {
         irql::check(name);
         super::count_call(name);
@@ -577,10 +577,8 @@ fn read_register(va: usize, width: usize) -> u64 {
         }
         match translate(va, width) {
             Some(pa) => {
-                let t0 = Instant::now();
-                let v = host().bus.mmio_read(pa, width);
-                super::sync::charge_register(t0.elapsed());
-                v
+                super::sync::count_register();
+                host().bus.mmio_read(pa, width)
             }
             None => {
                 irql::violation(
@@ -600,9 +598,8 @@ fn write_register(va: usize, width: usize, value: u64) {
         }
         match translate(va, width) {
             Some(pa) => {
-                let t0 = Instant::now();
+                super::sync::count_register();
                 host().bus.mmio_write(pa, width, value);
-                super::sync::charge_register(t0.elapsed());
             }
             None => irql::violation(
                 "RegisterOutsideMapping",
