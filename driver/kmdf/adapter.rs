@@ -34,8 +34,12 @@ pub struct Pair {
     pub rx_notifier: Option<Notifier>,
     /// Kick register of the transmit queue.
     pub tx_notifier: Option<Notifier>,
-    /// The NETPACKETQUEUEs while started (for the DPCs and the RSS table), else null.
+    /// The NETPACKETQUEUEs while started (for the DPCs' Notify), else null.
     pub rx_queue: AtomicPtr<c_void>,
+    /// The RX NETPACKETQUEUE from its creation to its destruction (what the OS's indirection
+    /// entries name: NetAdapterCx sends them before any queue starts on every datapath
+    /// re-creation, `reference/netadaptercx.md` §9.2), else null.
+    pub rx_created: AtomicPtr<c_void>,
     /// As `rx_queue`.
     pub tx_queue: AtomicPtr<c_void>,
     /// Notification gates.
@@ -62,6 +66,7 @@ impl Pair {
             rx_notifier: None,
             tx_notifier: None,
             rx_queue: AtomicPtr::new(core::ptr::null_mut()),
+            rx_created: AtomicPtr::new(core::ptr::null_mut()),
             tx_queue: AtomicPtr::new(core::ptr::null_mut()),
             rx_gate: NotifyGate::new(),
             tx_gate: NotifyGate::new(),
@@ -419,7 +424,7 @@ unsafe extern "system" fn evt_rss_set_entries(
     let pair_of = |q: NETPACKETQUEUE| {
         (0..nic.pair_count).find(|&k| {
             nic.pair(k)
-                .is_some_and(|p| !q.is_null() && p.rx_queue.load(Ordering::Acquire) == q)
+                .is_some_and(|p| !q.is_null() && p.rx_created.load(Ordering::Acquire) == q)
         })
     };
     nic.lock.acquire();

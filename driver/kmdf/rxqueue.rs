@@ -121,6 +121,7 @@ pub unsafe extern "system" fn evt_create_rx_queue(
     // The new queue picks up the current filter and RSS key at its first Advance.
     pair.filter_changed.store(true, Ordering::Release);
     pair.rss_changed.store(true, Ordering::Release);
+    pair.rx_created.store(queue, Ordering::Release);
     // SAFETY: the queue carries QUEUE_CONTEXT; no callback has run yet.
     unsafe {
         context::set(
@@ -233,5 +234,13 @@ unsafe extern "system" fn evt_set_notification_enabled(queue: NETPACKETQUEUE, en
 
 unsafe extern "C" fn evt_destroy(object: WDFOBJECT) {
     // SAFETY: our queue's context (set with Box::into_raw); destroy runs once, after stop.
-    drop(unsafe { context::take::<RxContext>(object, &context::QUEUE_CONTEXT) });
+    let c = unsafe { context::take::<RxContext>(object, &context::QUEUE_CONTEXT) };
+    if let Some(p) = c.as_ref().and_then(|c| c.pair()) {
+        let _ = p.rx_created.compare_exchange(
+            object.cast(),
+            core::ptr::null_mut(),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
+    }
 }
