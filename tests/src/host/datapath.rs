@@ -535,7 +535,12 @@ impl Queue {
                         ec.phase = Phase::Stopped;
                     }
                 }
-                self.ec().done += 1;
+                {
+                    // A task ends the Poll it preempted; the next one starts unarmed.
+                    let mut ec = self.ec();
+                    ec.done += 1;
+                    ec.armed = false;
+                }
                 self.wake.notify_all();
                 continue;
             }
@@ -573,7 +578,10 @@ impl Queue {
         }
     }
 
-    /// Sleeps until a task, a notification or stack activity.
+    /// Sleeps until a task, a notification or stack activity. What follows is a new
+    /// `ExecutionContext::Poll`, which starts unarmed (`DisableNotifications(); bool armed =
+    /// false;`, `ec/lib/executioncontext.cpp`): after every wake the queue is armed again
+    /// (EvtSetNotificationEnabled(TRUE)) before the EC can sleep.
     fn sleep(&self) {
         let mut ec = self.ec();
         ec.sleeping = true;
@@ -582,6 +590,7 @@ impl Queue {
         }
         ec.notified = false;
         ec.sleeping = false;
+        ec.armed = false;
     }
 
     fn do_start(&self) {
