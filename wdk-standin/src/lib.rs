@@ -259,6 +259,12 @@ pub type PFN_WDF_DEVICE_D0_ENTRY = Option<
 pub type PFN_WDF_DEVICE_D0_EXIT = Option<
     unsafe extern "C" fn(Device: WDFDEVICE, TargetState: WDF_POWER_DEVICE_STATE) -> NTSTATUS,
 >;
+pub type PFN_WDF_DEVICE_D0_ENTRY_POST_INTERRUPTS_ENABLED = Option<
+    unsafe extern "C" fn(Device: WDFDEVICE, PreviousState: WDF_POWER_DEVICE_STATE) -> NTSTATUS,
+>;
+pub type PFN_WDF_DEVICE_D0_EXIT_PRE_INTERRUPTS_DISABLED = Option<
+    unsafe extern "C" fn(Device: WDFDEVICE, TargetState: WDF_POWER_DEVICE_STATE) -> NTSTATUS,
+>;
 pub type PFN_WDF_DEVICE_PREPARE_HARDWARE = Option<
     unsafe extern "C" fn(
         Device: WDFDEVICE,
@@ -274,9 +280,9 @@ pub type PFN_WDF_DEVICE_RELEASE_HARDWARE =
 pub struct WDF_PNPPOWER_EVENT_CALLBACKS {
     pub Size: ULONG,
     pub EvtDeviceD0Entry: PFN_WDF_DEVICE_D0_ENTRY,
-    pub EvtDeviceD0EntryPostInterruptsEnabled: PVOID_DEFAULT,
+    pub EvtDeviceD0EntryPostInterruptsEnabled: PFN_WDF_DEVICE_D0_ENTRY_POST_INTERRUPTS_ENABLED,
     pub EvtDeviceD0Exit: PFN_WDF_DEVICE_D0_EXIT,
-    pub EvtDeviceD0ExitPreInterruptsDisabled: PVOID_DEFAULT,
+    pub EvtDeviceD0ExitPreInterruptsDisabled: PFN_WDF_DEVICE_D0_EXIT_PRE_INTERRUPTS_DISABLED,
     pub EvtDevicePrepareHardware: PFN_WDF_DEVICE_PREPARE_HARDWARE,
     pub EvtDeviceReleaseHardware: PFN_WDF_DEVICE_RELEASE_HARDWARE,
     pub EvtDeviceSelfManagedIoCleanup: PVOID_DEFAULT,
@@ -297,6 +303,10 @@ pub type PVOID_DEFAULT = Option<unsafe extern "C" fn()>;
 
 pub type PFN_WDF_INTERRUPT_ISR =
     Option<unsafe extern "C" fn(Interrupt: WDFINTERRUPT, MessageID: ULONG) -> BOOLEAN>;
+pub type PFN_WDF_INTERRUPT_ENABLE =
+    Option<unsafe extern "C" fn(Interrupt: WDFINTERRUPT, AssociatedDevice: WDFDEVICE) -> NTSTATUS>;
+pub type PFN_WDF_INTERRUPT_DISABLE =
+    Option<unsafe extern "C" fn(Interrupt: WDFINTERRUPT, AssociatedDevice: WDFDEVICE) -> NTSTATUS>;
 pub type PFN_WDF_INTERRUPT_DPC =
     Option<unsafe extern "C" fn(Interrupt: WDFINTERRUPT, AssociatedObject: WDFOBJECT)>;
 
@@ -310,8 +320,8 @@ pub struct WDF_INTERRUPT_CONFIG {
     pub AutomaticSerialization: BOOLEAN,
     pub EvtInterruptIsr: PFN_WDF_INTERRUPT_ISR,
     pub EvtInterruptDpc: PFN_WDF_INTERRUPT_DPC,
-    pub EvtInterruptEnable: PVOID_DEFAULT,
-    pub EvtInterruptDisable: PVOID_DEFAULT,
+    pub EvtInterruptEnable: PFN_WDF_INTERRUPT_ENABLE,
+    pub EvtInterruptDisable: PFN_WDF_INTERRUPT_DISABLE,
     pub EvtInterruptWorkItem: PVOID_DEFAULT,
     pub InterruptRaw: PCM_PARTIAL_RESOURCE_DESCRIPTOR,
     pub InterruptTranslated: PCM_PARTIAL_RESOURCE_DESCRIPTOR,

@@ -6,9 +6,14 @@
 //!   m_InterruptObjectCount`), and the ISR gets that number as `MessageID`. Interrupts created
 //!   there are deleted by the framework right after EvtDeviceReleaseHardware returns
 //!   (`FxPkgPnp::PnpReleaseHardware` → `OnPostReleaseHardware`).
-//! * Connection: after EvtDeviceD0Entry, in creation order; disconnection before EvtDeviceD0Exit,
-//!   in reverse order, each with its DPCs flushed (`KeFlushQueuedDpcs`), as
-//!   `powerstatemachine.cpp` sequences `NotifyResourceObjectsD0/Dx`.
+//! * Connection: after EvtDeviceD0Entry, in creation order, each then enabled
+//!   (`EvtInterruptEnable`), then EvtDeviceD0EntryPostInterruptsEnabled; on the way down
+//!   EvtDeviceD0ExitPreInterruptsDisabled, then in reverse order each disabled
+//!   (`EvtInterruptDisable`) and disconnected with its DPCs flushed (`KeFlushQueuedDpcs`), then
+//!   EvtDeviceD0Exit — as `powerstatemachine.cpp` sequences `NotifyResourceObjectsD0/Dx`. A
+//!   message that arrives while no interrupt is connected reaches no ISR (it is counted as
+//!   stray), so a driver that starts device work in D0Entry and waits for its interrupt waits
+//!   forever.
 //! * The source is the device itself: QEMU's MSI-X writes into guest RAM (one word per granted
 //!   message), or its INTx line as qtest reports the IOAPIC input. The ISR runs at DIRQL holding
 //!   the interrupt's lock (EvtInterruptIsr page); `WdfInterruptAcquireLock` takes the same lock.
@@ -38,6 +43,8 @@ pub struct Interrupt {
     pub msi: bool,
     isr: PFN_WDF_INTERRUPT_ISR,
     dpc: PFN_WDF_INTERRUPT_DPC,
+    enable: PFN_WDF_INTERRUPT_ENABLE,
+    disable: PFN_WDF_INTERRUPT_DISABLE,
     /// Connected (between D0 entry and D0 exit).
     pub connected: AtomicBool,
     lock: Arc<super::sync::SpinLock>,
@@ -130,6 +137,28 @@ impl Interrupt {
             self.claimed.fetch_add(1, Ordering::Relaxed);
         }
         claimed
+    }
+
+    /// `EvtInterruptEnable` (after connection) or `EvtInterruptDisable` (before disconnection):
+    /// at DIRQL holding the interrupt's lock (EvtInterruptEnable page). A failure is returned
+    /// (KMDF fails the power-up with it).
+    pub fn enable(&self, on: bool) -> NTSTATUS {
+        let Some(f) = (if on { self.enable } else { self.disable }) else {
+            return 0;
+        };
+        irql::at(irql::DIRQL, || {
+            self.lock.acquire_at(irql::DIRQL);
+            // SAFETY: the driver's callback for its own interrupt object, at DIRQL, with the
+            // interrupt's lock held.
+            let r = alloc::as_driver(|| unsafe {
+                f(
+                    self.handle as WDFINTERRUPT,
+                    state().device_handle() as WDFDEVICE,
+                )
+            });
+            self.lock.release_at(irql::DIRQL);
+            r
+        })
     }
 
     /// Stops the DPC thread (the object is being deleted).
@@ -274,6 +303,8 @@ unsafe extern "C" fn wdf_interrupt_create(
             msi,
             isr: c.EvtInterruptIsr,
             dpc: c.EvtInterruptDpc,
+            enable: c.EvtInterruptEnable,
+            disable: c.EvtInterruptDisable,
             connected: AtomicBool::new(false),
             lock: Arc::new(super::sync::SpinLock::new(h)),
             queued: Mutex::new(false),

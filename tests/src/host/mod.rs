@@ -1102,7 +1102,7 @@ impl HostState {
     }
 
     fn teardown_after_failed_start(&self) {
-        self.disconnect_interrupts();
+        self.disconnect_interrupts(None);
         if let Some((raw, tr)) = lock(&self.lists).take() {
             self.release_hardware(tr);
             wdf::delete_object(raw);
@@ -1137,23 +1137,62 @@ impl HostState {
         st
     }
 
-    fn connect_interrupts(&self) {
+    /// Connects and enables every interrupt, then EvtDeviceD0EntryPostInterruptsEnabled.
+    fn connect_interrupts(&self, previous: WDF_POWER_DEVICE_STATE) -> NTSTATUS {
         let s = self;
         let (n, msi) = self.interrupt_resources();
         s.bus.program_interrupts(if msi { n as u16 } else { 0 });
-        for i in lock(&s.interrupts).iter() {
+        {
+            let mut c = lock(&s.controller);
+            if c.is_none() {
+                *c = Some(interrupts::Controller::start());
+            }
+        }
+        let ints: Vec<_> = lock(&s.interrupts).iter().cloned().collect();
+        for i in ints {
             i.connected.store(true, Ordering::Release);
+            let st = i.enable(true);
+            if st < 0 {
+                return st;
+            }
         }
-        let mut c = lock(&s.controller);
-        if c.is_none() {
-            *c = Some(interrupts::Controller::start());
-        }
+        let device = s.device_handle() as WDFDEVICE;
+        self.pnp()
+            .and_then(|p| p.EvtDeviceD0EntryPostInterruptsEnabled)
+            .map_or(STATUS_SUCCESS, |f| {
+                irql::at(irql::PASSIVE, || {
+                    // SAFETY: the driver's callback, at PASSIVE_LEVEL.
+                    alloc::as_driver(|| unsafe { f(device, previous) })
+                })
+            })
     }
 
-    fn disconnect_interrupts(&self) {
+    /// EvtDeviceD0ExitPreInterruptsDisabled (on a power-down to `target`; not after a failed
+    /// power-up), then every connected interrupt disabled and disconnected.
+    fn disconnect_interrupts(&self, target: Option<WDF_POWER_DEVICE_STATE>) {
         let s = self;
+        let device = s.device_handle() as WDFDEVICE;
+        if let Some((f, target)) = self
+            .pnp()
+            .and_then(|p| p.EvtDeviceD0ExitPreInterruptsDisabled)
+            .zip(target)
+        {
+            let st = irql::at(irql::PASSIVE, || {
+                // SAFETY: the driver's callback, at PASSIVE_LEVEL.
+                alloc::as_driver(|| unsafe { f(device, target) })
+            });
+            if st < 0 {
+                irql::violation(
+                    "PowerDownFailed",
+                    format!("EvtDeviceD0ExitPreInterruptsDisabled returned {st:#x}"),
+                );
+            }
+        }
         let ints: Vec<_> = lock(&s.interrupts).iter().rev().cloned().collect();
         for i in ints {
+            if i.connected.load(Ordering::Acquire) {
+                let _ = i.enable(false);
+            }
             i.connected.store(false, Ordering::Release);
             if !i.flush() {
                 irql::violation(
@@ -1184,7 +1223,10 @@ impl HostState {
         if st < 0 {
             return st;
         }
-        self.connect_interrupts();
+        let st = self.connect_interrupts(previous);
+        if st < 0 {
+            return st;
+        }
         *lock(&s.power) = Power::D0;
         if !lock(&s.adapter).started {
             return STATUS_SUCCESS;
@@ -1211,7 +1253,7 @@ impl HostState {
             r = s.stop_datapath();
             s.destroy_datapath();
         }
-        self.disconnect_interrupts();
+        self.disconnect_interrupts(Some(target));
         let device = s.device_handle() as WDFDEVICE;
         let st = self
             .pnp()
@@ -1669,7 +1711,13 @@ impl HostState {
                 c.stray.load(Ordering::Relaxed)
             ));
         }
-        for i in 0..3 {
+        let vqs = 2 * lock(&self.queues)
+            .iter()
+            .filter(|q| q.dir == datapath::Dir::Rx)
+            .count()
+            .max(1)
+            + 1;
+        for i in 0..vqs as u16 {
             if let Some(d) = self.bus.debug_queue(i) {
                 out.push_str(&d);
                 out.push('\n');
