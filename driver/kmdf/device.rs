@@ -101,6 +101,7 @@ pub extern "C" fn evt_device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) 
         EvtDevicePrepareHardware: Some(evt_prepare_hardware),
         EvtDeviceReleaseHardware: Some(evt_release_hardware),
         EvtDeviceD0Entry: Some(power::evt_d0_entry),
+        EvtDeviceD0EntryPostInterruptsEnabled: Some(power::evt_d0_entry_post_interrupts_enabled),
         EvtDeviceD0Exit: Some(power::evt_d0_exit),
         ..Default::default()
     };

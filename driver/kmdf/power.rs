@@ -32,8 +32,9 @@ pub extern "C" fn evt_d0_entry(device: WDFDEVICE, previous: WDF_POWER_DEVICE_STA
         })
         .collect();
     let r = nic.with_core(|a| a.restore(&nic.plan, &engines).map(|()| a.link_up()));
-    // RSS and filters were dropped with the device's state; the OS sets them again after the
-    // queues are back (NetAdapterCx re-sends them), and the engines refresh at their next Advance.
+    // The reset dropped the receive filter, the multicast list, the MAC, the VLAN filter, the
+    // guest offloads and the steering; `restore` marked all of it unsent, and it is sent again
+    // once the interrupts are enabled (`evt_d0_entry_post_interrupts_enabled`).
     match r {
         Some(Ok(up)) => {
             nic.dead.store(false, Ordering::Release);
@@ -42,6 +43,25 @@ pub extern "C" fn evt_d0_entry(device: WDFDEVICE, previous: WDF_POWER_DEVICE_STA
         }
         _ => wdk_sys::STATUS_DEVICE_CONFIGURATION_ERROR,
     }
+}
+
+/// `EvtDeviceD0EntryPostInterruptsEnabled`: the device's control state goes back to it.
+/// NetAdapterCx sends no receive filter, multicast list or offload setting again after D0 (only
+/// on the OID, `reference/netadaptercx.md` §9.5), so the core holds what the device should hold;
+/// after the reset in D0 entry all of it is unsent. The control queue completes by interrupt
+/// (its DPC submits the next command), and a message the device raises before the interrupts
+/// are connected reaches no ISR — so the first command goes here, not in D0 entry. This runs
+/// before NetAdapterCx creates the datapath (`EvtCxDevicePostD0EntryPostHardwareEnabled`, §9.1).
+pub extern "C" fn evt_d0_entry_post_interrupts_enabled(
+    device: WDFDEVICE,
+    _previous: WDF_POWER_DEVICE_STATE,
+) -> NTSTATUS {
+    // SAFETY: our device (DeviceAdd set its context).
+    let p = unsafe { nic_of(device) };
+    // SAFETY: as in D0 entry.
+    let nic = unsafe { &*p };
+    nic.pump_control();
+    STATUS_SUCCESS
 }
 
 /// `EvtDeviceD0Exit`: reset the device (it stops every DMA), give the receive engine's posted
