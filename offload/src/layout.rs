@@ -42,7 +42,8 @@ pub enum L4 {
     Tcp,
     /// UDP (unfragmented, or a first fragment holding the whole UDP header).
     Udp,
-    /// An IP fragment that is not the first (no transport header).
+    /// An IP fragment without a transport header to report: a later fragment, a first fragment
+    /// whose TCP/UDP header is cut, or a first fragment of another protocol.
     Fragment,
     /// Another protocol, not fragmented (nothing to parse: `IPNotFragment`).
     Other,
@@ -103,7 +104,8 @@ impl Layout {
 
     /// Parses a frame's headers, all of them: an error when any header the frame announces does
     /// not parse. Only the headers need to be in `frame`; what follows may be elsewhere. An
-    /// EtherType that is not IP gives a layout with only layer 2.
+    /// EtherType that is not IP gives a layout with only layer 2; an IP fragment has no
+    /// transport header to parse unless it is a first fragment holding one.
     pub fn parse(frame: &[u8]) -> Result<Self, ParseError> {
         match Self::parse_prefix(frame) {
             (l, None) => Ok(l),
@@ -117,7 +119,8 @@ impl Layout {
     /// * Ethernet header or a tag cut: nothing (`l2_len` 0, Layer2 Unspecified);
     /// * IP header cut or broken (version, IHL, options, an extension header, a chain longer
     ///   than NET_PACKET_LAYOUT's 9-bit Layer3HeaderLength): layer 2 with its tags only;
-    /// * TCP/UDP header cut or broken: layers 2 and 3, Layer4 Unspecified.
+    /// * TCP/UDP header cut or broken: layers 2 and 3, Layer4 Unspecified — or IPFragment for a
+    ///   first fragment, which is an IP fragment whatever its transport header.
     pub fn parse_prefix(frame: &[u8]) -> (Self, Option<ParseError>) {
         let mut layout = Self::EMPTY;
         let (l2_len, ty, vlan) = match parse_l2(frame) {
@@ -160,7 +163,8 @@ impl Layout {
                 });
                 layout.l3_len = len as u16;
                 layout.protocol = ext.protocol;
-                layout.fragmented = ext.fragment.is_some();
+                // An atomic fragment (offset 0, M = 0) is a whole packet (RFC 6946).
+                layout.fragmented = ext.is_fragment();
                 ext.fragment.is_some_and(|(off, _)| off != 0)
             }
             _ => return (layout, None),
@@ -173,12 +177,19 @@ impl Layout {
         let parsed = match layout.protocol {
             ip_proto::TCP => TcpSegment::new_checked(l4).map(|t| (L4::Tcp, t.header_len() as u8)),
             ip_proto::UDP => UdpDatagram::new_checked(l4).map(|_| (L4::Udp, 8)),
+            _ if layout.fragmented => Ok((L4::Fragment, 0)),
             _ => Ok((L4::Other, 0)),
         };
         match parsed {
             Ok((l4, l4_len)) => {
                 layout.l4 = l4;
                 layout.l4_len = l4_len;
+                (layout, None)
+            }
+            // A first fragment is an IP fragment whether or not it holds the whole transport
+            // header (RFC 8200 §4.5 and RFC 7112 want it to; RFC 791 does not).
+            Err(_) if layout.fragmented => {
+                layout.l4 = L4::Fragment;
                 (layout, None)
             }
             Err(e) => (layout, Some(e)),

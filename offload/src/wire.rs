@@ -312,6 +312,15 @@ pub struct Ipv6Extensions {
     pub routing_dst: Option<[u8; 16]>,
 }
 
+impl Ipv6Extensions {
+    /// Whether the packet is a fragment: a Fragment header with a non-zero offset or the M flag.
+    /// One with offset 0 and M = 0 is an "atomic fragment", a whole packet (RFC 6946 §4:
+    /// processed "as a fully reassembled packet"), not a fragment.
+    pub fn is_fragment(&self) -> bool {
+        self.fragment.is_some_and(|(off, more)| off != 0 || more)
+    }
+}
+
 /// Routing header types whose final destination the pseudo-header rule knows.
 pub mod routing_type {
     /// Type 0 (RFC 2460 §4.4; deprecated by RFC 5095, but its layout is the rule's example).
