@@ -126,7 +126,10 @@ fn ipv4_mut<'a>(
 ///
 /// Each request needs only the layers it acts on: an IPv4 header checksum is computed for a
 /// complete IPv4 header whatever follows it; a TCP/UDP checksum or segmentation needs every
-/// header to parse.
+/// header to parse. An offloaded checksum covers the bytes the transport defines — TCP to the end
+/// of the IP payload, UDP its Length field (RFC 768) — and the device sums from `csum_start` to
+/// the end of the frame (virtio 1.2 §5.1.6.2), so a frame with bytes after what the checksum
+/// covers is [`TxAction::SoftwareChecksum`].
 pub fn prepare(
     headers: &mut [u8],
     frame_len: usize,
@@ -211,8 +214,13 @@ pub fn prepare(
             if l.l3.is_none() || l.fragmented || !matches!(l.l4, L4::Tcp | L4::Udp) {
                 return Err(OffloadError::NoSuchLayer);
             }
-            if dev.csum {
-                let (csum_start, csum_offset) = write_seed(headers, &l, frame_len - l4o)?;
+            let ip_end = crate::segment::claimed_ip_end(headers, &l)?;
+            if ip_end > frame_len {
+                return Err(OffloadError::LayoutMismatch);
+            }
+            let covered = crate::segment::l4_checksum_len(headers, &l, ip_end)?;
+            if dev.csum && l4o + covered == frame_len {
+                let (csum_start, csum_offset) = write_seed(headers, &l, covered)?;
                 TxAction::Offload(NetHeader {
                     flags: hdr_flags::NEEDS_CSUM,
                     csum_start,
