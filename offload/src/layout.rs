@@ -239,14 +239,15 @@ fn parse_l2(frame: &[u8]) -> Result<(u8, u16, Option<VlanTag>), ParseError> {
         if ty != ethertype::VLAN && ty != ethertype::QINQ {
             break;
         }
-        let tag = frame.get(l2_len..l2_len + 4).ok_or(ParseError::Truncated {
-            layer: "vlan",
-            need: l2_len + 4,
-            have: frame.len(),
-        })?;
-        let tci = u16::from_be_bytes([tag[0], tag[1]]);
-        vlan.get_or_insert(VlanTag::from_tci(tci));
-        ty = u16::from_be_bytes([tag[2], tag[3]]);
+        let Some(&[t0, t1, t2, t3]) = frame.get(l2_len..l2_len + 4) else {
+            return Err(ParseError::Truncated {
+                layer: "vlan",
+                need: l2_len + 4,
+                have: frame.len(),
+            });
+        };
+        vlan.get_or_insert(VlanTag::from_tci(u16::from_be_bytes([t0, t1])));
+        ty = u16::from_be_bytes([t2, t3]);
         l2_len += 4;
     }
     // 14, 18 or 22.

@@ -182,8 +182,10 @@ pub fn fill_l4_checksum(frame: &mut [u8]) -> Result<Layout, OffloadError> {
     let l4 = frame
         .get_mut(l4o..l4o + l4_len)
         .ok_or(OffloadError::LayoutMismatch)?;
-    l4[field] = 0;
-    l4[field + 1] = 0;
+    // The checksum field is inside: l4_len is at least the transport header's length.
+    l4.get_mut(field..field + 2)
+        .ok_or(OffloadError::LayoutMismatch)?
+        .fill(0);
     finish(l4, &mut sum, L4Checksum::Full, field, udp);
     Ok(l)
 }
