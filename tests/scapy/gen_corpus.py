@@ -1570,7 +1570,7 @@ def segmentation_cases():
 
     ts = [("NOP", None), ("NOP", None), ("Timestamp", (7, 9))]
     cases += [
-        ("tcp4-seq-wrap", tcp_frame((), "v4", n=500, seq=0xFFFFFE00, flags="FPA"), 100),
+        ("tcp4-seq-wrap", tcp_frame((), "v4", n=500, seq=0xFFFFFF00, flags="FPA"), 100),
         ("tcp4-ipid-wrap", tcp_frame((), "v4", n=700, ident=0xFFFD), 100),
         ("tcp4-cwr-fin-psh", tcp_frame((0x8100,), "v4", n=520, flags="CFPA"), 128),
         (
