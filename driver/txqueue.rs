@@ -567,10 +567,12 @@ impl TxQueue {
         wants_offload: bool,
     ) -> Result<(NetHeader, usize, usize), ()> {
         let dev = self.dev;
-        let hlen = match Layout::parse(headers) {
-            Ok(l) => l.header_len(),
-            Err(_) if !wants_offload => 14,
-            Err(_) => {
+        // The headers that parsed, as deep as they go: `prepare` decides whether the request
+        // needs more (an IPv4 header checksum does not need the TCP header to parse).
+        let hlen = match Layout::parse_prefix(headers) {
+            (l, _) if l.l2_len != 0 => l.header_len(),
+            _ if !wants_offload => 14,
+            _ => {
                 self.stats.offload_errors += 1;
                 return Err(());
             }

@@ -4,6 +4,14 @@
 //! The lengths reported always satisfy the verifier's rules (`reference/netadaptercx.md` §2.4):
 //! Ethernet 14, 18 or 22; IPv4 20–60; IPv6 ≥ 40 (with extension headers); TCP 20–60 and a
 //! multiple of 4; UDP 8; and 0 ("unknown") for a layer that is not parsed.
+//!
+//! A frame whose headers do not all parse gets the deepest prefix of layers that did
+//! ([`Layout::parse_prefix`]), never a deeper or a different layer: NET_PACKET_LAYOUT's "zero
+//! if the length is unknown" (§1.3) and an Unspecified type are how a layer is left out, and the
+//! OS re-parses what is missing only when Layer2Type is not Unspecified (§2.4). So a frame
+//! without a whole Ethernet header (or with a tag cut off) is Layer2 Unspecified, length 0; a
+//! tagged frame with a broken IP header is Ethernet 18 or 22 and nothing more; a complete IP
+//! header over a broken TCP/UDP header is layers 2 and 3 with Layer4 Unspecified.
 
 use netring::{Layer2Type, Layer3Type, Layer4Type, NetPacketLayout};
 
@@ -30,20 +38,25 @@ pub enum L3 {
 /// Transport layer of a parsed frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum L4 {
-    /// TCP (unfragmented, or the first fragment).
+    /// TCP (unfragmented, or a first fragment holding the whole TCP header).
     Tcp,
-    /// UDP (unfragmented, or the first fragment).
+    /// UDP (unfragmented, or a first fragment holding the whole UDP header).
     Udp,
-    /// An IP fragment that is not the first (no transport header).
+    /// An IP fragment without a transport header to report: a later fragment, a first fragment
+    /// whose TCP/UDP header is cut, or a first fragment of another protocol.
     Fragment,
-    /// Another protocol, or a transport header that is not in the buffer.
+    /// Another protocol, not fragmented (nothing to parse: `IPNotFragment`).
     Other,
+    /// Not parsed: a TCP/UDP header that is cut or broken in an unfragmented packet, or no
+    /// network layer at all.
+    Unspecified,
 }
 
 /// A parsed frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
-    /// Bytes of link-layer header (14, 18 or 22).
+    /// Bytes of link-layer header (14, 18 or 22); 0 when not even the Ethernet header (with its
+    /// tags) is in the buffer.
     pub l2_len: u8,
     /// The outermost VLAN tag (802.1Q, or the 802.1ad service tag of a QinQ frame).
     pub vlan: Option<VlanTag>,
@@ -77,91 +90,120 @@ impl Layout {
         self.l4_offset() + self.l4_len as usize
     }
 
-    /// Parses a frame's headers. Only the headers need to be in `frame`; what follows may be
-    /// elsewhere. An EtherType that is not IP gives a layout with only layer 2.
+    /// Nothing parsed.
+    pub const EMPTY: Self = Self {
+        l2_len: 0,
+        vlan: None,
+        l3: None,
+        l3_len: 0,
+        protocol: 0,
+        fragmented: false,
+        l4: L4::Unspecified,
+        l4_len: 0,
+    };
+
+    /// Parses a frame's headers, all of them: an error when any header the frame announces does
+    /// not parse. Only the headers need to be in `frame`; what follows may be elsewhere. An
+    /// EtherType that is not IP gives a layout with only layer 2; an IP fragment has no
+    /// transport header to parse unless it is a first fragment holding one.
     pub fn parse(frame: &[u8]) -> Result<Self, ParseError> {
-        let eth = EthernetFrame::new_checked(frame)?;
-        let mut l2_len = EthernetFrame::<&[u8]>::HEADER_LEN;
-        let mut ty = eth.ethertype();
-        let mut vlan = None;
-        for _ in 0..2 {
-            if ty != ethertype::VLAN && ty != ethertype::QINQ {
-                break;
-            }
-            let tag = frame.get(l2_len..l2_len + 4).ok_or(ParseError::Truncated {
-                layer: "vlan",
-                need: l2_len + 4,
-                have: frame.len(),
-            })?;
-            vlan.get_or_insert(VlanTag::from_tci(u16::from_be_bytes([tag[0], tag[1]])));
-            ty = u16::from_be_bytes([tag[2], tag[3]]);
-            l2_len += 4;
+        match Self::parse_prefix(frame) {
+            (l, None) => Ok(l),
+            (_, Some(e)) => Err(e),
         }
-        let mut layout = Self {
-            l2_len: l2_len as u8,
-            vlan,
-            l3: None,
-            l3_len: 0,
-            protocol: 0,
-            fragmented: false,
-            l4: L4::Other,
-            l4_len: 0,
+    }
+
+    /// Parses as deep as the headers go: the layout of the layers that really parsed, and why
+    /// the next one did not (`None` when every header parsed, as [`Layout::parse`] would).
+    ///
+    /// * Ethernet header or a tag cut: nothing (`l2_len` 0, Layer2 Unspecified);
+    /// * IP header cut or broken (version, IHL, options, an extension header, a chain longer
+    ///   than NET_PACKET_LAYOUT's 9-bit Layer3HeaderLength): layer 2 with its tags only;
+    /// * TCP/UDP header cut or broken: layers 2 and 3, Layer4 Unspecified — or IPFragment for a
+    ///   first fragment, which is an IP fragment whatever its transport header.
+    pub fn parse_prefix(frame: &[u8]) -> (Self, Option<ParseError>) {
+        let mut layout = Self::EMPTY;
+        let (l2_len, ty, vlan) = match parse_l2(frame) {
+            Ok(l2) => l2,
+            Err(e) => return (layout, Some(e)),
         };
-        let ip = &frame[l2_len..];
-        let later_fragment;
-        match ty {
+        layout.l2_len = l2_len;
+        layout.vlan = vlan;
+        let ip = frame.get(usize::from(l2_len)..).unwrap_or(&[]);
+        let later_fragment = match ty {
             ethertype::IPV4 => {
-                let v4 = Ipv4Packet::new_checked(ip)?;
+                let v4 = match Ipv4Packet::new_checked(ip) {
+                    Ok(v4) => v4,
+                    Err(e) => return (layout, Some(e)),
+                };
                 layout.l3 = Some(L3::Ipv4 {
                     options: v4.header_len() > 20,
                 });
+                // IHL ≤ 15: at most 60 bytes.
                 layout.l3_len = v4.header_len() as u16;
                 layout.protocol = v4.protocol();
                 layout.fragmented = v4.more_fragments() || v4.frag_offset() != 0;
-                later_fragment = v4.frag_offset() != 0;
+                v4.frag_offset() != 0
             }
             ethertype::IPV6 => {
-                let v6 = Ipv6Packet::new_checked(ip)?;
-                let ext = v6.extensions()?;
+                let ext = match Ipv6Packet::new_checked(ip).and_then(|v6| v6.extensions()) {
+                    Ok(ext) => ext,
+                    Err(e) => return (layout, Some(e)),
+                };
                 let len = 40 + ext.len;
                 if len > 511 {
                     // NET_PACKET_LAYOUT holds 9 bits of L3 length.
-                    return Err(ParseError::BadHeaderLength { layer: "ipv6", len });
+                    return (
+                        layout,
+                        Some(ParseError::BadHeaderLength { layer: "ipv6", len }),
+                    );
                 }
                 layout.l3 = Some(L3::Ipv6 {
                     extensions: ext.len > 0,
                 });
                 layout.l3_len = len as u16;
                 layout.protocol = ext.protocol;
-                layout.fragmented = ext.fragment.is_some();
-                later_fragment = ext.fragment.is_some_and(|(off, _)| off != 0);
+                // An atomic fragment (offset 0, M = 0) is a whole packet (RFC 6946).
+                layout.fragmented = ext.is_fragment();
+                ext.fragment.is_some_and(|(off, _)| off != 0)
             }
-            _ => return Ok(layout),
-        }
-        let l4 = &ip[usize::from(layout.l3_len)..];
+            _ => return (layout, None),
+        };
         if later_fragment {
             layout.l4 = L4::Fragment;
-            return Ok(layout);
+            return (layout, None);
         }
-        match layout.protocol {
-            ip_proto::TCP => {
-                let t = TcpSegment::new_checked(l4)?;
-                layout.l4 = L4::Tcp;
-                layout.l4_len = t.header_len() as u8;
+        let l4 = ip.get(usize::from(layout.l3_len)..).unwrap_or(&[]);
+        let parsed = match layout.protocol {
+            ip_proto::TCP => TcpSegment::new_checked(l4).map(|t| (L4::Tcp, t.header_len() as u8)),
+            ip_proto::UDP => UdpDatagram::new_checked(l4).map(|_| (L4::Udp, 8)),
+            _ if layout.fragmented => Ok((L4::Fragment, 0)),
+            _ => Ok((L4::Other, 0)),
+        };
+        match parsed {
+            Ok((l4, l4_len)) => {
+                layout.l4 = l4;
+                layout.l4_len = l4_len;
+                (layout, None)
             }
-            ip_proto::UDP => {
-                UdpDatagram::new_checked(l4)?;
-                layout.l4 = L4::Udp;
-                layout.l4_len = 8;
+            // A first fragment is an IP fragment whether or not it holds the whole transport
+            // header (RFC 8200 §4.5 and RFC 7112 want it to; RFC 791 does not).
+            Err(_) if layout.fragmented => {
+                layout.l4 = L4::Fragment;
+                (layout, None)
             }
-            _ => {}
+            Err(e) => (layout, Some(e)),
         }
-        Ok(layout)
     }
 
     /// The `NET_PACKET_LAYOUT` NetAdapterCx expects for this frame.
     pub fn to_net(&self) -> NetPacketLayout {
         let mut n = NetPacketLayout::ZERO;
+        if self.l2_len == 0 {
+            // No Ethernet header: Layer2 Unspecified, and so nothing above it (§2.4: the OS
+            // re-parses a frame only when Layer2Type is not Unspecified).
+            return n;
+        }
         n.set_layer2_type(Layer2Type::Ethernet);
         // Lengths were bounded when parsing (l2 ≤ 22, l3 ≤ 511), so the setters cannot fail.
         let _ = n.set_layer2_header_length(self.l2_len);
@@ -178,9 +220,36 @@ impl Layout {
                 L4::Udp => Layer4Type::Udp,
                 L4::Fragment => Layer4Type::IpFragment,
                 L4::Other => Layer4Type::IpNotFragment,
+                L4::Unspecified => Layer4Type::Unspecified,
             });
             n.set_layer4_header_length(self.l4_len);
         }
         n
     }
+}
+
+/// The Ethernet header and up to two 802.1Q/802.1ad tags: (length, EtherType after the tags,
+/// outermost tag).
+fn parse_l2(frame: &[u8]) -> Result<(u8, u16, Option<VlanTag>), ParseError> {
+    let eth = EthernetFrame::new_checked(frame)?;
+    let mut l2_len = EthernetFrame::<&[u8]>::HEADER_LEN;
+    let mut ty = eth.ethertype();
+    let mut vlan = None;
+    for _ in 0..2 {
+        if ty != ethertype::VLAN && ty != ethertype::QINQ {
+            break;
+        }
+        let Some(&[t0, t1, t2, t3]) = frame.get(l2_len..l2_len + 4) else {
+            return Err(ParseError::Truncated {
+                layer: "vlan",
+                need: l2_len + 4,
+                have: frame.len(),
+            });
+        };
+        vlan.get_or_insert(VlanTag::from_tci(u16::from_be_bytes([t0, t1])));
+        ty = u16::from_be_bytes([t2, t3]);
+        l2_len += 4;
+    }
+    // 14, 18 or 22.
+    Ok((l2_len as u8, ty, vlan))
 }

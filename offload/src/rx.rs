@@ -43,25 +43,29 @@ pub struct RxMetadata {
     pub checksum: NetPacketChecksum,
     /// The RSC extension, for a coalesced packet.
     pub rsc: Option<NetPacketRsc>,
-    /// The parsed headers, if they parsed.
+    /// The headers that parsed — the deepest prefix of layers ([`Layout::parse_prefix`]) —
+    /// or `None` when not even the Ethernet header did.
     pub parsed: Option<Layout>,
 }
 
 /// Computes the metadata of a packet of `total_len` bytes whose first `frame.len()` bytes are in
 /// `frame` (the whole packet when `frame.len() == total_len`; software verification needs that).
+///
+/// The layout is the deepest prefix of layers that parsed (see [`crate::layout`]); an IPv4
+/// header that parsed has its checksum verified whatever follows it. A transport verdict is
+/// given only for an unfragmented TCP/UDP layout: NetAdapterCx forwards RX checksum results
+/// only when Layer4Type is Tcp or Udp (`reference/netadaptercx.md` §2.4).
 pub fn metadata(hdr: &NetHeader, frame: &[u8], total_len: usize, opt: RxOptions) -> RxMetadata {
-    let parsed = Layout::parse(frame).ok();
-    let Some(l) = parsed else {
-        let mut layout = NetPacketLayout::ZERO;
-        layout.set_layer2_type(netring::Layer2Type::Ethernet);
-        let _ = layout.set_layer2_header_length(if frame.len() >= 14 { 14 } else { 0 });
+    let (l, _) = Layout::parse_prefix(frame);
+    if l.l2_len == 0 {
         return RxMetadata {
-            layout,
+            layout: NetPacketLayout::ZERO,
             checksum: NetPacketChecksum::default(),
             rsc: None,
-            parsed,
+            parsed: None,
         };
-    };
+    }
+    let parsed = Some(l);
     let whole = frame.len() == total_len;
     let l3 = match verify_ipv4_checksum(frame, &l) {
         Some(true) => Eval::Valid,

@@ -162,7 +162,8 @@ fn finish(l4: &mut [u8], sum: &mut Checksum, csum: L4Checksum, field: usize, udp
 }
 
 /// Computes the L4 checksum of a whole, contiguous frame in place (the software fallback when
-/// the device has no checksum offload).
+/// the device has no checksum offload). It covers what [`l4_checksum_len`] says; bytes after
+/// that (the rest of an IP payload longer than a UDP datagram, Ethernet padding) are left alone.
 pub fn fill_l4_checksum(frame: &mut [u8]) -> Result<Layout, OffloadError> {
     let l = Layout::parse(frame)?;
     if l.l3.is_none() || l.fragmented {
@@ -174,46 +175,96 @@ pub fn fill_l4_checksum(frame: &mut [u8]) -> Result<Layout, OffloadError> {
         _ => return Err(OffloadError::NoSuchLayer),
     };
     let (l3o, l4o) = (l.l3_offset(), l.l4_offset());
-    let l4_len = ip_payload_end(frame, &l)? - l4o;
-    let mut sum = crate::wire::pseudo_header(&frame[l3o..l4o], l.protocol, l4_len as u32)?;
-    let l4 = &mut frame[l4o..l4o + l4_len];
-    l4[field] = 0;
-    l4[field + 1] = 0;
+    let end = ip_payload_end(frame, &l)?;
+    let l4_len = l4_checksum_len(frame, &l, end)?;
+    let ip = frame.get(l3o..l4o).ok_or(OffloadError::LayoutMismatch)?;
+    let mut sum = crate::wire::pseudo_header(ip, l.protocol, l4_len as u32)?;
+    let l4 = frame
+        .get_mut(l4o..l4o + l4_len)
+        .ok_or(OffloadError::LayoutMismatch)?;
+    // The checksum field is inside: l4_len is at least the transport header's length.
+    l4.get_mut(field..field + 2)
+        .ok_or(OffloadError::LayoutMismatch)?
+        .fill(0);
     finish(l4, &mut sum, L4Checksum::Full, field, udp);
     Ok(l)
 }
 
-/// End of the IP payload: from the IP length field when it is plausible, else the buffer end
-/// (Ethernet padding after a short IP packet is not part of the checksum).
-pub fn ip_payload_end(frame: &[u8], l: &Layout) -> Result<usize, OffloadError> {
+/// Where the IP packet ends by its own length field (IPv4 Total Length, IPv6 40 + Payload
+/// Length), in frame bytes; `headers` needs to hold only the headers. It must cover the parsed
+/// headers.
+pub fn claimed_ip_end(headers: &[u8], l: &Layout) -> Result<usize, OffloadError> {
     let l3o = l.l3_offset();
+    let ip = headers.get(l3o..).ok_or(OffloadError::NoSuchLayer)?;
     let claimed = match l.l3 {
-        Some(L3::Ipv4 { .. }) => usize::from(Ipv4Packet::new_checked(&frame[l3o..])?.total_len()),
-        Some(L3::Ipv6 { .. }) => {
-            40 + usize::from(Ipv6Packet::new_checked(&frame[l3o..])?.payload_len())
-        }
+        Some(L3::Ipv4 { .. }) => usize::from(Ipv4Packet::new_checked(ip)?.total_len()),
+        Some(L3::Ipv6 { .. }) => 40 + usize::from(Ipv6Packet::new_checked(ip)?.payload_len()),
         None => return Err(OffloadError::NoSuchLayer),
     };
-    let end = l3o + claimed;
-    if claimed < usize::from(l.l3_len) + usize::from(l.l4_len) || end > frame.len() {
+    if claimed < usize::from(l.l3_len) + usize::from(l.l4_len) {
+        return Err(OffloadError::LayoutMismatch);
+    }
+    Ok(l3o + claimed)
+}
+
+/// End of the IP payload: from the IP length field when it is plausible, else an error
+/// (Ethernet padding after a short IP packet is not part of the checksum).
+pub fn ip_payload_end(frame: &[u8], l: &Layout) -> Result<usize, OffloadError> {
+    let end = claimed_ip_end(frame, l)?;
+    if end > frame.len() {
         return Err(OffloadError::LayoutMismatch);
     }
     Ok(end)
 }
 
-/// Verifies the L4 checksum of a whole frame: `Some(true/false)`, or `None` when there is nothing
-/// to verify (not TCP/UDP, a fragment, or an IPv4 UDP datagram sent without a checksum).
+/// The bytes a transport checksum covers, from the start of the TCP/UDP header, for an IP
+/// packet ending at `ip_end`: TCP, the rest of the IP payload (RFC 9293 §3.1, "the TCP length");
+/// UDP, exactly its Length field (RFC 768: "Length is the length in octets of this user datagram
+/// including this header and the data"), which is also the pseudo-header's length. A UDP Length
+/// under 8 or past the IP payload is a malformed datagram: `LayoutMismatch`. `headers` needs to
+/// hold only the headers.
+pub fn l4_checksum_len(headers: &[u8], l: &Layout, ip_end: usize) -> Result<usize, OffloadError> {
+    let l4o = l.l4_offset();
+    let ip_payload = ip_end
+        .checked_sub(l4o)
+        .ok_or(OffloadError::LayoutMismatch)?;
+    match l.l4 {
+        L4::Tcp => Ok(ip_payload),
+        L4::Udp => {
+            let u = UdpDatagram::new_checked(headers.get(l4o..).unwrap_or(&[]))?;
+            let len = usize::from(u.len_field());
+            if len < UdpDatagram::<&[u8]>::HEADER_LEN || len > ip_payload {
+                Err(OffloadError::LayoutMismatch)
+            } else {
+                Ok(len)
+            }
+        }
+        _ => Err(OffloadError::NoSuchLayer),
+    }
+}
+
+/// Verifies the L4 checksum of a whole frame: `Some(true/false)`, or `None` when there is
+/// nothing to verify — not TCP/UDP, a fragment, lengths that do not hold together (a UDP Length
+/// past the IP payload is malformed, not a checksum error), or an IPv4 UDP datagram sent
+/// without a checksum (RFC 768: "an all zero transmitted checksum value means that the
+/// transmitter generated no checksum"). Over IPv6 a zero UDP checksum is not allowed: it is
+/// `Some(false)` (RFC 8200 §8.1: "IPv6 receivers must discard UDP packets containing a zero
+/// checksum"), even when the datagram's true checksum is the other zero, 0xFFFF.
 pub fn verify_l4_checksum(frame: &[u8], l: &Layout) -> Option<bool> {
     if l.l3.is_none() || l.fragmented || !matches!(l.l4, L4::Tcp | L4::Udp) {
         return None;
     }
     let end = ip_payload_end(frame, l).ok()?;
+    let len = l4_checksum_len(frame, l, end).ok()?;
     let (l3o, l4o) = (l.l3_offset(), l.l4_offset());
-    let l4 = &frame[l4o..end];
-    if l.l4 == L4::Udp && matches!(l.l3, Some(L3::Ipv4 { .. })) && l4.get(6..8) == Some(&[0, 0]) {
-        return None;
+    let l4 = frame.get(l4o..l4o + len)?;
+    if l.l4 == L4::Udp && l4.get(6..8) == Some(&[0, 0]) {
+        return match l.l3 {
+            Some(L3::Ipv6 { .. }) => Some(false),
+            _ => None,
+        };
     }
-    let mut sum = crate::wire::pseudo_header(&frame[l3o..l4o], l.protocol, l4.len() as u32).ok()?;
+    let mut sum = crate::wire::pseudo_header(frame.get(l3o..l4o)?, l.protocol, len as u32).ok()?;
     sum.add_bytes(l4);
     Some(sum.fold() == 0xffff)
 }

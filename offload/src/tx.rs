@@ -72,16 +72,26 @@ pub enum TxAction {
     Segment(u32),
 }
 
+/// Stores the pseudo-header sum — over the final destination ([`crate::wire::pseudo_header`])
+/// and `l4_len`, the bytes the checksum covers — in the TCP/UDP checksum field, as virtio's
+/// `NEEDS_CSUM` wants (the device adds the bytes from `csum_start` on); returns
+/// (`csum_start`, `csum_offset`).
 fn write_seed(headers: &mut [u8], l: &Layout, l4_len: usize) -> Result<(u16, u16), OffloadError> {
     let (l3o, l4o) = (l.l3_offset(), l.l4_offset());
-    let seed = crate::wire::pseudo_header(&headers[l3o..l4o], l.protocol, l4_len as u32)?.fold();
+    let ip = headers.get(l3o..l4o).ok_or(OffloadError::LayoutMismatch)?;
+    let len = u32::try_from(l4_len).map_err(|_| OffloadError::TooLong(l4_len))?;
+    let seed = crate::wire::pseudo_header(ip, l.protocol, len)?.fold();
     let field = match l.l4 {
         L4::Tcp => 16,
         L4::Udp => 6,
         _ => return Err(OffloadError::NoSuchLayer),
     };
-    headers[l4o + field..l4o + field + 2].copy_from_slice(&seed.to_be_bytes());
-    Ok((l4o as u16, field as u16))
+    headers
+        .get_mut(l4o + field..l4o + field + 2)
+        .ok_or(OffloadError::LayoutMismatch)?
+        .copy_from_slice(&seed.to_be_bytes());
+    let start = u16::try_from(l4o).map_err(|_| OffloadError::TooLong(l4o))?;
+    Ok((start, field as u16))
 }
 
 fn check_os_layout(os: &NetPacketLayout, l: &Layout) -> Result<(), OffloadError> {
@@ -98,61 +108,89 @@ fn check_os_layout(os: &NetPacketLayout, l: &Layout) -> Result<(), OffloadError>
     }
 }
 
+fn ipv4_mut<'a>(
+    headers: &'a mut [u8],
+    l: &Layout,
+) -> Result<Ipv4Packet<&'a mut [u8]>, OffloadError> {
+    let ip = headers
+        .get_mut(l.l3_offset()..l.l4_offset())
+        .ok_or(OffloadError::LayoutMismatch)?;
+    Ok(Ipv4Packet::new_checked(ip)?)
+}
+
 /// Maps one packet's offload request to a virtio-net header, fixing up its headers.
 ///
 /// `headers` is the driver's copy of the frame's first bytes (at least all headers); `frame_len`
-/// is the length of the whole frame as it will be sent. Returns the parsed layout and the action.
+/// is the length of the whole frame as it will be sent. Returns the parsed layout — the deepest
+/// prefix of layers that parsed — and the action.
+///
+/// Each request needs only the layers it acts on: an IPv4 header checksum is computed for a
+/// complete IPv4 header whatever follows it; a TCP/UDP checksum or segmentation needs every
+/// header to parse. An offloaded checksum covers the bytes the transport defines — TCP to the end
+/// of the IP payload, UDP its Length field (RFC 768) — and the device sums from `csum_start` to
+/// the end of the frame (virtio 1.2 §5.1.6.2), so a frame with bytes after what the checksum
+/// covers is [`TxAction::SoftwareChecksum`].
 pub fn prepare(
     headers: &mut [u8],
     frame_len: usize,
     req: &TxRequest,
     dev: DeviceTx,
 ) -> Result<(Layout, TxAction), OffloadError> {
-    let l = Layout::parse(headers)?;
-    if frame_len < l.header_len() {
-        return Err(OffloadError::LayoutMismatch);
-    }
+    let (l, stopped) = Layout::parse_prefix(headers);
     let mss = req.gso.mss();
     let l4_csum = req.checksum.tx_layer4() == Some(TxChecksumAction::Required);
     let ip_csum = req.checksum.tx_layer3() == Some(TxChecksumAction::Required);
+    if let Some(e) = stopped {
+        // Refused only when the request needs the layer that did not parse.
+        if mss > 0 || l4_csum || (ip_csum && l.l3.is_none()) {
+            return Err(e.into());
+        }
+    }
+    if frame_len < l.header_len() {
+        return Err(OffloadError::LayoutMismatch);
+    }
     if mss > 0 || l4_csum {
         check_os_layout(&req.layout, &l)?;
     }
     let (l3o, l4o) = (l.l3_offset(), l.l4_offset());
-    let l4_len = frame_len - l4o;
     let action = if mss > 0 {
         if l.l3.is_none() || l.fragmented || !matches!(l.l4, L4::Tcp | L4::Udp) {
             return Err(OffloadError::NotSegmentable);
         }
+        let l4_len = frame_len - l4o;
         let gso_size = u16::try_from(mss).map_err(|_| OffloadError::BadMss(mss))?;
         // The OS may leave the length fields of an LSO packet zero: set them for the whole packet.
         let ip_len = frame_len - l3o;
+        let l3 = headers
+            .get_mut(l3o..l4o)
+            .ok_or(OffloadError::LayoutMismatch)?;
         match l.l3 {
             Some(L3::Ipv4 { .. }) => {
                 let v = u16::try_from(ip_len).map_err(|_| OffloadError::TooLong(ip_len))?;
-                Ipv4Packet::new_checked(&mut headers[l3o..l4o])?.set_total_len(v);
+                Ipv4Packet::new_checked(l3)?.set_total_len(v);
             }
             _ => {
                 let v = u16::try_from(ip_len - 40).map_err(|_| OffloadError::TooLong(ip_len))?;
-                Ipv6Packet::new_checked(&mut headers[l3o..l4o])?.set_payload_len(v);
+                Ipv6Packet::new_checked(l3)?.set_payload_len(v);
             }
         }
         let v4 = matches!(l.l3, Some(L3::Ipv4 { .. }));
+        let l4 = headers.get_mut(l4o..).ok_or(OffloadError::LayoutMismatch)?;
         let (can, gso_type) = match l.l4 {
             L4::Tcp => {
-                let cwr = TcpSegment::new_checked(&headers[l4o..])?.flags() & tcp_flags::CWR != 0;
+                let cwr = TcpSegment::new_checked(&*l4)?.flags() & tcp_flags::CWR != 0;
                 let can = if v4 { dev.tso4 } else { dev.tso6 } && (!cwr || dev.ecn);
                 let base = if v4 { gso::TCPV4 } else { gso::TCPV6 };
                 (can, base | if cwr { gso::ECN } else { 0 })
             }
             _ => {
                 let v = u16::try_from(l4_len).map_err(|_| OffloadError::TooLong(l4_len))?;
-                UdpDatagram::new_checked(&mut headers[l4o..])?.set_len_field(v);
+                UdpDatagram::new_checked(l4)?.set_len_field(v);
                 (dev.uso, gso::UDP_L4)
             }
         };
         if v4 {
-            Ipv4Packet::new_checked(&mut headers[l3o..l4o])?.fill_checksum();
+            ipv4_mut(headers, &l)?.fill_checksum();
         }
         if can {
             let (csum_start, csum_offset) = write_seed(headers, &l, l4_len)?;
@@ -170,14 +208,19 @@ pub fn prepare(
         }
     } else {
         if ip_csum && matches!(l.l3, Some(L3::Ipv4 { .. })) {
-            Ipv4Packet::new_checked(&mut headers[l3o..l4o])?.fill_checksum();
+            ipv4_mut(headers, &l)?.fill_checksum();
         }
         if l4_csum {
             if l.l3.is_none() || l.fragmented || !matches!(l.l4, L4::Tcp | L4::Udp) {
                 return Err(OffloadError::NoSuchLayer);
             }
-            if dev.csum {
-                let (csum_start, csum_offset) = write_seed(headers, &l, l4_len)?;
+            let ip_end = crate::segment::claimed_ip_end(headers, &l)?;
+            if ip_end > frame_len {
+                return Err(OffloadError::LayoutMismatch);
+            }
+            let covered = crate::segment::l4_checksum_len(headers, &l, ip_end)?;
+            if dev.csum && l4o + covered == frame_len {
+                let (csum_start, csum_offset) = write_seed(headers, &l, covered)?;
                 TxAction::Offload(NetHeader {
                     flags: hdr_flags::NEEDS_CSUM,
                     csum_start,

@@ -211,6 +211,69 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     pub fn verify_checksum(&self) -> bool {
         checksum::sum_be(&self.buf.as_ref()[..self.header_len()]) == 0xffff
     }
+
+    /// The final destination, which the TCP/UDP pseudo-header uses: the last address of a loose
+    /// or strict source route (options 131 and 137) that is not used up yet, else the
+    /// destination field.
+    ///
+    /// RFC 791 §3.1: the route's addresses are visited in turn, the pointer moving past each,
+    /// and "if the pointer is greater than the length, the source route is empty"; RFC 1122
+    /// §3.2.1.8(c): a datagram with such a completed route "has reached its final destination",
+    /// which is then the destination field. While the route is not used up, the datagram is
+    /// bound for its last address — what the sender's transport checksummed with. This is the
+    /// IPv4 form of RFC 8200 §8.1's Routing header rule. A route option "appears at most once in
+    /// a datagram" (RFC 791): with more than one, or options that do not parse, the destination
+    /// field is used.
+    pub fn final_dst(&self) -> [u8; 4] {
+        let b = self.buf.as_ref();
+        let dst = self.dst();
+        let opts = b.get(20..self.header_len()).unwrap_or(&[]);
+        let mut at = 0usize;
+        let mut route = None;
+        let mut routes = 0u32;
+        while let Some(&ty) = opts.get(at) {
+            match ty {
+                ipv4_option::END => break,
+                ipv4_option::NOP => {
+                    at += 1;
+                    continue;
+                }
+                _ => {}
+            }
+            let len = usize::from(opts.get(at + 1).copied().unwrap_or(0));
+            let Some(opt) = opts.get(at..at + len).filter(|_| len >= 2) else {
+                return dst;
+            };
+            if ty == ipv4_option::LSRR || ty == ipv4_option::SSRR {
+                routes += 1;
+                let pointer = usize::from(opt.get(2).copied().unwrap_or(0));
+                let data = opt.get(3..).unwrap_or(&[]);
+                let n = data.len() / 4;
+                if n > 0 && pointer <= len {
+                    route = data
+                        .get(4 * (n - 1)..4 * n)
+                        .and_then(|a| <[u8; 4]>::try_from(a).ok());
+                }
+            }
+            at += len;
+        }
+        match (routes, route) {
+            (1, Some(a)) => a,
+            _ => dst,
+        }
+    }
+}
+
+/// IPv4 option types the packet math reads (RFC 791 §3.1).
+pub mod ipv4_option {
+    /// End of Option List.
+    pub const END: u8 = 0;
+    /// No Operation.
+    pub const NOP: u8 = 1;
+    /// Loose Source and Record Route.
+    pub const LSRR: u8 = 131;
+    /// Strict Source and Record Route.
+    pub const SSRR: u8 = 137;
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
@@ -244,6 +307,52 @@ pub struct Ipv6Extensions {
     pub protocol: u8,
     /// Fragment header: (offset in bytes, more fragments).
     pub fragment: Option<(u16, bool)>,
+    /// The final destination a Routing header with Segments Left > 0 names (see
+    /// [`Ipv6Packet::final_dst`]).
+    pub routing_dst: Option<[u8; 16]>,
+}
+
+impl Ipv6Extensions {
+    /// Whether the packet is a fragment: a Fragment header with a non-zero offset or the M flag.
+    /// One with offset 0 and M = 0 is an "atomic fragment", a whole packet (RFC 6946 §4:
+    /// processed "as a fully reassembled packet"), not a fragment.
+    pub fn is_fragment(&self) -> bool {
+        self.fragment.is_some_and(|(off, more)| off != 0 || more)
+    }
+}
+
+/// Routing header types whose final destination the pseudo-header rule knows.
+pub mod routing_type {
+    /// Type 0 (RFC 2460 §4.4; deprecated by RFC 5095, but its layout is the rule's example).
+    pub const TYPE0: u8 = 0;
+    /// Type 2, Mobile IPv6 (RFC 6275 §6.4): one address, the home address.
+    pub const TYPE2: u8 = 2;
+    /// Type 4, the Segment Routing Header (RFC 8754).
+    pub const SRH: u8 = 4;
+}
+
+/// The final destination a Routing header (`rh`, the whole header) names, if its Segments Left
+/// is non-zero and its type is known (RFC 8200 §8.1: "If the IPv6 packet contains a Routing
+/// header, the Destination Address used in the pseudo-header is that of the final destination.
+/// At the originating node, that address will be in the last element of the Routing header; at
+/// the recipient(s), that address will be in the Destination Address field of the IPv6
+/// header"). Types 0 and 2: the last address of the list, from byte 8. Type 4 (SRH, RFC 8754
+/// §2): Segment List\[0\], "the last segment of the SR Policy", at byte 8. Segments Left 0 (the
+/// route is done, or an unknown type): `None`, the header's Destination Address is final.
+fn routing_final_dst(rh: &[u8]) -> Option<[u8; 16]> {
+    let ext_len = usize::from(*rh.get(1)?);
+    let ty = *rh.get(2)?;
+    let segments_left = *rh.get(3)?;
+    if segments_left == 0 || ext_len < 2 {
+        return None;
+    }
+    let at = match ty {
+        routing_type::TYPE0 | routing_type::TYPE2 => 8 + 16 * (ext_len / 2 - 1),
+        routing_type::SRH => 8,
+        _ => return None,
+    };
+    rh.get(at..at + 16)
+        .and_then(|a| <[u8; 16]>::try_from(a).ok())
 }
 
 /// At most this many extension headers are followed (a chain that goes on is refused).
@@ -305,6 +414,7 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
         let mut next = self.next_header();
         let mut at = 40;
         let mut fragment = None;
+        let mut routing_dst = None;
         for _ in 0..=MAX_IPV6_EXTENSIONS {
             let len = match next {
                 ip_proto::HOP_BY_HOP | ip_proto::ROUTING | ip_proto::DEST_OPTS => {
@@ -326,12 +436,20 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
                         len: at - 40,
                         protocol,
                         fragment,
+                        routing_dst,
                     });
                 }
             };
             need(b.len(), at + len, "ipv6 extension")?;
             if next == ip_proto::HOP_BY_HOP && at != 40 {
                 return Err(ParseError::BadExtensionChain);
+            }
+            if next == ip_proto::ROUTING {
+                // RFC 8200 §4.1 allows one Routing header; should there be more, the last one
+                // still routing decides where the packet ends up.
+                if let Some(d) = b.get(at..at + len).and_then(routing_final_dst) {
+                    routing_dst = Some(d);
+                }
             }
             next = b[at];
             at += len;
@@ -341,10 +459,21 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
                     len: at - 40,
                     protocol: next,
                     fragment,
+                    routing_dst,
                 });
             }
         }
         Err(ParseError::BadExtensionChain)
+    }
+
+    /// The final destination, which the TCP/UDP pseudo-header uses (RFC 8200 §8.1): the address
+    /// a Routing header with Segments Left > 0 names, else the Destination Address field (also
+    /// when the extension headers do not parse).
+    pub fn final_dst(&self) -> [u8; 16] {
+        self.extensions()
+            .ok()
+            .and_then(|e| e.routing_dst)
+            .unwrap_or_else(|| self.dst())
     }
 }
 
@@ -499,14 +628,17 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpDatagram<T> {
     }
 }
 
-/// The pseudo-header sum of a packet whose IP header is `ip` (IPv4 or IPv6 fixed header).
+/// The pseudo-header sum of a packet whose IP header is `ip` (IPv4 with its options, or IPv6
+/// with its extension headers), for an upper layer of `l4_len` bytes. The destination is the
+/// final destination ([`Ipv4Packet::final_dst`], [`Ipv6Packet::final_dst`]): every checksum the
+/// crate computes, verifies or seeds for the device goes through here.
 pub fn pseudo_header(ip: &[u8], protocol: u8, l4_len: u32) -> Result<Checksum, ParseError> {
     match ip.first().map(|b| b >> 4) {
         Some(4) => {
             let v = Ipv4Packet::new_checked(ip)?;
             Ok(checksum::pseudo_header_v4(
                 v.src(),
-                v.dst(),
+                v.final_dst(),
                 protocol,
                 l4_len,
             ))
@@ -515,7 +647,7 @@ pub fn pseudo_header(ip: &[u8], protocol: u8, l4_len: u32) -> Result<Checksum, P
             let v = Ipv6Packet::new_checked(ip)?;
             Ok(checksum::pseudo_header_v6(
                 v.src(),
-                v.dst(),
+                v.final_dst(),
                 protocol,
                 l4_len,
             ))

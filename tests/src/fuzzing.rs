@@ -113,6 +113,15 @@ pub fn reap_with_device_writes(ram: &GuestRam, data: &[u8]) {
 /// metadata and VLAN stripping must never panic, and what they report must be consistent.
 pub fn offload_parse(data: &[u8]) {
     use offload::Layout;
+    let (prefix, stopped) = Layout::parse_prefix(data);
+    match Layout::parse(data) {
+        Ok(l) => assert!(
+            l == prefix && stopped.is_none(),
+            "parse is the whole prefix"
+        ),
+        Err(e) => assert_eq!(Some(e), stopped, "parse fails where the prefix stops"),
+    }
+    check_layout(data, &prefix);
     if let Ok(l) = Layout::parse(data) {
         assert!(l.header_len() <= data.len(), "layout beyond the buffer");
         let n = l.to_net();
@@ -142,6 +151,56 @@ pub fn offload_parse(data: &[u8]) {
             "stripping moves only the MAC addresses"
         );
     }
+}
+
+/// The NET_PACKET_LAYOUT of a prefix obeys the verifier's rules (`reference/netadaptercx.md`
+/// §2.4) and says no more than what parsed: no layer above an Unspecified one, Ethernet 14, 18 or
+/// 22, IPv4 20–60, IPv6 40–511, TCP 20–60 and a multiple of 4, UDP 8, otherwise 0; a transport
+/// verdict only for an unfragmented TCP/UDP layout; the headers inside the buffer.
+fn check_layout(data: &[u8], l: &offload::Layout) {
+    use netring::{Layer2Type, Layer3Type, Layer4Type};
+    use offload::{L3, L4};
+    assert!(l.header_len() <= data.len(), "prefix beyond the buffer");
+    let n = l.to_net();
+    let (l2, l3, l4) = (n.layer2_type(), n.layer3_type(), n.layer4_type());
+    if l.l2_len == 0 {
+        assert_eq!(
+            n,
+            netring::NetPacketLayout::ZERO,
+            "no layer 2: nothing at all"
+        );
+        return;
+    }
+    assert_eq!(l2, Some(Layer2Type::Ethernet));
+    assert!(matches!(n.layer2_header_length(), 14 | 18 | 22));
+    let len3 = n.layer3_header_length();
+    match l.l3 {
+        None => {
+            assert_eq!((l3, len3), (Some(Layer3Type::Unspecified), 0));
+            assert_eq!(
+                (l4, n.layer4_header_length()),
+                (Some(Layer4Type::Unspecified), 0)
+            );
+            return;
+        }
+        Some(L3::Ipv4 { .. }) => assert!((20..=60).contains(&len3) && len3.is_multiple_of(4)),
+        Some(L3::Ipv6 { .. }) => assert!((40..=511).contains(&len3) && len3.is_multiple_of(4)),
+    }
+    let len4 = n.layer4_header_length();
+    match l.l4 {
+        L4::Tcp => assert!((20..=60).contains(&len4) && len4.is_multiple_of(4)),
+        L4::Udp => assert_eq!(len4, 8),
+        L4::Fragment => assert!(l.fragmented && len4 == 0),
+        L4::Other => assert!(!l.fragmented && len4 == 0),
+        L4::Unspecified => assert_eq!(len4, 0),
+    }
+    if offload::segment::verify_l4_checksum(data, l).is_some() {
+        assert!(matches!(l.l4, L4::Tcp | L4::Udp) && !l.fragmented);
+    }
+    let ip = data
+        .get(l.l3_offset()..l.l4_offset())
+        .expect("L3 inside the buffer");
+    let _ = offload::wire::pseudo_header(ip, l.protocol, 0);
 }
 
 /// The TX offload mapping on arbitrary headers and requests: never panics; an offload header
@@ -182,11 +241,17 @@ pub fn offload_tx(data: &[u8]) {
     };
     let mut headers = frame.to_vec();
     let frame_len = frame.len() + usize::from(ctl >> 7) * 1000;
-    if let Ok((l, TxAction::Offload(h))) = prepare(&mut headers, frame_len, &req, dev)
-        && h.flags != 0
-    {
-        assert!(usize::from(h.csum_start) + usize::from(h.csum_offset) + 2 <= l.header_len());
+    match prepare(&mut headers, frame_len, &req, dev) {
+        Ok((l, TxAction::Offload(h))) if h.flags != 0 => {
+            assert!(usize::from(h.csum_start) + usize::from(h.csum_offset) + 2 <= l.header_len());
+        }
+        Ok((l, TxAction::SoftwareChecksum | TxAction::Segment(_))) => {
+            assert!(matches!(l.l4, offload::L4::Tcp | offload::L4::Udp) && !l.fragmented);
+        }
+        _ => {}
     }
+    // Whatever the request, the layout prepare works from is the prefix the parser gives.
+    check_layout(frame, &offload::Layout::parse_prefix(frame).0);
 }
 
 /// Software segmentation of arbitrary frames with arbitrary MSS: never panics; segments re-parse

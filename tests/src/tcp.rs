@@ -57,6 +57,20 @@ pub struct TcpFlow {
     pub acks_seen: u64,
 }
 
+/// How the guest's OS side sends a batch of a stream: what it asks the driver to offload. The
+/// OS changes this when offloads are turned off and on (NetAdapterCx tells the driver through its
+/// offload callbacks and then stops or starts asking, packet by packet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxMode {
+    /// 64 KiB LSO packets with the TCP (and IPv4 header) checksum offloaded — the usual request.
+    Lso,
+    /// MSS-sized packets with the checksums offloaded: LSO off.
+    Checksum,
+    /// MSS-sized packets whose checksums the OS computed itself: checksum offload (and with it
+    /// LSO) off.
+    Software,
+}
+
 /// What [`TcpFlow::recv_stream`] received.
 #[derive(Debug, Clone, Default)]
 pub struct Received {
@@ -153,6 +167,19 @@ impl TcpFlow {
         f.extend_from_slice(opts);
         f.extend_from_slice(payload);
         f
+    }
+
+    /// A frame whose checksums the OS side computed itself (no offload asked).
+    fn tx_software(&self, mut bytes: Vec<u8>) -> TxFrame {
+        if matches!(self.ip, Ip::V4(..)) {
+            let c = offload::checksum::checksum(&bytes[14..34]);
+            bytes[24..26].copy_from_slice(&c.to_be_bytes());
+        }
+        offload::segment::fill_l4_checksum(&mut bytes).expect("a TCP frame of our own");
+        TxFrame {
+            bytes,
+            ..Default::default()
+        }
     }
 
     fn tx(&self, bytes: Vec<u8>, mss: u32) -> TxFrame {
@@ -292,16 +319,30 @@ impl TcpFlow {
         m: &mut QemuMachine,
         timeout: Duration,
     ) -> Result<Received, String> {
+        self.recv_stream_with(m, timeout, &mut |_, _| {})
+    }
+
+    /// [`recv_stream`](Self::recv_stream), calling `between(m, n)` before the `n`-th poll of the
+    /// data phase (to change the adapter's settings under traffic).
+    pub fn recv_stream_with(
+        &mut self,
+        m: &mut QemuMachine,
+        timeout: Duration,
+        between: &mut dyn FnMut(&mut QemuMachine, u64),
+    ) -> Result<Received, String> {
         let deadline = Instant::now() + timeout;
         self.connect(m, deadline)?;
         let mut got = Received::default();
         let ack = self.frame(flags::ACK, self.snd_nxt, &[], false);
         m.pump(&mut vec![self.tx(ack, 0)])?;
         let mut fin = false;
+        let mut polls = 0u64;
         while !fin {
             if Instant::now() > deadline {
                 return Err(format!("stream stalled after {} bytes", got.data.len()));
             }
+            between(m, polls);
+            polls += 1;
             m.pump(&mut Vec::new())?;
             let frames = std::mem::take(&mut m.os_rx.frames);
             let mut new_data = false;
@@ -357,6 +398,19 @@ impl TcpFlow {
         lso_mss: u32,
         timeout: Duration,
     ) -> Result<(), String> {
+        self.send_stream_with(m, data, lso_mss, timeout, &mut |_, _| TxMode::Lso)
+    }
+
+    /// [`send_stream`](Self::send_stream), asking `mode(m, n)` how to send the `n`-th batch of
+    /// data (the OS turning offloads off and on under traffic).
+    pub fn send_stream_with(
+        &mut self,
+        m: &mut QemuMachine,
+        data: &[u8],
+        lso_mss: u32,
+        timeout: Duration,
+        mode: &mut dyn FnMut(&mut QemuMachine, u64) -> TxMode,
+    ) -> Result<(), String> {
         let deadline = Instant::now() + timeout;
         self.connect(m, deadline)?;
         let ack = self.frame(flags::ACK, self.snd_nxt, &[], false);
@@ -369,6 +423,7 @@ impl TcpFlow {
         let chunk_max = (lso_mss * (64_000 / lso_mss)).max(lso_mss) as usize;
         let mut last_progress = Instant::now();
         let mut una = self.snd_una;
+        let mut batches = 0u64;
         while self.snd_una != end {
             if Instant::now() > deadline {
                 return Err(format!(
@@ -377,6 +432,12 @@ impl TcpFlow {
                     data.len()
                 ));
             }
+            let how = mode(m, batches);
+            batches += 1;
+            let (chunk, most) = match how {
+                TxMode::Lso => (chunk_max, 8),
+                TxMode::Checksum | TxMode::Software => (lso_mss as usize, 64),
+            };
             let mut batch = Vec::new();
             loop {
                 let in_flight = self.snd_nxt.wrapping_sub(self.snd_una) as usize;
@@ -384,16 +445,18 @@ impl TcpFlow {
                     .min(1 << 20)
                     .saturating_sub(in_flight);
                 let left = end.wrapping_sub(self.snd_nxt) as usize;
-                let n = chunk_max.min(left).min(room);
-                if n == 0 || batch.len() >= 8 {
+                let n = chunk.min(left).min(room);
+                if n == 0 || batch.len() >= most {
                     break;
                 }
                 let off = self.snd_nxt.wrapping_sub(base) as usize;
                 let last = n == left;
                 let fl = flags::ACK | if last { flags::PSH } else { 0 };
                 let bytes = self.frame(fl, self.snd_nxt, &data[off..off + n], false);
-                let mss = if n > lso_mss as usize { lso_mss } else { 0 };
-                batch.push(self.tx(bytes, mss));
+                batch.push(match how {
+                    TxMode::Software => self.tx_software(bytes),
+                    _ => self.tx(bytes, if n > lso_mss as usize { lso_mss } else { 0 }),
+                });
                 self.snd_nxt = self.snd_nxt.wrapping_add(n as u32);
             }
             while !batch.is_empty() {

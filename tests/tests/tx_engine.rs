@@ -327,3 +327,62 @@ fn a_full_virtqueue_defers_posting_without_losing_packets() {
         "every frame once, in order"
     );
 }
+
+/// The OS asks for the IPv4 header checksum of a packet whose TCP header does not parse (data
+/// offset 4): the IPv4 header is complete, so its checksum is computed and the packet is sent —
+/// not dropped for the broken layer above it (issue 13: layers 2 and 3 of such a frame are
+/// reported, and the IPv4 header checksum "can still be verified and computed for it"). An L4
+/// checksum request on the same frame is refused and counted.
+#[test]
+fn ipv4_checksum_of_a_frame_whose_tcp_header_is_broken() {
+    let mut b = setup(5, TxSettings::default(), 64);
+    let mut frame = tcp4(300, 0x18);
+    frame[14 + 20 + 12] = 0x40; // TCP data offset 4: the TCP header does not parse
+    let mut want = frame.clone();
+    let c = offload::checksum::checksum(&want[14..34]);
+    want[24..26].copy_from_slice(&c.to_be_bytes());
+    let mut pending = vec![
+        TxFrame {
+            bytes: frame.clone(),
+            split: vec![40, 100],
+            checksum: NetPacketChecksum::tx(A::Required, A::Passthrough),
+            ..Default::default()
+        },
+        TxFrame {
+            bytes: frame.clone(),
+            split: vec![40, 100],
+            checksum: NetPacketChecksum::tx(A::Required, A::Required),
+            ..Default::default()
+        },
+    ];
+    let mut returned = 0;
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        returned += b.iterate(&mut pending).len();
+        for (id, bytes) in b.device_take() {
+            b.dev.complete(&b.ram, id, 0);
+            got.push(bytes);
+        }
+        if returned == 2 {
+            break;
+        }
+    }
+    assert_eq!(returned, 2, "both packets returned to the OS");
+    assert_eq!(
+        got.len(),
+        1,
+        "only the IPv4-checksum request reaches the device"
+    );
+    assert_eq!(NetHeader::read(&got[0]).unwrap(), NetHeader::default());
+    assert_eq!(
+        &got[0][12..],
+        &want[..],
+        "IPv4 checksum filled, nothing else changed"
+    );
+    assert_eq!(offload::checksum::sum_be(&got[0][12 + 14..12 + 34]), 0xffff);
+    assert_eq!(
+        b.tx.stats().offload_errors,
+        1,
+        "the L4 request on a broken TCP header"
+    );
+}
