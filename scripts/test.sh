@@ -36,6 +36,25 @@ if [ -n "$missing" ]; then
 fi
 command -v qemu-system-x86_64 >/dev/null 2>&1 && qemu-system-x86_64 --version | head -1
 
+step "scapy 2.8.0 (regenerates the offload corpus byte for byte)"
+scapy_ok() { python3 -c 'import scapy, sys; sys.exit(scapy.VERSION != "2.8.0")' >/dev/null 2>&1; }
+if ! scapy_ok; then
+    venv="$PWD/target/scapy-venv"
+    if [ ! -x "$venv/bin/python3" ]; then
+        if ! python3 -m venv "$venv" >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
+            rm -rf "$venv"
+            (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3-venv python3-pip) >/dev/null 2>&1 || true
+            python3 -m venv "$venv" >/dev/null 2>&1 || true
+        fi
+    fi
+    if [ -x "$venv/bin/python3" ]; then
+        "$venv/bin/python3" -m pip install -q scapy==2.8.0 >/dev/null 2>&1 || true
+        export PATH="$venv/bin:$PATH"
+    fi
+fi
+if scapy_ok; then echo "scapy $(python3 -c 'import scapy; print(scapy.VERSION)')"; else
+    echo "SKIPPED: scapy 2.8.0 could not be installed; the corpus is still checked, not regenerated" >&2; fi
+
 step "format"
 cargo fmt --all --check
 
