@@ -60,6 +60,9 @@ pub enum Fault {
     TxIdOutOfRange,
     /// The next receive completion claims more bytes than the buffer has.
     RxLengthTooLarge,
+    /// The device sets DEVICE_NEEDS_RESET (virtio 1.2 §2.1.1), raises a configuration
+    /// interrupt and stops processing every queue until the driver resets it.
+    NeedsReset,
 }
 
 /// What the device state looks like to the driver.
@@ -101,6 +104,12 @@ pub struct NetDevice {
     /// Frames the device dropped by its filter.
     pub filtered: u64,
     fault: Option<Fault>,
+    /// The device takes no transmit chain while set (a backend that stopped draining, as QEMU
+    /// does when its tap cannot take more): chains stay in flight.
+    pub tx_hold: bool,
+    /// The transmit queue broke its contract (`Fault::TxIdOutOfRange`): nothing more is taken
+    /// from it until a reset.
+    tx_broken: bool,
     pcap: Option<crate::pcap::PcapWriter<Vec<u8>>>,
     /// Resets seen when the queues were last built.
     built_at_reset: u32,
@@ -150,6 +159,8 @@ impl NetDevice {
             filter: FilterState::default(),
             filtered: 0,
             fault: None,
+            tx_hold: false,
+            tx_broken: false,
             pcap: None,
             built_at_reset: 0,
         }
@@ -163,7 +174,20 @@ impl NetDevice {
 
     /// Breaks the contract at the next opportunity.
     pub fn inject_fault(&mut self, f: Fault) {
+        if f == Fault::NeedsReset {
+            self.model.with(|s| {
+                s.status |= 0x40;
+                s.isr |= 2;
+            });
+            self.interrupts.push(u16::MAX);
+            return;
+        }
         self.fault = Some(f);
+    }
+
+    /// Whether the device has set DEVICE_NEEDS_RESET (it processes nothing until a reset).
+    pub fn needs_reset(&self) -> bool {
+        self.model.with(|s| s.status & 0x40 != 0)
     }
 
     /// Starts recording every frame (sent and delivered) for a pcap file.
@@ -220,10 +244,14 @@ impl NetDevice {
         if !self.running() || resets != self.built_at_reset {
             // A reset forgets the queues; they are built again from the registers at DRIVER_OK.
             self.queues.clear();
+            self.tx_broken = false;
             self.built_at_reset = resets;
             if !self.running() {
                 return 0;
             }
+        }
+        if self.needs_reset() {
+            return 0;
         }
         if self.queues.is_empty() {
             self.build_queues(ram);
@@ -345,6 +373,9 @@ impl NetDevice {
         let Some(Some(_)) = self.queues.get(1) else {
             return 0;
         };
+        if self.tx_hold || self.tx_broken {
+            return 0;
+        }
         let guest_tso = self.negotiated().contains(Features::NET_GUEST_TSO4);
         let mut moved = 0;
         while let Some(Some(q)) = self.queues.get_mut(1) {
@@ -367,6 +398,9 @@ impl NetDevice {
                         .write(used + 2, &idx.wrapping_add(1).to_le_bytes());
                 }
                 self.interrupts.push(1);
+                // A device that broke its contract is done with the queue (it would otherwise
+                // complete the next chain in the same used slot, hiding the fault).
+                self.tx_broken = true;
                 return moved;
             }
             let Some(hdr) = NetHeader::read(&bytes) else {

@@ -61,6 +61,7 @@ pub type BOOLEAN = u8;
 pub type PVOID = *mut c_void;
 pub type SIZE_T = u64;
 pub type ULONGLONG = u64;
+pub type LONGLONG = i64;
 pub type PCHAR = *mut i8;
 
 pub const STATUS_SUCCESS: NTSTATUS = 0;
@@ -92,6 +93,7 @@ handles! {
     WDFCOMMONBUFFER / WDFCOMMONBUFFER__;
     WDFCMRESLIST / WDFCMRESLIST__;
     WDFSPINLOCK / WDFSPINLOCK__;
+    WDFTIMER / WDFTIMER__;
     PWDFDEVICE_INIT / WDFDEVICE_INIT;
     PDRIVER_OBJECT / _DRIVER_OBJECT;
 }
@@ -405,6 +407,22 @@ pub struct WDF_INTERRUPT_INFO {
 }
 pub type PWDF_INTERRUPT_INFO = *mut WDF_INTERRUPT_INFO;
 
+pub type PFN_WDF_TIMER = Option<unsafe extern "C" fn(Timer: WDFTIMER)>;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WDF_TIMER_CONFIG {
+    pub Size: ULONG,
+    pub EvtTimerFunc: PFN_WDF_TIMER,
+    pub Period: ULONG,
+    pub AutomaticSerialization: BOOLEAN,
+    pub TolerableDelay: ULONG,
+    /// bindgen pads before `UseHighResolutionTimer` (offset 32 in the KMDF 1.33 headers).
+    pub __bindgen_padding_0: [u8; 4],
+    pub UseHighResolutionTimer: BOOLEAN,
+}
+pub type PWDF_TIMER_CONFIG = *mut WDF_TIMER_CONFIG;
+
 /// The WDF functions the glue calls (without the implicit WdfDriverGlobals argument).
 pub mod wdf {
     use super::*;
@@ -474,6 +492,14 @@ pub mod wdf {
             SpinLockAttributes: PWDF_OBJECT_ATTRIBUTES,
             SpinLock: *mut WDFSPINLOCK,
         ) -> NTSTATUS;
+        WdfTimerCreate(
+            Config: PWDF_TIMER_CONFIG,
+            Attributes: PWDF_OBJECT_ATTRIBUTES,
+            Timer: *mut WDFTIMER,
+        ) -> NTSTATUS;
+        WdfTimerStart(Timer: WDFTIMER, DueTime: LONGLONG) -> BOOLEAN;
+        WdfTimerStop(Timer: WDFTIMER, Wait: BOOLEAN) -> BOOLEAN;
+        WdfTimerGetParentObject(Timer: WDFTIMER) -> WDFOBJECT;
         WdfSpinLockAcquire(SpinLock: WDFSPINLOCK);
         WdfSpinLockRelease(SpinLock: WDFSPINLOCK);
     }

@@ -121,6 +121,11 @@ rules! {
     "WdfSpinLockCreate" => DISPATCH, "wdfsync/nf-wdfsync-wdfspinlockcreate";
     "WdfSpinLockAcquire" => DISPATCH, "wdfsync/nf-wdfsync-wdfspinlockacquire";
     "WdfSpinLockRelease" => DISPATCH, "wdfsync/nf-wdfsync-wdfspinlockrelease";
+    "WdfTimerCreate" => DISPATCH, "wdftimer/nf-wdftimer-wdftimercreate";
+    "WdfTimerStart" => DISPATCH, "wdftimer/nf-wdftimer-wdftimerstart";
+    // DISPATCH_LEVEL, or PASSIVE_LEVEL when Wait is TRUE (checked in the routine).
+    "WdfTimerStop" => DISPATCH, "wdftimer/nf-wdftimer-wdftimerstop";
+    "WdfTimerGetParentObject" => DISPATCH, "wdftimer/nf-wdftimer-wdftimergetparentobject";
     "WdfWorkItemCreate" => DISPATCH, "wdfworkitem/nf-wdfworkitem-wdfworkitemcreate";
     "WdfWorkItemEnqueue" => DISPATCH, "wdfworkitem/nf-wdfworkitem-wdfworkitemenqueue";
     "WdfWorkItemFlush" => PASSIVE, "wdfworkitem/nf-wdfworkitem-wdfworkitemflush";

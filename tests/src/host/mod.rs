@@ -30,6 +30,7 @@ pub mod irql;
 pub mod netcx;
 pub mod objects;
 pub mod sync;
+pub mod timers;
 pub mod wdf;
 
 use std::collections::BTreeMap;
@@ -174,6 +175,8 @@ pub struct HostState {
     pub spin_locks: Mutex<BTreeMap<usize, Arc<sync::SpinLock>>>,
     /// Interrupt objects in creation order.
     pub interrupts: Mutex<Vec<Arc<interrupts::Interrupt>>>,
+    /// Timer objects.
+    pub timers: Mutex<BTreeMap<usize, Arc<timers::Timer>>>,
     /// Inside EvtDevicePrepareHardware.
     pub in_prepare_hardware: AtomicBool,
     /// The adapter.
@@ -398,6 +401,12 @@ impl HostState {
             }
             Kind::SpinLock => {
                 lock(&self.spin_locks).remove(&h);
+            }
+            Kind::Timer => {
+                let t = lock(&self.timers).remove(&h);
+                if let Some(t) = t {
+                    t.shut_down();
+                }
             }
             Kind::DmaEnabler => {
                 lock(&self.enablers).remove(&h);
@@ -866,6 +875,7 @@ impl Host {
             common_buffers: Mutex::new(BTreeMap::new()),
             spin_locks: Mutex::new(BTreeMap::new()),
             interrupts: Mutex::new(Vec::new()),
+            timers: Mutex::new(BTreeMap::new()),
             in_prepare_hardware: AtomicBool::new(false),
             adapter: Mutex::new(AdapterRecord::default()),
             receive_filter: Mutex::new(None),
@@ -968,8 +978,13 @@ impl HostState {
         if self.power() == Power::Absent {
             return;
         }
-        if self.power() == Power::D0 {
-            let _ = self.power_down(_WDF_POWER_DEVICE_STATE::WdfPowerDeviceD3Final);
+        if self.power() == Power::D0
+            && let Err(e) = self.power_down(_WDF_POWER_DEVICE_STATE::WdfPowerDeviceD3Final)
+        {
+            irql::violation(
+                "PowerTransitionHung",
+                format!("tearing down a failed device: {e}"),
+            );
         }
         self.finish_removal();
         if restart && self.add_device_locked() >= 0 {

@@ -50,6 +50,8 @@ pub enum Kind {
     Queue,
     /// NETCONFIGURATION.
     Configuration,
+    /// WDFTIMER.
+    Timer,
 }
 
 impl Kind {

@@ -866,6 +866,7 @@ pub fn install() {
     wdk_standin::host::READ_REGISTER.set(read_register);
     wdk_standin::host::WRITE_REGISTER.set(write_register);
     super::interrupts::install();
+    super::timers::install();
 }
 
 /// Resource-list handles are not objects the driver creates; the host names them.
