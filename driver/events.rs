@@ -53,6 +53,13 @@ pub enum Event {
     },
     /// The device is gone (surprise removal).
     SurpriseRemoved,
+    /// The device failed, stalled or is gone: it was stopped for good (`reset`: it acknowledged
+    /// a reset, or it is removed; else it did not within the bound), and the transmit queues
+    /// give the OS back every packet they held, unsent.
+    Quiesced {
+        /// Whether the device is known to do no more DMA.
+        reset: bool,
+    },
     /// A queue pair's counters (the glue emits these on a timer).
     QueueCounters {
         /// Queue pair.

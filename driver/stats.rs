@@ -69,6 +69,9 @@ pub struct TxStats {
     /// Of `kicks`, those sent although event suppression said none, because the queue stopped
     /// moving (see `TxQueue`'s stall handling).
     pub stall_kicks: u64,
+    /// Packets returned to the OS unsent because the device could no longer send them (in
+    /// flight at a reset after a fault, or handed in after it: `TxQueue::flush`).
+    pub flushed: u64,
 }
 
 /// Receive counters.

@@ -135,6 +135,15 @@ pub fn write(e: &Event) {
                 bool8("Up", &up),
             );
         }
+        Event::Quiesced { reset } => {
+            tlg::write_event!(
+                VIRTIONET,
+                "Quiesced",
+                level(Error),
+                keyword(keyword::LIFECYCLE | keyword::FAULT),
+                bool8("Reset", &reset),
+            );
+        }
         Event::DeviceReset => {
             tlg::write_event!(
                 VIRTIONET,

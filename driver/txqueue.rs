@@ -127,6 +127,9 @@ pub struct TxQueue {
     ext: TxExtensions,
     stats: TxStats,
     armed: bool,
+    /// The device will complete nothing more (it was reset after a fault, or is gone): every
+    /// packet goes straight back to the OS, and the device's rings are not touched.
+    flushing: bool,
     /// Repeats a kick the device may have missed.
     stall: StallGuard,
     /// Scratch space reused by every packet (capacity MAX_SEGMENTS, never grown), so the
@@ -174,6 +177,7 @@ impl TxQueue {
             ext,
             stats: TxStats::default(),
             armed: false,
+            flushing: false,
             stall: StallGuard::default(),
             frags: Vec::with_capacity(MAX_SEGMENTS),
             segs: Vec::with_capacity(MAX_SEGMENTS),
@@ -241,6 +245,10 @@ impl TxQueue {
             return Err(TxFault::Ring(RingError::BadElementCount {
                 number_of_elements: packets.len(),
             }));
+        }
+        if self.flushing {
+            self.take_all(packets, fragments)?;
+            return self.drain(packets, fragments, out);
         }
         // Extensions are checked once per Advance, then read by masked index.
         let checksum = self.ext.checksum.bind(packets).ok();
@@ -317,7 +325,47 @@ impl TxQueue {
             }
         }
         self.kick_if_stalled(&mut out, reaped);
-        // Return finished packets in ring order.
+        self.drain(packets, fragments, out)
+    }
+
+    /// The flushing Advance's post: every packet in [NextIndex, EndIndex) is done without a
+    /// chain (its fragments with it).
+    fn take_all(
+        &mut self,
+        packets: &mut PacketRing<'_>,
+        fragments: &mut FragmentRing<'_>,
+    ) -> Result<(), TxFault> {
+        let mut post = packets.post().map_err(TxFault::Ring)?;
+        while let Some(p) = post.current().copied() {
+            let idx = post.index();
+            if let Some(d) = self.done.get_mut(idx as usize) {
+                *d = true;
+            }
+            self.stats.flushed += 1;
+            let end = if p.fragment_count > 0 {
+                FragmentRange::of(&p, fragments).map_or(u32::MAX, |r| r.end())
+            } else {
+                u32::MAX
+            };
+            if let Some(e) = self.fragment_end.get_mut(idx as usize) {
+                *e = end;
+            }
+            if end != u32::MAX {
+                fragments.set_next_index(end).map_err(TxFault::Ring)?;
+            }
+            post.advance();
+        }
+        post.set();
+        Ok(())
+    }
+
+    /// Returns finished packets (and their fragments) in ring order.
+    fn drain(
+        &mut self,
+        packets: &mut PacketRing<'_>,
+        fragments: &mut FragmentRing<'_>,
+        mut out: TxAdvance,
+    ) -> Result<TxAdvance, TxFault> {
         let mut drain = packets.drain().map_err(TxFault::Ring)?;
         let mut fragment_begin = None;
         while drain.has_any() {
@@ -639,6 +687,24 @@ impl TxQueue {
         } else {
             false
         }
+    }
+
+    /// The device was reset (after a fault, NEEDS_RESET, or a stall) or is gone, and will not
+    /// be set up again while this queue lives: the in-flight chains are abandoned, and from now
+    /// on every Advance returns every packet the OS hands in, in order, without a chain, so a
+    /// stop can finish (NetAdapterCx's stopping poll waits for all of them). Call it only after
+    /// the reset: until then the device may still read the chains' memory.
+    pub fn flush(&mut self) {
+        if !self.flushing {
+            self.flushing = true;
+            self.stats.flushed += u64::from(self.vq.in_flight());
+            self.abandon_in_flight();
+        }
+    }
+
+    /// Whether [`flush`](Self::flush) was called.
+    pub const fn is_flushing(&self) -> bool {
+        self.flushing
     }
 
     /// After a device reset: every in-flight packet is considered sent (the OS gets it back on

@@ -3,10 +3,10 @@
 
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
-use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use wdk::wdf::SpinLock;
-use wdk_sys::{_WDF_DEVICE_FAILED_ACTION, WDFDEVICE, call_unsafe_wdf_function_binding};
+use wdk_sys::{_WDF_DEVICE_FAILED_ACTION, WDFDEVICE, WDFTIMER, call_unsafe_wdf_function_binding};
 
 use super::context;
 use super::declare::{self, link_state};
@@ -24,6 +24,53 @@ use netring::HashProtocolType;
 use virtio::pci::Notifier;
 
 /// What the glue keeps per queue pair.
+/// A NETPACKETQUEUE between EvtStart and EvtStop, for the notifiers that run outside its
+/// execution context (the interrupt DPCs, the transmit watchdog timer): they may notify it only
+/// while it is started, and after EvtStop the framework may delete it. [`StartedQueue::with`]
+/// marks a notifier inside before it loads the handle; [`StartedQueue::stop`] clears the handle
+/// and then waits until no notifier is inside (all four accesses sequentially consistent: either
+/// the notifier sees the cleared handle, or the stop sees the notifier), so no notifier touches
+/// the queue after EvtStop returns — a rundown, as `ExWaitForRundownProtectionRelease` gives.
+pub struct StartedQueue {
+    queue: AtomicPtr<c_void>,
+    inside: AtomicU32,
+}
+
+impl StartedQueue {
+    /// Not started.
+    pub const fn new() -> Self {
+        Self {
+            queue: AtomicPtr::new(core::ptr::null_mut()),
+            inside: AtomicU32::new(0),
+        }
+    }
+
+    /// EvtStart: notifiers may use `queue` from now.
+    pub fn start(&self, queue: *mut c_void) {
+        self.queue.store(queue, Ordering::SeqCst);
+    }
+
+    /// EvtStop (PASSIVE_LEVEL): when this returns, no notifier uses the queue, nor will.
+    /// The wait is for notifiers already inside: each runs one Notify call at DISPATCH_LEVEL
+    /// (which cannot be preempted on its processor), so it ends within microseconds.
+    pub fn stop(&self) {
+        self.queue.store(core::ptr::null_mut(), Ordering::SeqCst);
+        while self.inside.load(Ordering::SeqCst) != 0 {
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Runs `notify` with the queue if it is started (≤ DISPATCH_LEVEL, any processor).
+    pub fn with(&self, notify: impl FnOnce(*mut c_void)) {
+        self.inside.fetch_add(1, Ordering::SeqCst);
+        let q = self.queue.load(Ordering::SeqCst);
+        if !q.is_null() {
+            notify(q);
+        }
+        self.inside.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 pub struct Pair {
     /// The receive engine: it outlives NetAdapterCx's queue objects (its buffers stay posted to
     /// the device while the OS re-creates queues). Used only from this pair's RX execution
@@ -34,14 +81,14 @@ pub struct Pair {
     pub rx_notifier: Option<Notifier>,
     /// Kick register of the transmit queue.
     pub tx_notifier: Option<Notifier>,
-    /// The NETPACKETQUEUEs while started (for the DPCs' Notify), else null.
-    pub rx_queue: AtomicPtr<c_void>,
+    /// The RX NETPACKETQUEUE while started, for the notifiers outside its EC.
+    pub rx_queue: StartedQueue,
     /// The RX NETPACKETQUEUE from its creation to its destruction (what the OS's indirection
     /// entries name: NetAdapterCx sends them before any queue starts on every datapath
     /// re-creation, `reference/netadaptercx.md` §9.2), else null.
     pub rx_created: AtomicPtr<c_void>,
     /// As `rx_queue`.
-    pub tx_queue: AtomicPtr<c_void>,
+    pub tx_queue: StartedQueue,
     /// Notification gates.
     pub rx_gate: NotifyGate,
     /// As `rx_gate`.
@@ -65,9 +112,9 @@ impl Pair {
             rx: UnsafeCell::new(None),
             rx_notifier: None,
             tx_notifier: None,
-            rx_queue: AtomicPtr::new(core::ptr::null_mut()),
+            rx_queue: StartedQueue::new(),
             rx_created: AtomicPtr::new(core::ptr::null_mut()),
-            tx_queue: AtomicPtr::new(core::ptr::null_mut()),
+            tx_queue: StartedQueue::new(),
             rx_gate: NotifyGate::new(),
             tx_gate: NotifyGate::new(),
             filter_changed: AtomicBool::new(false),
@@ -131,16 +178,32 @@ pub struct Nic {
     pub pending_filter: UnsafeCell<Option<offload::filter::RxFilter>>,
     /// The device is gone or failed; stop touching it.
     pub dead: AtomicBool,
+    /// A dead device was stopped for good ([`Nic::quiesce`]); written under `lock`.
+    pub quiesced: AtomicBool,
+    /// One-shot timer started by a transmit queue's Cancel while the device holds packets: it
+    /// wakes the stopping queues after [`TX_CANCEL_GRACE`], so a device that stalled is found
+    /// even though no completion interrupt will ever come (`txqueue::evt_tx_watchdog`).
+    pub tx_watchdog: WDFTIMER,
     /// Where the ISR status register is (bar, offset), for the shared-interrupt ISR.
     pub isr: (u8, u64),
     /// Causes the shared-interrupt ISR read (it acknowledges by reading), for its DPC.
     pub isr_pending: AtomicU8,
 }
 
+/// Device-status reads a quiesce waits for a reset to be acknowledged (each one an MMIO exit to
+/// the hypervisor, a few microseconds; QEMU acknowledges at once).
+pub const QUIESCE_POLLS: u32 = 1000;
+
+/// How long a cancelled transmit queue waits for the device to complete what it holds before
+/// it takes the device as stalled (100 ns units: 1 s). NetAdapterCx's stop waits for every
+/// packet, and a power transition waiting on it bugchecks after 10 minutes (0x9F).
+pub const TX_CANCEL_GRACE: u64 = 10_000_000;
+
 /// Counters go to ETW about once a second (100 ns units).
 const COUNTER_PERIOD: u64 = 10_000_000;
 
-fn now() -> u64 {
+/// The unbiased interrupt time (100 ns units; any IRQL).
+pub fn now() -> u64 {
     // SAFETY: callable at any IRQL.
     unsafe { wdk_sys::ntddk::KeQueryUnbiasedInterruptTime() }
 }
@@ -198,6 +261,40 @@ impl Nic {
                     _WDF_DEVICE_FAILED_ACTION::WdfDeviceFailedAttemptRestart
                 )
             };
+        }
+    }
+
+    /// Whether the device is gone (its registers read all-ones): NetAdapterCx tears the
+    /// datapath down on a surprise removal before the client hears of it
+    /// (`EvtCxDevicePreSurpriseRemoval`, `reference/netadaptercx.md` §9.8), so a Cancel asks the
+    /// device itself. Marks the device dead if so.
+    pub fn gone(&self) -> bool {
+        let removed = self.with_core(|a| a.is_removed()).unwrap_or(false);
+        if removed && !self.dead.swap(true, Ordering::AcqRel) {
+            self.record(Event::SurpriseRemoved);
+        }
+        removed
+    }
+
+    /// The device failed, stalled or is gone, and the transmit queues must give the OS back
+    /// what it holds (NetAdapterCx's stopping poll waits for every packet): first make sure the
+    /// device does no more DMA — once, whichever queue asks first (the others wait on the lock
+    /// and find it done). A removed device does none; a live one is reset, polled at most
+    /// [`QUIESCE_POLLS`] times (this runs at DISPATCH_LEVEL).
+    pub fn quiesce(&self) {
+        if self.quiesced.load(Ordering::Acquire) {
+            return;
+        }
+        let done = self.with_core(|a| {
+            if !self.quiesced.load(Ordering::Acquire) {
+                let reset = a.is_removed() || a.transport().reset(QUIESCE_POLLS).is_ok();
+                a.record(Event::Quiesced { reset });
+                self.quiesced.store(true, Ordering::Release);
+            }
+        });
+        if done.is_none() {
+            // No core: the device was never brought up or is released; nothing runs on it.
+            self.quiesced.store(true, Ordering::Release);
         }
     }
 

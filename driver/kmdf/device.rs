@@ -12,8 +12,9 @@ use wdk::wdf::SpinLock;
 use wdk_sys::{
     _WDF_DMA_PROFILE, BUS_INTERFACE_STANDARD, GUID, NT_SUCCESS, NTSTATUS, PINTERFACE,
     PWDFDEVICE_INIT, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS, WDF_DMA_ENABLER_CONFIG,
-    WDF_NO_OBJECT_ATTRIBUTES, WDF_OBJECT_ATTRIBUTES, WDF_PNPPOWER_EVENT_CALLBACKS, WDFCMRESLIST,
-    WDFDEVICE, WDFDRIVER, WDFOBJECT, call_unsafe_wdf_function_binding,
+    WDF_NO_OBJECT_ATTRIBUTES, WDF_OBJECT_ATTRIBUTES, WDF_PNPPOWER_EVENT_CALLBACKS,
+    WDF_TIMER_CONFIG, WDFCMRESLIST, WDFDEVICE, WDFDRIVER, WDFOBJECT, WDFTIMER,
+    call_unsafe_wdf_function_binding,
 };
 
 use super::adapter::{CALLBACKS, Nic, Pair};
@@ -125,6 +126,32 @@ pub extern "C" fn evt_device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) 
     let Ok(lock) = SpinLock::create(&mut lock_attrs) else {
         return STATUS_INSUFFICIENT_RESOURCES;
     };
+    let mut timer_config = WDF_TIMER_CONFIG {
+        Size: core::mem::size_of::<WDF_TIMER_CONFIG>() as u32,
+        EvtTimerFunc: Some(txqueue::evt_tx_watchdog),
+        Period: 0,
+        AutomaticSerialization: 0,
+        TolerableDelay: 0,
+        ..Default::default()
+    };
+    let mut timer_attrs = WDF_OBJECT_ATTRIBUTES {
+        ParentObject: device.cast(),
+        ..context::plain_attributes()
+    };
+    let mut tx_watchdog: WDFTIMER = core::ptr::null_mut();
+    // SAFETY: config, attributes (parent: the device, as a timer needs) and out parameter
+    // valid for the call, at PASSIVE_LEVEL.
+    let st = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfTimerCreate,
+            &mut timer_config,
+            &mut timer_attrs,
+            &mut tx_watchdog
+        )
+    };
+    if !NT_SUCCESS(st) {
+        return st;
+    }
     let nic = Box::into_raw(Box::new(Nic {
         device,
         adapter: core::ptr::null_mut(),
@@ -150,6 +177,8 @@ pub extern "C" fn evt_device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) 
         rss: UnsafeCell::new(RssState::new(1)),
         pending_filter: UnsafeCell::new(None),
         dead: AtomicBool::new(false),
+        quiesced: AtomicBool::new(false),
+        tx_watchdog,
         isr: (0, 0),
         isr_pending: AtomicU8::new(0),
     }));
@@ -235,6 +264,7 @@ fn prepare(
 ) -> Result<(), NTSTATUS> {
     use core::sync::atomic::Ordering;
     nic.dead.store(false, Ordering::Release);
+    nic.quiesced.store(false, Ordering::Release);
     // PCI configuration space through the bus interface.
     // SAFETY: zeroed is a valid starting state for the interface struct the query fills.
     let mut iface: BUS_INTERFACE_STANDARD = unsafe { core::mem::zeroed() };

@@ -101,11 +101,10 @@ fn notify_rx(nic: &Nic, k: u16) {
         return;
     };
     if p.rx_gate.fire() {
-        let q = p.rx_queue.load(Ordering::Acquire);
-        if !q.is_null() {
-            // SAFETY: the queue is between start and stop (stop clears the pointer).
-            unsafe { NetRxQueueNotifyMoreReceivedPacketsAvailable(q) };
-        }
+        p.rx_queue.with(|q| {
+            // SAFETY: the queue is between EvtStart and EvtStop (`StartedQueue`).
+            unsafe { NetRxQueueNotifyMoreReceivedPacketsAvailable(q) }
+        });
     }
 }
 
@@ -114,11 +113,10 @@ fn notify_tx(nic: &Nic, k: u16) {
         return;
     };
     if p.tx_gate.fire() {
-        let q = p.tx_queue.load(Ordering::Acquire);
-        if !q.is_null() {
+        p.tx_queue.with(|q| {
             // SAFETY: as in notify_rx.
-            unsafe { NetTxQueueNotifyMoreCompletedPacketsAvailable(q) };
-        }
+            unsafe { NetTxQueueNotifyMoreCompletedPacketsAvailable(q) }
+        });
     }
 }
 

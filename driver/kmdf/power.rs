@@ -38,6 +38,7 @@ pub extern "C" fn evt_d0_entry(device: WDFDEVICE, previous: WDF_POWER_DEVICE_STA
     match r {
         Some(Ok(up)) => {
             nic.dead.store(false, Ordering::Release);
+            nic.quiesced.store(false, Ordering::Release);
             nic.report_link(up);
             STATUS_SUCCESS
         }

@@ -136,14 +136,14 @@ pub unsafe extern "system" fn evt_create_rx_queue(
 unsafe extern "system" fn evt_start(queue: NETPACKETQUEUE) {
     // SAFETY: our queue.
     if let Some(p) = unsafe { ctx(queue) }.pair() {
-        p.rx_queue.store(queue, Ordering::Release);
+        p.rx_queue.start(queue);
     }
 }
 
 unsafe extern "system" fn evt_stop(queue: NETPACKETQUEUE) {
     // SAFETY: our queue.
     if let Some(p) = unsafe { ctx(queue) }.pair() {
-        p.rx_queue.store(core::ptr::null_mut(), Ordering::Release);
+        p.rx_queue.stop();
     }
 }
 

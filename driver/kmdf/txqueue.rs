@@ -6,7 +6,7 @@ use core::ffi::c_void;
 use core::sync::atomic::Ordering;
 
 use netring::{FragmentRing, PacketRing};
-use wdk_sys::{NT_SUCCESS, WDFOBJECT};
+use wdk_sys::{NT_SUCCESS, WDFOBJECT, WDFTIMER, call_unsafe_wdf_function_binding};
 
 use super::adapter::{Nic, nic};
 use super::context;
@@ -22,6 +22,8 @@ struct TxContext {
     rings: *const netring::NetRingCollection,
     /// Used only on the queue's execution context (callbacks are serialized there).
     engine: UnsafeCell<Option<TxQueue>>,
+    /// When Cancel ran with packets in flight (`now()`, 0: not cancelled); on the EC only.
+    cancelled_at: UnsafeCell<u64>,
 }
 
 /// # Safety
@@ -73,6 +75,7 @@ pub unsafe extern "system" fn evt_create_tx_queue(
         pair: k,
         rings: col,
         engine: UnsafeCell::new(None),
+        cancelled_at: UnsafeCell::new(0),
     });
     // SAFETY: the new queue's rings; no callback runs yet.
     let Some((packets, fragments)) = (unsafe { rings(&c) }) else {
@@ -114,8 +117,10 @@ pub unsafe extern "system" fn evt_create_tx_queue(
 unsafe extern "system" fn evt_start(queue: NETPACKETQUEUE) {
     // SAFETY: our queue.
     let c = unsafe { ctx(queue) };
+    // SAFETY: Start runs on the queue's EC.
+    unsafe { *c.cancelled_at.get() = 0 };
     if let Some(p) = c.nic.pair(c.pair) {
-        p.tx_queue.store(queue, Ordering::Release);
+        p.tx_queue.start(queue);
     }
 }
 
@@ -123,7 +128,7 @@ unsafe extern "system" fn evt_stop(queue: NETPACKETQUEUE) {
     // SAFETY: our queue.
     let c = unsafe { ctx(queue) };
     if let Some(p) = c.nic.pair(c.pair) {
-        p.tx_queue.store(core::ptr::null_mut(), Ordering::Release);
+        p.tx_queue.stop();
     }
 }
 
@@ -145,6 +150,27 @@ unsafe extern "system" fn evt_advance(queue: NETPACKETQUEUE) {
     if pair.tx_gate.take_fired() {
         let _ = tx.set_notification_enabled(false);
     }
+    // SAFETY: on this queue's EC.
+    let cancelled_at = unsafe { *c.cancelled_at.get() };
+    if cancelled_at != 0
+        && !tx.is_flushing()
+        && tx.virtqueue().in_flight() != 0
+        && super::adapter::now().wrapping_sub(cancelled_at) > super::adapter::TX_CANCEL_GRACE
+    {
+        // Stopping, and the device has not completed what it holds within the grace period: it
+        // is stalled. Recover it (WDF restarts the stack), and let the stop finish.
+        nic.record(crate::events::Event::QueueFault {
+            pair: c.pair,
+            transmit: true,
+        });
+        nic.fail_and_restart();
+    }
+    if nic.dead.load(Ordering::Acquire) && !tx.is_flushing() {
+        // The device will complete nothing more: stop it for good, then give the OS back
+        // everything, now and on every later Advance.
+        nic.quiesce();
+        tx.flush();
+    }
     match tx.advance(&mut packets, &mut fragments) {
         Ok(r) => {
             if r.kicked {
@@ -152,13 +178,69 @@ unsafe extern "system" fn evt_advance(queue: NETPACKETQUEUE) {
             }
             nic.tx_counters(c.pair, tx.stats());
         }
-        Err(_) => nic.queue_fault(c.pair, true),
+        Err(_) => {
+            // The device broke its contract (or the rings are unusable): the completions it
+            // left can no longer be trusted. Recover, and return what this queue holds at once.
+            nic.queue_fault(c.pair, true);
+            nic.quiesce();
+            tx.flush();
+            let _ = tx.advance(&mut packets, &mut fragments);
+        }
     }
 }
 
-/// Cancel: in-flight packets complete through later Advance calls as the device finishes them
-/// (virtio cannot abort a posted chain short of a reset).
-unsafe extern "system" fn evt_cancel(_queue: NETPACKETQUEUE) {}
+/// Cancel: a live device completes what it holds, and the stopping poll's Advance calls return
+/// it (virtio cannot abort a posted chain short of a reset). A dead one never will: it is
+/// stopped for good and everything goes back now. A live one that stalls is recovered after
+/// [`TX_CANCEL_GRACE`](super::adapter::TX_CANCEL_GRACE) (see Advance).
+unsafe extern "system" fn evt_cancel(queue: NETPACKETQUEUE) {
+    // SAFETY: our queue; Cancel runs on its execution context.
+    let c = unsafe { ctx(queue) };
+    // SAFETY: on this queue's EC.
+    let Some(tx) = (unsafe { (*c.engine.get()).as_mut() }) else {
+        return;
+    };
+    if c.nic.dead.load(Ordering::Acquire) || c.nic.gone() {
+        c.nic.quiesce();
+        tx.flush();
+    } else {
+        // SAFETY: on this queue's EC. `| 1`: never 0, which means not cancelled.
+        unsafe { *c.cancelled_at.get() = super::adapter::now() | 1 };
+        if tx.virtqueue().in_flight() != 0 {
+            // The stopping poll sleeps until a completion interrupt: if none comes, the
+            // watchdog wakes it after the grace period (a little after, so Advance finds it
+            // passed). Negative: relative, 100 ns units.
+            let due = -((super::adapter::TX_CANCEL_GRACE + 10_000) as i64);
+            // SAFETY: the device's timer (created in DeviceAdd, deleted with the device);
+            // ≤ DISPATCH_LEVEL.
+            let _ = unsafe {
+                call_unsafe_wdf_function_binding!(WdfTimerStart, c.nic.tx_watchdog, due)
+            };
+        }
+    }
+}
+
+/// The transmit watchdog (DISPATCH_LEVEL): wakes every started transmit queue, so that a
+/// cancelled one whose device has not completed within the grace period runs its Advance and
+/// finds the stall (a live queue just polls once more).
+pub extern "C" fn evt_tx_watchdog(timer: WDFTIMER) {
+    // SAFETY: our timer, whose parent is our device.
+    let device = unsafe { call_unsafe_wdf_function_binding!(WdfTimerGetParentObject, timer) };
+    // SAFETY: our device: only a transmit queue's Cancel starts the timer, long after DeviceAdd
+    // set the device's context, and the timer, a child of the device, is deleted before the
+    // device's context is destroyed.
+    let p = unsafe { super::device::nic_of(device.cast()) };
+    // SAFETY: as above: the device's Nic, alive while the device is.
+    let nic = unsafe { &*p };
+    for k in 0..nic.pair_count {
+        if let Some(p) = nic.pair(k) {
+            p.tx_queue.with(|q| {
+                // SAFETY: the queue is between EvtStart and EvtStop (`StartedQueue`).
+                unsafe { NetTxQueueNotifyMoreCompletedPacketsAvailable(q) }
+            });
+        }
+    }
+}
 
 unsafe extern "system" fn evt_set_notification_enabled(queue: NETPACKETQUEUE, enabled: BOOLEAN) {
     // SAFETY: our queue; on its execution context.

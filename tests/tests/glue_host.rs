@@ -15,6 +15,7 @@ use vnet_harness::host::datapath::Dir;
 use vnet_harness::host::inproc::InprocBus;
 use vnet_harness::host::netcx::OffloadState;
 use vnet_harness::host::{Host, HostConfig, Interrupts, irql};
+use vnet_harness::netdev::{DEFAULT_FEATURES, Fault};
 use vnet_harness::netns::{NetNs, spawn_in};
 use vnet_harness::os_tx::TxFrame;
 use vnet_harness::qemu::{Qemu, QemuOptions};
@@ -458,5 +459,183 @@ fn filters_vlan_mac_and_offloads_survive_power_cycles() {
     settle();
     assert_eq!(rx_filter(&q), filter, "after a pause");
     no_violations("power cycles");
+    tear_down(&host);
+}
+
+/// The in-process device on the host (for scenarios that break the device on purpose).
+fn inproc() -> Arc<InprocBus> {
+    InprocBus::new(DEFAULT_FEATURES, GUEST_MAC, 64)
+}
+
+/// Sends `n` frames the device will not take (it holds its transmit queue): they stay in
+/// flight, owned by the driver. Returns how many the stack handed in.
+fn sends_in_flight(host: &Host, n: u32) -> u64 {
+    for i in 0..n {
+        assert!(
+            host.send(TxFrame {
+                bytes: frame(PEER_MAC, GUEST_MAC, i, out_len(i)),
+                ..Default::default()
+            }),
+            "send {i}"
+        );
+    }
+    let q = host.queue(Dir::Tx, 0).expect("TX queue");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !q.driver_owns_anything() || !lock_stack_empty(&q) {
+        assert!(
+            Instant::now() < deadline,
+            "the sends never reached the driver"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    u64::from(n)
+}
+
+fn lock_stack_empty(q: &vnet_harness::host::datapath::Queue) -> bool {
+    q.stack.lock().unwrap().pending.is_empty()
+}
+
+/// Waits for the restart WDF makes after WdfDeviceSetFailed(AttemptRestart) and checks that
+/// the stack came back.
+fn restarted(host: &Host, want: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while host.restarts() < want {
+        assert!(
+            Instant::now() < deadline,
+            "no restart\n{}",
+            host.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(
+        host.settle(Duration::from_secs(20)),
+        "the restart never finished"
+    );
+    assert!(
+        host.queue(Dir::Tx, 0).is_some(),
+        "no datapath after the restart\n{}",
+        host.diagnostics()
+    );
+}
+
+/// The device sets NEEDS_RESET while it holds 100 sends: the driver asks WDF for a restart,
+/// the datapath stops (so its Cancel must give every in-flight send back — the device will
+/// never complete them), the stack comes back and carries traffic both ways. Before the fix the
+/// stopping poll never drained (a power transition hung: 0x9F).
+#[test]
+fn needs_reset_with_sends_in_flight_restarts_and_returns_every_send() {
+    let bus = inproc();
+    let host = Host::new(bus.clone(), HostConfig::default());
+    bring_up(&host);
+    transmit(&host, &*bus, 20);
+    bus.with_device(|d| d.tx_hold = true);
+    sends_in_flight(&host, 100);
+    bus.with_device(|d| {
+        d.tx_hold = false;
+        d.inject_fault(Fault::NeedsReset)
+    });
+    restarted(&host, 1);
+    no_violations("NEEDS_RESET with sends in flight");
+    assert!(
+        bus.take_sent().is_empty(),
+        "the held sends were given back unsent, not sent after the reset"
+    );
+    assert!(host.set_receive_filter(NDIS_FILTER, &[]));
+    transmit(&host, &*bus, 50);
+    receive(&host, &*bus, 50);
+    tear_down(&host);
+}
+
+/// The device completes a send with a descriptor id it was never given while it holds 50
+/// more: the TX engine reports a queue fault, the completions it left are not trusted, and the
+/// stop that follows finishes with every send given back.
+#[test]
+fn a_transmit_fault_with_sends_in_flight_restarts_and_returns_every_send() {
+    let bus = inproc();
+    let host = Host::new(bus.clone(), HostConfig::default());
+    bring_up(&host);
+    transmit(&host, &*bus, 20);
+    bus.with_device(|d| d.tx_hold = true);
+    sends_in_flight(&host, 50);
+    bus.with_device(|d| {
+        d.inject_fault(Fault::TxIdOutOfRange);
+        d.tx_hold = false;
+    });
+    restarted(&host, 1);
+    no_violations("TX fault with sends in flight");
+    let _ = bus.take_sent();
+    assert!(host.set_receive_filter(NDIS_FILTER, &[]));
+    transmit(&host, &*bus, 50);
+    receive(&host, &*bus, 50);
+    tear_down(&host);
+}
+
+/// Surprise removal while the device holds 100 sends: the stack is torn down (no NDIS pause:
+/// NetAdapterCx destroys the datapath) without waiting on a device that is gone.
+#[test]
+fn surprise_removal_with_sends_in_flight_finishes_at_once() {
+    let bus = inproc();
+    let host = Host::new(bus.clone(), HostConfig::default());
+    bring_up(&host);
+    bus.with_device(|d| d.tx_hold = true);
+    sends_in_flight(&host, 100);
+    let took = host.surprise_remove().expect("surprise removal");
+    assert!(
+        took < Duration::from_millis(500),
+        "surprise removal took {took:?}"
+    );
+    no_violations("surprise removal");
+    let ledger = host.unload();
+    assert!(ledger.is_empty(), "{ledger:#?}");
+}
+
+/// A plain NDIS pause while the device — alive, not failed — holds 100 sends it never
+/// completes (a backend that stopped draining): NetAdapterCx's stop waits for every send, so
+/// the driver gives the device `TX_CANCEL_GRACE` (1 s), then takes it as stalled, recovers it
+/// (WDF restarts the stack) and returns the sends: the pause finishes in bounded time.
+#[test]
+fn a_pause_while_the_device_stalls_finishes_after_the_grace_period() {
+    let bus = inproc();
+    let host = Host::new(bus.clone(), HostConfig::default());
+    bring_up(&host);
+    bus.with_device(|d| d.tx_hold = true);
+    sends_in_flight(&host, 100);
+    let t0 = Instant::now();
+    host.pause().expect("pause");
+    let took = t0.elapsed();
+    assert!(
+        (Duration::from_millis(900)..Duration::from_secs(4)).contains(&took),
+        "the pause took {took:?}"
+    );
+    bus.with_device(|d| d.tx_hold = false);
+    restarted(&host, 1);
+    no_violations("pause over a stalled device");
+    assert!(
+        bus.take_sent().is_empty(),
+        "the held sends were given back unsent"
+    );
+    assert!(host.set_receive_filter(NDIS_FILTER, &[]));
+    transmit(&host, &*bus, 50);
+    receive(&host, &*bus, 50);
+    tear_down(&host);
+}
+
+/// The device claims a received frame longer than the buffer it was given: the RX engine
+/// reports a queue fault (it never reads past the buffer), WDF restarts the stack, and the
+/// new one carries traffic both ways.
+#[test]
+fn a_receive_fault_restarts_and_the_stack_comes_back() {
+    let bus = inproc();
+    let host = Host::new(bus.clone(), HostConfig::default());
+    bring_up(&host);
+    receive(&host, &*bus, 10);
+    bus.with_device(|d| d.inject_fault(Fault::RxLengthTooLarge));
+    assert!(bus.inject(&frame(GUEST_MAC, PEER_MAC, 0, 200)));
+    restarted(&host, 1);
+    no_violations("RX fault");
+    assert!(host.set_receive_filter(NDIS_FILTER, &[]));
+    let _ = bus.take_sent();
+    transmit(&host, &*bus, 50);
+    receive(&host, &*bus, 50);
     tear_down(&host);
 }

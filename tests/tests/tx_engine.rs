@@ -386,3 +386,39 @@ fn ipv4_checksum_of_a_frame_whose_tcp_header_is_broken() {
         "the L4 request on a broken TCP header"
     );
 }
+
+/// `flush` (the device failed, stalled or is gone and was stopped): the chains in flight are
+/// abandoned, and every packet — in flight, handed in but not yet posted, and handed in later —
+/// goes back to the OS in ring order, with nothing more published to the device.
+#[test]
+fn a_flushed_queue_returns_every_packet_and_posts_nothing() {
+    let mut b = setup(5, TxSettings::default(), 8);
+    let frame = |i: u8| TxFrame {
+        bytes: eth([2, 0, 0, 0, 0, 1], 0x88b5, &[i; 300]),
+        split: vec![100, 100],
+        ..Default::default()
+    };
+    // 20 handed in: 8 fit the virtqueue (in flight, never completed), 12 wait.
+    let mut pending: Vec<TxFrame> = (0..20).map(frame).collect();
+    let returned = b.iterate(&mut pending).len();
+    assert_eq!(
+        returned, 0,
+        "nothing completes while the device holds the chains"
+    );
+    assert_eq!(b.tx.virtqueue().in_flight(), 8);
+    assert_eq!(b.device_take().len(), 8, "the device saw the first 8");
+    b.tx.flush();
+    assert!(b.tx.is_flushing());
+    assert_eq!(b.tx.virtqueue().in_flight(), 0, "the chains were abandoned");
+    let mut back = b.iterate(&mut pending);
+    pending.extend((20..30).map(frame));
+    back.extend(b.iterate(&mut pending));
+    assert!(pending.is_empty());
+    assert_eq!(back.len(), 30, "every packet came back");
+    assert!(!b.os.driver_owns_packets(), "the driver holds nothing");
+    assert!(
+        b.device_take().is_empty(),
+        "nothing more reached the device"
+    );
+    assert_eq!(b.tx.stats().flushed, 30);
+}

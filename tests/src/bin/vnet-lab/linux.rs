@@ -216,6 +216,7 @@ fn print_events(
                 format!("QueueFault Pair={pair} Transmit={transmit}")
             }
             Event::SurpriseRemoved => "SurpriseRemoved".to_string(),
+            Event::Quiesced { reset } => format!("Quiesced Reset={reset}"),
             Event::QueueCounters { pair, tx, rx } => format!(
                 "QueueCounters Pair={pair} TxFrames={} TxBytes={} RxFrames={} RxBytes={} \
                  RxCoalesced={} RxChecksumsCompleted={} DeviceFaults={}",
