@@ -226,9 +226,12 @@ impl Qemu {
             }
             None => Command::new("qemu-system-x86_64"),
         };
+        // The interrupt controller in QEMU, not in KVM: a PCI INTx line then passes the IOAPIC
+        // model, whose inputs qtest intercepts (`irq_intercept_in ioapic`); with KVM's in-kernel
+        // irqchip the line goes straight to the kernel and qtest never reports it.
         cmd.args([
             "-machine",
-            "q35",
+            "q35,kernel-irqchip=off",
             "-accel",
             accel.name(),
             "-m",
