@@ -11,7 +11,9 @@ use virtio::Features;
 use virtio::ctrl::{ControlQueue, CtrlError, RxMode};
 use virtio::hal::{Bars, Dma, PciConfig};
 use virtio::net::{self, NetConfig};
-use virtio::pci::{NO_VECTOR, Notifier, Transport, TransportError};
+use virtio::pci::{Notifier, Transport, TransportError};
+
+use crate::vectors::Vectors;
 use virtio::queue::{Layout, QueueConfig, QueueError, VirtQueue};
 
 use crate::config::{Capabilities, UserSettings, derive, wanted_features};
@@ -52,9 +54,9 @@ pub struct BringUp {
     pub max_queue_size: u16,
     /// Queue pairs to use (bounded by the device's maximum).
     pub queue_pairs: u16,
-    /// MSI-X: vector 0 for configuration changes, then one per queue (rx0, tx0, rx1, …, control).
-    /// `false`: no vectors (INTx, or polling in tests).
-    pub msix: bool,
+    /// MSI-X messages granted (0: none — a line-based interrupt, or polling in tests). The
+    /// interrupt layout ([`Vectors`]) and, with it, the pair count follow from it.
+    pub msix_messages: u16,
     /// Address for the adapter when the device has none and the user set none.
     pub random_mac: [u8; 6],
     /// Run more than one pair only when the device steers by RSS (VIRTIO_NET_F_RSS). The
@@ -79,6 +81,8 @@ pub struct Adapter<B> {
     config: NetConfig,
     caps: Capabilities,
     pairs: u16,
+    /// The interrupt layout, made with the pair count (programmed at bring-up and restore).
+    vectors: Vectors,
     /// `BringUp::pairs_need_rss`: without the OS's RSS, everything is received on pair 0.
     pairs_need_rss: bool,
     rx: Vec<Option<QueueSlot>>,
@@ -136,17 +140,21 @@ impl<B: Bars> Adapter<B> {
         let max_pairs = config.max_queue_pairs.unwrap_or(1).max(1);
         let multi = features.intersects(Features::NET_MQ | Features::NET_RSS)
             && (!plan.pairs_need_rss || features.contains(Features::NET_RSS));
-        let pairs = if multi {
+        let wanted = if multi {
             plan.queue_pairs.clamp(1, max_pairs)
         } else {
             1
         };
+        // One layout, from the final pair count: a power of two the granted messages carry.
+        let vectors = Vectors::new(plan.msix_messages, wanted);
+        let pairs = vectors.pairs();
         let mut a = Self {
             transport,
             features,
             config,
             caps,
             pairs,
+            vectors,
             pairs_need_rss: plan.pairs_need_rss,
             rx: Vec::new(),
             tx: Vec::new(),
@@ -163,15 +171,14 @@ impl<B: Bars> Adapter<B> {
             a.release_queues(dma);
             return Err(e);
         }
-        let config_vector = if plan.msix { 0 } else { NO_VECTOR };
-        a.transport.set_config_vector(config_vector)?;
+        a.transport.set_config_vector(vectors.config())?;
         a.transport.driver_ok();
         a.events.push(Event::BringUp {
             offered: offered.bits(),
             negotiated: features.bits(),
             queue_pairs: pairs,
             max_queue_pairs: max_pairs,
-            msix: plan.msix,
+            msix: vectors.msix(),
         });
         a.events.push(Event::Capabilities(caps));
         if let Some(st) = a.default_steering() {
@@ -215,7 +222,7 @@ impl<B: Bars> Adapter<B> {
         plan: &BringUp,
         max_pairs: u16,
     ) -> Result<(), AdapterError> {
-        let vector = |i: u16| if plan.msix { i + 1 } else { NO_VECTOR };
+        let vectors = self.vectors;
         for pair in 0..self.pairs {
             for (index, is_rx) in [
                 (net::rx_queue_index(pair), true),
@@ -223,17 +230,18 @@ impl<B: Bars> Adapter<B> {
             ] {
                 let qc = self.queue_config(index, plan)?;
                 let vq = VirtQueue::new(dma, qc)?;
-                let notifier =
-                    match self
-                        .transport
-                        .setup_queue(index, qc.size, vq.addresses(), vector(index))
-                    {
-                        Ok(n) => n,
-                        Err(e) => {
-                            vq.free(dma);
-                            return Err(e.into());
-                        }
-                    };
+                let notifier = match self.transport.setup_queue(
+                    index,
+                    qc.size,
+                    vq.addresses(),
+                    vectors.queue(index),
+                ) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        vq.free(dma);
+                        return Err(e.into());
+                    }
+                };
                 let slot = Some(QueueSlot { vq, notifier });
                 if is_rx {
                     self.rx.push(slot);
@@ -261,14 +269,9 @@ impl<B: Bars> Adapter<B> {
             let ctrl = ControlQueue::new(dma, qc, self.features).map_err(AdapterError::Control)?;
             let mut ctrl = ctrl;
             let addrs = ctrl.queue().addresses();
-            let ctrl_vector = if plan.msix {
-                2 * self.pairs + 1
-            } else {
-                NO_VECTOR
-            };
             match self
                 .transport
-                .setup_queue(index, qc.size, addrs, ctrl_vector)
+                .setup_queue(index, qc.size, addrs, vectors.control())
             {
                 Ok(n) => self.ctrl = Some((ctrl, n)),
                 Err(e) => {
@@ -339,7 +342,7 @@ impl<B: Bars> Adapter<B> {
         self.config =
             NetConfig::read(&self.transport, self.features).map_err(AdapterError::Config)?;
         self.link_up = self.config.link_up();
-        let vector = |i: u16| if plan.msix { i + 1 } else { NO_VECTOR };
+        let vectors = self.vectors;
         for pair in 0..self.pairs {
             let (rxi, txi) = (net::rx_queue_index(pair), net::tx_queue_index(pair));
             for (index, slot) in [
@@ -352,31 +355,25 @@ impl<B: Bars> Adapter<B> {
                         index,
                         s.vq.size(),
                         s.vq.addresses(),
-                        vector(index),
+                        vectors.queue(index),
                     )?;
                 }
             }
         }
         for (index, vq) in engine_queues {
             self.transport
-                .setup_queue(*index, vq.size(), vq.addresses(), vector(*index))?;
+                .setup_queue(*index, vq.size(), vq.addresses(), vectors.queue(*index))?;
         }
         if let Some((ctrl, n)) = self.ctrl.as_mut() {
             ctrl.reset();
             let addrs = ctrl.queue().addresses();
             let size = ctrl.queue().size();
             let index = n.queue();
-            let ctrl_vector = if plan.msix {
-                2 * self.pairs + 1
-            } else {
-                NO_VECTOR
-            };
             *n = self
                 .transport
-                .setup_queue(index, size, addrs, ctrl_vector)?;
+                .setup_queue(index, size, addrs, vectors.control())?;
         }
-        self.transport
-            .set_config_vector(if plan.msix { 0 } else { NO_VECTOR })?;
+        self.transport.set_config_vector(vectors.config())?;
         self.transport.driver_ok();
         // The reset forgot the filters, VLANs, offloads and steering: everything is sent again.
         self.control.device_reset();
@@ -401,6 +398,11 @@ impl<B: Bars> Adapter<B> {
     /// Queue pairs in use.
     pub const fn queue_pairs(&self) -> u16 {
         self.pairs
+    }
+
+    /// The interrupt layout programmed into the device (what the ISR and DPCs decode).
+    pub const fn vectors(&self) -> Vectors {
+        self.vectors
     }
 
     /// The transport (for the glue's interrupt handling).

@@ -46,6 +46,7 @@ pub mod stall;
 pub mod stats;
 pub mod trace;
 pub mod txqueue;
+pub mod vectors;
 
 pub use netring;
 pub use offload;

@@ -11,7 +11,7 @@ use wdk_sys::{_WDF_DEVICE_FAILED_ACTION, WDFDEVICE, WDFTIMER, call_unsafe_wdf_fu
 use super::context;
 use super::declare::{self, link_state};
 use super::hal::{CommonBufferDma, MappedBars, PciBus};
-use super::msix::{MAX_QUEUE_PAIRS, MsixPlan, NotifyGate};
+use super::msix::{MAX_QUEUE_PAIRS, NotifyGate};
 use super::netcx::*;
 use crate::adapter::{Adapter, BringUp, ControlProgress};
 use crate::config::UserSettings;
@@ -19,6 +19,7 @@ use crate::events::Event;
 use crate::rss::RssState;
 use crate::rxqueue::{RxQueue, context_pair};
 use crate::stats::{RxStats, TxStats};
+use crate::vectors::Vectors;
 use crate::trace::EtwSink;
 use netring::HashProtocolType;
 use virtio::pci::Notifier;
@@ -163,8 +164,9 @@ pub struct Nic {
     pub user: UserSettings,
     /// How the device was brought up.
     pub plan: BringUp,
-    /// Interrupt layout.
-    pub msix: MsixPlan,
+    /// The interrupt layout the core programmed (from the granted messages and the final pair
+    /// count), decoded by the ISR and the DPCs.
+    pub vectors: Vectors,
     /// Queue pairs in use (`pairs[..pair_count]`).
     pub pair_count: u16,
     /// Per queue pair.

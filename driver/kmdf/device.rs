@@ -21,11 +21,11 @@ use super::adapter::{CALLBACKS, Nic, Pair};
 use super::context;
 use super::declare;
 use super::hal::{CommonBufferDma, MappedBars, PciBus};
-use super::msix::MsixPlan;
 use super::netcx::{self, NET_ADAPTER_DATAPATH_CALLBACKS};
 use super::{configuration, interrupt, power, rxqueue, txqueue};
 use crate::adapter::{Adapter, BringUp};
 use crate::config::UserSettings;
+use crate::vectors::Vectors;
 use crate::rss::RssState;
 
 /// `GUID_BUS_INTERFACE_STANDARD` (wdmguid.h), defined here so no GUID library is linked.
@@ -167,11 +167,11 @@ pub extern "C" fn evt_device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) 
             reset_polls: 1_000_000,
             max_queue_size: 1024,
             queue_pairs: super::msix::MAX_QUEUE_PAIRS,
-            msix: false,
+            msix_messages: 0,
             random_mac: [0x02, 0, 0, 0, 0, 0],
             pairs_need_rss: true,
         },
-        msix: MsixPlan::new(0, false, super::msix::MAX_QUEUE_PAIRS),
+        vectors: Vectors::new(0, 1),
         pair_count: 0,
         pairs: [const { Pair::new() }; super::msix::MAX_QUEUE_PAIRS as usize],
         rss: UnsafeCell::new(RssState::new(1)),
@@ -306,7 +306,7 @@ fn prepare(
     };
     // SAFETY: the resource lists of this callback.
     let count = unsafe { call_unsafe_wdf_function_binding!(WdfCmResourceListGetCount, translated) };
-    let mut interrupts: Vec<(u32, *mut c_void, *mut c_void)> = Vec::new();
+    let mut interrupts: Vec<(*mut c_void, *mut c_void)> = Vec::new();
     let mut message_interrupts = false;
     for i in 0..count {
         // SAFETY: i < count.
@@ -332,7 +332,7 @@ fn prepare(
             }
             cm::TYPE_INTERRUPT => {
                 message_interrupts |= rd.flags & cm::INTERRUPT_MESSAGE != 0;
-                interrupts.push((interrupts.len() as u32, r.cast(), t.cast()));
+                interrupts.push((r.cast(), t.cast()));
             }
             _ => {}
         }
@@ -373,13 +373,14 @@ fn prepare(
 
     // SAFETY: a created adapter, PASSIVE_LEVEL.
     nic.user = unsafe { configuration::read(nic.adapter) };
-    nic.msix = MsixPlan::new(
-        interrupts.len() as u32,
-        message_interrupts,
-        super::msix::MAX_QUEUE_PAIRS,
-    );
-    nic.plan.queue_pairs = nic.msix.pairs;
-    nic.plan.msix = nic.msix.msix;
+    // The core makes the interrupt layout from the messages granted and the pair count it
+    // settles on (`Vectors`): one plan for the device's vectors and the DPCs' decoding.
+    nic.plan.queue_pairs = super::msix::MAX_QUEUE_PAIRS;
+    nic.plan.msix_messages = if message_interrupts {
+        u16::try_from(interrupts.len()).unwrap_or(u16::MAX)
+    } else {
+        0
+    };
     nic.plan.random_mac = random_mac();
 
     let (Some(pci), Some(dma)) = (nic.pci.as_ref(), nic.dma.as_ref()) else {
@@ -388,6 +389,7 @@ fn prepare(
     let mut core = Adapter::start(pci, nic.bars, dma, &nic.user, &nic.plan)
         .map_err(|_| wdk_sys::STATUS_DEVICE_CONFIGURATION_ERROR)?;
     nic.isr = core.transport().isr_location();
+    nic.vectors = core.vectors();
     nic.pair_count = core.queue_pairs().min(super::msix::MAX_QUEUE_PAIRS);
     // SAFETY: no other reference to the RSS state exists yet.
     unsafe { *nic.rss.get() = RssState::new(nic.pair_count) };
@@ -421,9 +423,9 @@ fn prepare(
         // it is not written through the `&mut` again in this callback.
         unsafe { &*(nic as *const Nic) }
     };
-    for &(message, r, t) in interrupts.iter().take(nic.msix.messages() as usize) {
+    for &(r, t) in interrupts.iter().take(nic.vectors.messages() as usize) {
         // SAFETY: PASSIVE_LEVEL in PrepareHardware; descriptors of this callback.
-        unsafe { interrupt::create(device, nic, message, r.cast(), t.cast()) }?;
+        unsafe { interrupt::create(device, nic, r.cast(), t.cast()) }?;
     }
 
     // Capabilities, the initial link state, start.

@@ -8,16 +8,17 @@ use core::sync::atomic::Ordering;
 use virtio::hal::Bars;
 use wdk_sys::{
     _WDF_TRI_STATE, BOOLEAN, NT_SUCCESS, NTSTATUS, PCM_PARTIAL_RESOURCE_DESCRIPTOR, ULONG,
-    WDF_INTERRUPT_CONFIG, WDFDEVICE, WDFINTERRUPT, WDFOBJECT, call_unsafe_wdf_function_binding,
+    WDF_INTERRUPT_CONFIG, WDF_INTERRUPT_INFO, WDFDEVICE, WDFINTERRUPT, WDFOBJECT, call_unsafe_wdf_function_binding,
 };
 
 use super::adapter::Nic;
 use super::context;
-use super::msix::{SharedCause, Source};
+use super::msix::SharedCause;
 use super::netcx::{
     NetRxQueueNotifyMoreReceivedPacketsAvailable, NetTxQueueNotifyMoreCompletedPacketsAvailable,
 };
 use crate::events::Event;
+use crate::vectors::Pairs;
 
 /// An interrupt's context: its Nic and message number.
 struct IntContext {
@@ -34,7 +35,6 @@ struct IntContext {
 pub unsafe fn create(
     device: WDFDEVICE,
     nic: &'static Nic,
-    message: u32,
     raw: PCM_PARTIAL_RESOURCE_DESCRIPTOR,
     translated: PCM_PARTIAL_RESOURCE_DESCRIPTOR,
 ) -> Result<WDFINTERRUPT, NTSTATUS> {
@@ -62,6 +62,15 @@ pub unsafe fn create(
     if !NT_SUCCESS(st) {
         return Err(st);
     }
+    // Which message this interrupt is: the framework's word for it, not the resource's place
+    // in the list (`WDF_INTERRUPT_INFO.MessageNumber`, as NetKVM reads it).
+    let mut info = WDF_INTERRUPT_INFO {
+        Size: core::mem::size_of::<WDF_INTERRUPT_INFO>() as ULONG,
+        ..Default::default()
+    };
+    // SAFETY: the interrupt just created; `info` is sized; ≤ DISPATCH_LEVEL.
+    unsafe { call_unsafe_wdf_function_binding!(WdfInterruptGetInfo, interrupt, &mut info) };
+    let message = info.MessageNumber;
     let c = alloc::boxed::Box::into_raw(alloc::boxed::Box::new(IntContext { nic, message }));
     // SAFETY: the interrupt is not connected before D0 entry, so no ISR reads the slot yet.
     unsafe { context::set(interrupt.cast(), &context::INTERRUPT_CONTEXT, c) };
@@ -80,14 +89,23 @@ extern "C" fn evt_isr(interrupt: WDFINTERRUPT, _message_id: ULONG) -> BOOLEAN {
     // SAFETY: our interrupt.
     let c = unsafe { ctx(interrupt) };
     let nic = c.nic;
-    if !nic.msix.msix {
-        // Shared line: reading the ISR status acknowledges it; all-ones means removed.
+    let sources = nic.vectors.sources(c.message);
+    if !nic.vectors.msix() || sources.config_shared() {
+        // A line (or a message shared with configuration changes): reading the ISR status
+        // acknowledges it and says what happened; all-ones means removed. With MSI-X only its
+        // configuration bit counts (the device sets it before every configuration
+        // notification, virtio 1.2 §4.1.4.5.1).
         let (bar, off) = nic.isr;
-        let Some(cause) = SharedCause::from_isr(nic.bars.read8(bar, off)) else {
-            return 0;
-        };
-        let bits = u8::from(cause.queues) | u8::from(cause.config) << 1;
-        nic.isr_pending.fetch_or(bits, Ordering::AcqRel);
+        let cause = SharedCause::from_isr(nic.bars.read8(bar, off));
+        match cause {
+            Some(cause) => {
+                let bits = u8::from(cause.queues) | u8::from(cause.config) << 1;
+                nic.isr_pending.fetch_or(bits, Ordering::AcqRel);
+            }
+            // A line-based interrupt with no cause is another device's.
+            None if !nic.vectors.msix() => return 0,
+            None => {}
+        }
     }
     // FALSE means the DPC was already queued: it has not run yet, so it will see this cause too.
     // SAFETY: our interrupt, at DIRQL.
@@ -153,7 +171,7 @@ extern "C" fn evt_dpc(interrupt: WDFINTERRUPT, _object: WDFOBJECT) {
     if nic.dead.load(Ordering::Acquire) {
         return;
     }
-    if !nic.msix.msix {
+    if !nic.vectors.msix() {
         let bits = nic.isr_pending.swap(0, Ordering::AcqRel);
         if bits & 1 != 0 {
             for k in 0..nic.pair_count {
@@ -167,12 +185,31 @@ extern "C" fn evt_dpc(interrupt: WDFINTERRUPT, _object: WDFOBJECT) {
         }
         return;
     }
-    match nic.msix.source(c.message) {
-        Some(Source::Config) => config_changed(nic),
-        Some(Source::Rx(k)) => notify_rx(nic, k),
-        Some(Source::Tx(k)) => notify_tx(nic, k),
-        Some(Source::Control) => nic.pump_control(),
-        None => {}
+    let sources = nic.vectors.sources(c.message);
+    let config = if sources.config_shared() {
+        nic.isr_pending.swap(0, Ordering::AcqRel) & 2 != 0
+    } else {
+        sources.config
+    };
+    if config {
+        config_changed(nic);
+    }
+    for (pairs, notify) in [
+        (sources.rx, notify_rx as fn(&Nic, u16)),
+        (sources.tx, notify_tx),
+    ] {
+        match pairs {
+            Pairs::None => {}
+            Pairs::One(k) => notify(nic, k),
+            Pairs::All => {
+                for k in 0..nic.pair_count {
+                    notify(nic, k);
+                }
+            }
+        }
+    }
+    if sources.control {
+        nic.pump_control();
     }
 }
 

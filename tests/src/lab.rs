@@ -82,15 +82,17 @@ impl QemuMachine {
         let qemu = Arc::new(Qemu::start(opts).map_err(|e| e.to_string())?);
         let pci = QemuPci::find(&qemu).map_err(|e| e.to_string())?;
         let bars = pci.enable().map_err(|e| e.to_string())?;
-        if msix {
+        let msix_messages = if msix {
             pci.enable_msix(&bars, 2 * pairs + 2)
-                .map_err(|e| e.to_string())?;
-        }
+                .map_err(|e| e.to_string())?
+        } else {
+            0
+        };
         let plan = BringUp {
             reset_polls: 1000,
             max_queue_size: 256,
             queue_pairs: pairs,
-            msix,
+            msix_messages,
             random_mac: [2, 0, 0, 0, 0, 1],
             pairs_need_rss,
         };

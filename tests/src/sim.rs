@@ -23,7 +23,7 @@ pub const PLAN: BringUp = BringUp {
     reset_polls: 10,
     max_queue_size: 256,
     queue_pairs: 1,
-    msix: false,
+    msix_messages: 0,
     random_mac: [2, 0, 0, 0, 0, 7],
     pairs_need_rss: false,
 };

@@ -244,7 +244,9 @@ fn tap_qemu(tag: char, pairs: u16, props: &str) -> (NetNs, Arc<Qemu>, Arc<QemuBu
         Qemu::start(&QemuOptions {
             tap: Some(("vtap0".into(), ns.name.clone())),
             tap_queues: pairs,
-            device_props: if props.is_empty() {
+            device_props: if props.contains("vectors=") {
+                props.to_string()
+            } else if props.is_empty() {
                 format!("vectors={}", 2 * pairs + 2)
             } else {
                 format!("{props},vectors={}", 2 * pairs + 2)
@@ -637,5 +639,100 @@ fn a_receive_fault_restarts_and_the_stack_comes_back() {
     let _ = bus.take_sent();
     transmit(&host, &*bus, 50);
     receive(&host, &*bus, 50);
+    tear_down(&host);
+}
+
+/// Brings the stack up with `interrupts` over `q`, sets a multicast list, and checks inside
+/// QEMU that the control commands (receive modes, MAC table: one after another, each sent from
+/// the previous one's completion interrupt) reached the device, then traffic both ways when
+/// `peer` is given.
+fn layout_works(what: &str, q: &Qemu, bus: Arc<QemuBus>, interrupts: Interrupts, peer: bool) {
+    let cfg = HostConfig {
+        interrupts,
+        ..Default::default()
+    };
+    let host = Host::new(bus, cfg);
+    bring_up(&host);
+    let multicast = [[1, 0, 0x5e, 0, 0, 7]];
+    assert!(host.set_receive_filter(NDIS_FILTER, &multicast), "{what}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let f = rx_filter(q);
+        if f.contains(r#""multicast-table": ["01:00:5e:00:00:07"]"#)
+            && f.contains(r#""promiscuous": false"#)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the control commands never reached the device: {f}\n{}",
+            host.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    if peer {
+        transmit(&host, q, 100);
+        receive(&host, q, 100);
+    }
+    no_violations(what);
+    tear_down(&host);
+}
+
+/// Every interrupt layout the PnP manager can grant: one line-based interrupt, and MSI-X with
+/// 1, 2, 3 and 4 messages (QEMU's table sized to match): traffic both ways and the control
+/// queue's commands complete. Before the fix, 1–3 messages meant no interrupt at all (the core
+/// wrote NO_VECTOR everywhere while the OS had MSI-X on).
+#[test]
+fn every_interrupt_layout_of_one_pair_carries_traffic_and_control_commands() {
+    for (what, vectors, interrupts) in [
+        ("line-based", 4, Interrupts::Line),
+        ("MSI-X 1", 1, Interrupts::Msix(1)),
+        ("MSI-X 2", 2, Interrupts::Msix(2)),
+        ("MSI-X 3", 3, Interrupts::Msix(3)),
+        ("MSI-X 4", 4, Interrupts::Msix(4)),
+    ] {
+        let (q, bus) = qemu(&format!("vectors={vectors}"));
+        layout_works(what, &q, bus, interrupts, true);
+    }
+}
+
+/// `mq=on` without `rss=on`: the Windows driver runs one pair (NetAdapterCx spreads only
+/// through device RSS), but the control queue sits after every pair the device has. Its vector
+/// and the DPC's decoding must agree: before the fix they came from two pair counts and the
+/// control commands stalled.
+#[test]
+fn multiqueue_without_rss_runs_one_pair_and_its_control_queue_works() {
+    for (what, interrupts) in [
+        ("mq=on, MSI-X 10", Interrupts::Msix(10)),
+        ("mq=on, MSI-X 4", Interrupts::Msix(4)),
+        ("mq=on, line-based", Interrupts::Line),
+    ] {
+        let (_ns, q, bus) = tap_qemu('q', 4, "mq=on");
+        layout_works(what, &q, bus, interrupts, false);
+    }
+}
+
+/// A device with three queue pairs and RSS, and messages enough for four: NetAdapterCx
+/// bugchecks (0x19E, code 26) on a receive-scaling capability whose queue count is not a power
+/// of two, so the driver uses two.
+#[test]
+fn three_device_pairs_with_rss_declare_a_power_of_two() {
+    let (ns, q, bus) = tap_qemu('t', 3, "mq=on,rss=on,vectors=10");
+    let host = Host::new(
+        bus,
+        HostConfig {
+            interrupts: Interrupts::Msix(10),
+            ..Default::default()
+        },
+    );
+    bring_up(&host);
+    host.rss_initialize().expect("RSS initialize");
+    no_violations("three device pairs");
+    assert_eq!(
+        host.queues().iter().filter(|q| q.dir == Dir::Rx).count(),
+        2,
+        "two RX queues"
+    );
+    let _ = (ns, q);
     tear_down(&host);
 }

@@ -15,7 +15,7 @@ use virtio::Features;
 use virtio::net::{Duplex, NetConfig};
 use virtionet::config::{Capabilities, UserSettings, derive};
 use virtionet::kmdf::declare::{self, AdapterCallbacks};
-use virtionet::kmdf::msix::{MsixPlan, NotifyGate, SharedCause, Source};
+use virtionet::kmdf::msix::{NotifyGate, SharedCause};
 use virtionet::kmdf::netcx::*;
 use vnet_harness::rings::QueueRings;
 use vnet_harness::rng::Rng;
@@ -822,36 +822,7 @@ fn extension_queries_find_every_registered_extension() {
 }
 
 #[test]
-fn msix_plan_matches_the_vectors_the_adapter_programs() {
-    // The adapter gives queue index i vector i + 1, configuration 0, control 2·pairs + 1.
-    for (granted, wanted, pairs) in [
-        (4, 1, 1),
-        (4, 4, 1),
-        (6, 4, 2),
-        (34, 4, 4),
-        (34, 16, 16),
-        (9, 8, 2),
-        (34, 6, 4),
-    ] {
-        let p = MsixPlan::new(granted, true, wanted);
-        assert!(p.msix);
-        assert_eq!(p.pairs, pairs, "granted {granted}, wanted {wanted}");
-        assert!(p.messages() <= granted);
-        assert_eq!(p.source(0), Some(Source::Config));
-        for k in 0..pairs {
-            let rx = u32::from(virtio::net::rx_queue_index(k)) + 1;
-            let tx = u32::from(virtio::net::tx_queue_index(k)) + 1;
-            assert_eq!(p.source(rx), Some(Source::Rx(k)));
-            assert_eq!(p.source(tx), Some(Source::Tx(k)));
-        }
-        assert_eq!(p.source(2 * u32::from(pairs) + 1), Some(Source::Control));
-        assert_eq!(p.source(2 * u32::from(pairs) + 2), None);
-    }
-    for (granted, msix) in [(3, true), (1, false), (34, false), (0, true)] {
-        let p = MsixPlan::new(granted, msix, 4);
-        assert_eq!((p.msix, p.pairs, p.messages()), (false, 1, 1));
-        assert_eq!(p.source(0), None);
-    }
+fn shared_interrupt_causes_from_the_isr_register() {
     assert_eq!(SharedCause::from_isr(0), None);
     assert_eq!(
         SharedCause::from_isr(0xFF),

@@ -9,7 +9,8 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 
 use virtionet::config::UserSettings;
-use virtionet::kmdf::msix::{MAX_QUEUE_PAIRS, MsixPlan};
+use virtionet::kmdf::msix::MAX_QUEUE_PAIRS;
+use virtionet::vectors::Vectors;
 use vnet_harness::inf::{self, Rule};
 
 fn repo_file(name: &str) -> String {
@@ -223,7 +224,7 @@ fn inf_has_the_netadaptercx_and_network_keywords_and_ids() {
         .expect("MessageNumberLimit");
     assert_eq!(
         limit[4].parse::<u32>().unwrap(),
-        MsixPlan::messages_for(MAX_QUEUE_PAIRS)
+        Vectors::messages_for(MAX_QUEUE_PAIRS)
     );
     let supported = msix
         .iter()

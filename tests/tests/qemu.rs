@@ -253,7 +253,7 @@ fn device_reset_during_traffic_recovers() {
         reset_polls: 1000,
         max_queue_size: 256,
         queue_pairs: 1,
-        msix: false,
+        msix_messages: 0,
         random_mac: [2, 0, 0, 0, 0, 1],
         pairs_need_rss: false,
     };

@@ -616,7 +616,7 @@ fn rss_steers_every_flow_to_the_queue_the_table_names() {
         reset_polls: 1000,
         max_queue_size: 256,
         queue_pairs: PAIRS,
-        msix: true,
+        msix_messages: 2 * PAIRS + 2,
         random_mac: [2, 0, 0, 0, 0, 1],
         pairs_need_rss: true,
     };
