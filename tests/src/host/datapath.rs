@@ -74,6 +74,16 @@ pub enum Os {
     Rx(OsRx),
 }
 
+impl Os {
+    /// The RX packet ring's element count (0 for a TX queue).
+    pub fn rx_packet_ring_len(&self) -> u32 {
+        match self {
+            Self::Rx(r) => r.rings.packets.len(),
+            Self::Tx(_) => 0,
+        }
+    }
+}
+
 /// What the stack does with indicated receive buffers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hold {
@@ -95,6 +105,9 @@ pub struct Stack {
     pub received: Vec<RxFrame>,
     /// RX return contexts the stack holds.
     pub held: Vec<usize>,
+    /// RX packets (NBLs) the stack holds: each keeps one of NetAdapterCx's NBLs, and the OS
+    /// posts a packet to the driver only with a free NBL.
+    pub held_packets: usize,
     /// RX return contexts released, to be returned on the EC.
     pub to_return: Vec<usize>,
     /// The hold policy.
@@ -299,6 +312,7 @@ impl Queue {
                 refused: 0,
                 received: Vec::new(),
                 held: Vec::new(),
+                held_packets: 0,
                 to_return: Vec::new(),
                 hold: Hold::Return,
                 open: true,
@@ -456,6 +470,7 @@ impl Queue {
             let mut s = self.stack.lock().unwrap_or_else(|e| e.into_inner());
             let held = std::mem::take(&mut s.held);
             s.to_return.extend(held);
+            s.held_packets = 0;
         }
         self.kick_stack();
     }
@@ -747,12 +762,24 @@ impl Queue {
             }
         }
         work += to_return.len() as u64;
+        let held_packets = self
+            .stack
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .held_packets;
         let mut os = self.os.lock().unwrap_or_else(|e| e.into_inner());
         let Os::Rx(rx) = &mut *os else {
             return work;
         };
         if !stopping {
-            rx.post(u32::MAX, u32::MAX);
+            // `NxRxXlat::EcPrepareBuffersForNetAdapter` (translator/nxrxxlat.cpp) posts a packet
+            // only with an NBL from its pool, and an NBL comes back only when NDIS returns it:
+            // packets the stack holds keep the ring from refilling. The pool's size is the perf
+            // tuner's NumberOfNbls, taken here as the packet ring's element count.
+            let ring = &rx.rings.packets;
+            let posted = ring.end_index().wrapping_sub(ring.os_reserved0()) & (ring.len() - 1);
+            let nbls = (ring.len() as usize).saturating_sub(held_packets + posted as usize);
+            rx.post(u32::try_from(nbls).unwrap_or(u32::MAX), u32::MAX);
         }
         let level = self.advance_level();
         self.stats.advances.fetch_add(1, Ordering::Relaxed);
@@ -778,7 +805,10 @@ impl Queue {
             st.received.extend(frames);
             match st.hold {
                 Hold::Return => st.to_return.extend(contexts),
-                Hold::Keep => st.held.extend(contexts),
+                Hold::Keep => {
+                    st.held.extend(contexts);
+                    st.held_packets += n as usize;
+                }
             }
         }
         work
