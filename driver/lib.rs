@@ -39,6 +39,7 @@ pub mod config;
 pub mod devstate;
 pub mod events;
 pub mod kmdf;
+pub mod notify;
 pub mod os_memory;
 pub mod rss;
 pub mod rxqueue;

@@ -28,6 +28,7 @@ use virtio::hal::{Dma, DmaRegion};
 use virtio::net::NetHeader;
 use virtio::queue::{QueueError, Segment, VirtQueue};
 
+use crate::notify::NotifyGate;
 use crate::stall::StallGuard;
 use crate::stats::RxStats;
 
@@ -133,7 +134,6 @@ pub struct RxQueue {
     rss_table: Box<Toeplitz>,
     rss: Option<HashProtocolType>,
     stats: RxStats,
-    armed: bool,
     /// Buffers were published since the last kick (suppressed).
     unkicked: bool,
     /// Repeats a kick the device may have missed.
@@ -199,7 +199,6 @@ impl RxQueue {
             rss_table: Box::new(Toeplitz::EMPTY),
             rss: None,
             stats: RxStats::default(),
-            armed: false,
             unkicked: false,
             stall: StallGuard::default(),
         })
@@ -611,26 +610,31 @@ impl RxQueue {
         Ok(())
     }
 
-    /// `EvtPacketQueueSetNotificationEnabled`; returns `true` when frames are already waiting
-    /// (notify the OS at once).
-    pub fn set_notification_enabled(&mut self, enabled: bool) -> bool {
-        self.armed = enabled;
-        if enabled {
-            self.vq.enable_notifications() || self.pending_len > 0
-        } else {
-            self.vq.disable_notifications();
-            false
-        }
+    /// `EvtPacketQueueSetNotificationEnabled(TRUE)`: arms `gate` and turns the device's
+    /// notifications on. Returns whether to notify the OS now: the device completed buffers
+    /// since the last Advance (no interrupt comes for those), claimed through the gate so the
+    /// interrupt path does not notify too. Frames the engine holds but cannot indicate — the
+    /// OS's packet ring is full (its NBLs are all with the stack), or the rest of a merged
+    /// packet has not arrived — are no reason: the OS's returned buffers wake the queue, and
+    /// the device's next completion interrupts (arming on them would spin the queue).
+    pub fn arm(&mut self, gate: &NotifyGate) -> bool {
+        gate.arm();
+        self.vq.enable_notifications() && gate.fire()
     }
 
-    /// The queue's interrupt fired: returns whether to call
-    /// `NetRxQueueNotifyMoreReceivedPacketsAvailable` (once per arming).
-    pub fn interrupt(&mut self) -> bool {
-        if core::mem::replace(&mut self.armed, false) {
+    /// `EvtPacketQueueSetNotificationEnabled(FALSE)` (NetAdapterCx never sends it): device
+    /// notifications off, the gate idle.
+    pub fn disarm(&mut self, gate: &NotifyGate) {
+        self.vq.disable_notifications();
+        let _ = gate.fire();
+        let _ = gate.take_fired();
+    }
+
+    /// At the start of every Advance: once `gate` fired (the OS polls now), the device's
+    /// notifications go off again.
+    pub fn quiet(&mut self, gate: &NotifyGate) {
+        if gate.take_fired() {
             self.vq.disable_notifications();
-            true
-        } else {
-            false
         }
     }
 

@@ -24,6 +24,7 @@ use virtio::hal::{Dma, DmaRegion};
 use virtio::net::NetHeader;
 use virtio::queue::{QueueError, Segment, VirtQueue};
 
+use crate::notify::NotifyGate;
 use crate::os_memory::{FrameFragment, copy_out};
 use crate::stall::StallGuard;
 use crate::stats::TxStats;
@@ -126,7 +127,6 @@ pub struct TxQueue {
     settings: TxSettings,
     ext: TxExtensions,
     stats: TxStats,
-    armed: bool,
     /// The device will complete nothing more (it was reset after a fault, or is gone): every
     /// packet goes straight back to the OS, and the device's rings are not touched.
     flushing: bool,
@@ -176,7 +176,6 @@ impl TxQueue {
             settings,
             ext,
             stats: TxStats::default(),
-            armed: false,
             flushing: false,
             stall: StallGuard::default(),
             frags: Vec::with_capacity(MAX_SEGMENTS),
@@ -665,27 +664,27 @@ impl TxQueue {
         }
     }
 
-    /// `EvtPacketQueueSetNotificationEnabled`: arms (or disarms) the completion interrupt.
-    /// Returns `true` when completions are already pending, so the caller notifies the OS at
-    /// once (no lost wake-up).
-    pub fn set_notification_enabled(&mut self, enabled: bool) -> bool {
-        self.armed = enabled;
-        if enabled {
-            self.vq.enable_notifications()
-        } else {
-            self.vq.disable_notifications();
-            false
-        }
+    /// `EvtPacketQueueSetNotificationEnabled(TRUE)` (NetAdapterCx sends it only while the
+    /// driver owns packets): arms `gate` and turns the completion interrupt on. Returns whether
+    /// to notify the OS now: completions arrived since the last Advance (no interrupt comes for
+    /// those), claimed through the gate so the interrupt path does not notify too.
+    pub fn arm(&mut self, gate: &NotifyGate) -> bool {
+        gate.arm();
+        self.vq.enable_notifications() && gate.fire()
     }
 
-    /// The queue's interrupt fired: returns whether to call
-    /// `NetTxQueueNotifyMoreCompletedPacketsAvailable` (only once per arming).
-    pub fn interrupt(&mut self) -> bool {
-        if core::mem::replace(&mut self.armed, false) {
+    /// `EvtPacketQueueSetNotificationEnabled(FALSE)` (never sent by NetAdapterCx).
+    pub fn disarm(&mut self, gate: &NotifyGate) {
+        self.vq.disable_notifications();
+        let _ = gate.fire();
+        let _ = gate.take_fired();
+    }
+
+    /// At the start of every Advance: once `gate` fired, the completion interrupt goes off
+    /// again while the OS polls.
+    pub fn quiet(&mut self, gate: &NotifyGate) {
+        if gate.take_fired() {
             self.vq.disable_notifications();
-            true
-        } else {
-            false
         }
     }
 

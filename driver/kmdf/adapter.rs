@@ -11,7 +11,8 @@ use wdk_sys::{_WDF_DEVICE_FAILED_ACTION, WDFDEVICE, WDFTIMER, call_unsafe_wdf_fu
 use super::context;
 use super::declare::{self, link_state};
 use super::hal::{CommonBufferDma, MappedBars, PciBus};
-use super::msix::{MAX_QUEUE_PAIRS, NotifyGate};
+use super::msix::MAX_QUEUE_PAIRS;
+use crate::notify::NotifyGate;
 use super::netcx::*;
 use crate::adapter::{Adapter, BringUp, ControlProgress};
 use crate::config::UserSettings;

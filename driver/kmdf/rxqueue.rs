@@ -182,9 +182,7 @@ unsafe extern "system" fn evt_advance(queue: NETPACKETQUEUE) {
         return;
     };
     refresh(nic, pair, rx);
-    if pair.rx_gate.take_fired() {
-        let _ = rx.set_notification_enabled(false);
-    }
+    rx.quiet(&pair.rx_gate);
     match rx.advance(&mut packets, &mut fragments) {
         Ok(r) => {
             if r.kicked {
@@ -218,14 +216,13 @@ unsafe extern "system" fn evt_set_notification_enabled(queue: NETPACKETQUEUE, en
     let Some(pair) = c.pair() else {
         return;
     };
-    if enabled != 0 {
-        pair.rx_gate.arm();
-    }
     // SAFETY: on this pair's RX execution context.
     let Some(rx) = (unsafe { pair.rx_engine() }) else {
         return;
     };
-    if rx.set_notification_enabled(enabled != 0) && pair.rx_gate.fire() {
+    if enabled == 0 {
+        rx.disarm(&pair.rx_gate);
+    } else if rx.arm(&pair.rx_gate) {
         // Frames arrived while arming: no interrupt will come for them.
         // SAFETY: the queue is started.
         unsafe { NetRxQueueNotifyMoreReceivedPacketsAvailable(queue) };

@@ -147,9 +147,7 @@ unsafe extern "system" fn evt_advance(queue: NETPACKETQUEUE) {
     let Some(pair) = nic.pair(c.pair) else {
         return;
     };
-    if pair.tx_gate.take_fired() {
-        let _ = tx.set_notification_enabled(false);
-    }
+    tx.quiet(&pair.tx_gate);
     // SAFETY: on this queue's EC.
     let cancelled_at = unsafe { *c.cancelled_at.get() };
     if cancelled_at != 0
@@ -248,14 +246,14 @@ unsafe extern "system" fn evt_set_notification_enabled(queue: NETPACKETQUEUE, en
     let Some(pair) = c.nic.pair(c.pair) else {
         return;
     };
-    if enabled != 0 {
-        pair.tx_gate.arm();
-    }
     // SAFETY: on the execution context.
     let Some(tx) = (unsafe { (*c.engine.get()).as_mut() }) else {
         return;
     };
-    if tx.set_notification_enabled(enabled != 0) && pair.tx_gate.fire() {
+    if enabled == 0 {
+        tx.disarm(&pair.tx_gate);
+    } else if tx.arm(&pair.tx_gate) {
+        // Completions arrived while arming: no interrupt will come for them.
         // SAFETY: the queue is started.
         unsafe { NetTxQueueNotifyMoreCompletedPacketsAvailable(queue) };
     }

@@ -49,6 +49,10 @@ pub struct Machine {
     /// The transmit queue's kick register (what the glue keeps to give the virtqueue back when
     /// NetAdapterCx destroys the queue).
     pub tx_notifier: virtio::pci::Notifier,
+    /// The receive queue's notification gate (the glue's, `virtionet::notify`).
+    pub rx_gate: virtionet::notify::NotifyGate,
+    /// The transmit queue's.
+    pub tx_gate: virtionet::notify::NotifyGate,
 }
 
 /// A TX engine over `vq` for a packet ring of `packets` elements, tagging as the adapter's
@@ -117,6 +121,8 @@ pub fn machine(features: Features, backend: Backend, user: &UserSettings, seed: 
         os_rx,
         rng,
         tx_notifier,
+        rx_gate: virtionet::notify::NotifyGate::new(),
+        tx_gate: virtionet::notify::NotifyGate::new(),
     }
 }
 

@@ -688,6 +688,8 @@ fn a_power_cycle_as_the_glue_runs_it_keeps_every_buffer_and_traffic_resumes() {
         os_rx,
         rng,
         tx_notifier: slot.notifier,
+        rx_gate: Default::default(),
+        tx_gate: Default::default(),
     };
     let mut pending: Vec<TxFrame> = (0..60)
         .map(|i| TxFrame {

@@ -45,6 +45,7 @@ fn frame(i: usize, len: usize) -> Vec<u8> {
 
 fn tx_advance(m: &mut Machine) {
     if m.os_tx.driver_owns_packets() {
+        m.tx.quiet(&m.tx_gate);
         let tx = &mut m.tx;
         let r = m
             .os_tx
@@ -58,6 +59,7 @@ fn tx_advance(m: &mut Machine) {
 }
 
 fn rx_advance(m: &mut Machine) -> u32 {
+    m.rx.quiet(&m.rx_gate);
     let rx = &mut m.rx;
     let r = m
         .os_rx
@@ -117,17 +119,17 @@ fn run(features: Features, seed: u64, events: Vec<Ev>) {
                 }
             }
             Ev::Arm => {
-                m.tx.set_notification_enabled(true);
-                m.rx.set_notification_enabled(true);
+                m.tx.arm(&m.tx_gate);
+                m.rx.arm(&m.rx_gate);
             }
             Ev::Interrupts => {
                 for q in std::mem::take(&mut m.dev.interrupts) {
                     match q {
                         0 => {
-                            m.rx.interrupt();
+                            m.rx_gate.fire();
                         }
                         1 => {
-                            m.tx.interrupt();
+                            m.tx_gate.fire();
                         }
                         _ => {}
                     }
@@ -219,7 +221,7 @@ fn arming_protocol_never_loses_a_wake_up() {
             }
             m.dev.step(&m.ram);
             for q in std::mem::take(&mut m.dev.interrupts) {
-                if q == 0 && m.rx.interrupt() {
+                if q == 0 && m.rx_gate.fire() {
                     awake = true;
                 }
             }
@@ -239,7 +241,7 @@ fn arming_protocol_never_loses_a_wake_up() {
                         m.dev.step(&m.ram);
                     }
                     // Arm, and sleep unless the re-check says work is already there.
-                    if !m.rx.set_notification_enabled(true) {
+                    if !m.rx.arm(&m.rx_gate) {
                         awake = false;
                         sleeps += 1;
                     }

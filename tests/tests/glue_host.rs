@@ -736,3 +736,65 @@ fn three_device_pairs_with_rss_declare_a_power_of_two() {
     let _ = (ns, q);
     tear_down(&host);
 }
+
+/// The stack holds every receive buffer while frames keep arriving: NetAdapterCx posts no more
+/// packets once its NBLs are all out, so the driver has frames it cannot indicate. That is no
+/// reason to notify: the queue must sleep until the stack returns buffers — not spin through
+/// arm, notify, Advance (a DPC-watchdog risk when the EC runs at DISPATCH). Then every frame
+/// arrives, in order.
+#[test]
+fn frames_the_os_cannot_take_do_not_spin_the_receive_queue() {
+    use vnet_harness::host::datapath::Hold;
+    let bus = inproc();
+    let host = Host::new(bus.clone(), HostConfig::default());
+    bring_up(&host);
+    host.set_rx_hold(Hold::Keep);
+    let rx = host.queue(Dir::Rx, 0).expect("RX queue");
+    let ring = rx.os.lock().unwrap().rx_packet_ring_len();
+    let n = ring + 200;
+    let mut sent = 0u32;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sent < n {
+        if bus.inject(&frame(GUEST_MAC, PEER_MAC, sent, in_len(sent))) {
+            sent += 1;
+        } else {
+            assert!(Instant::now() < deadline, "the device took {sent} of {n}");
+            std::thread::sleep(Duration::from_micros(100));
+        }
+    }
+    // Let the device and the queue settle, then watch an idle half second.
+    std::thread::sleep(Duration::from_millis(300));
+    let arms = || rx.stats.arms.load(std::sync::atomic::Ordering::Relaxed);
+    let polls = || rx.stats.polls.load(std::sync::atomic::Ordering::Relaxed);
+    let (a0, p0) = (arms(), polls());
+    std::thread::sleep(Duration::from_millis(500));
+    let (a1, p1) = (arms() - a0, polls() - p0);
+    eprintln!("held: {a1} arms and {p1} polls in 500 ms (ring {ring})");
+    assert!(
+        a1 <= 2 && p1 <= 4,
+        "the queue spun with nothing it could do: {a1} arms, {p1} polls in 500 ms\n{}",
+        host.diagnostics()
+    );
+    host.set_rx_hold(Hold::Return);
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while got.len() < n as usize {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} after the release\n{}",
+            got.len(),
+            host.diagnostics()
+        );
+        got.extend(host.take_received(0));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    for (i, g) in got.iter().enumerate() {
+        assert_eq!(
+            g.bytes,
+            frame(GUEST_MAC, PEER_MAC, i as u32, in_len(i as u32)),
+            "frame {i}"
+        );
+    }
+    no_violations("held receive buffers");
+    tear_down(&host);
+}

@@ -15,8 +15,9 @@ use virtio::Features;
 use virtio::net::{Duplex, NetConfig};
 use virtionet::config::{Capabilities, UserSettings, derive};
 use virtionet::kmdf::declare::{self, AdapterCallbacks};
-use virtionet::kmdf::msix::{NotifyGate, SharedCause};
+use virtionet::kmdf::msix::SharedCause;
 use virtionet::kmdf::netcx::*;
+use virtionet::notify::NotifyGate;
 use vnet_harness::rings::QueueRings;
 use vnet_harness::rng::Rng;
 
