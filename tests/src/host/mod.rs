@@ -116,6 +116,8 @@ pub struct Faults {
     pub fail_create_in: Option<u64>,
     /// Create calls made to fail.
     pub failed_creates: Vec<&'static str>,
+    /// A routine whose call fails after this many more of its calls go through.
+    pub fail_named: Option<(&'static str, u64)>,
 }
 
 /// A queue-creation init object (valid during its callback, on its thread).
@@ -992,6 +994,17 @@ impl HostState {
         }
     }
 
+    /// Makes the create routine `name` fail once, after `skip` more of its calls went through
+    /// (then it returns STATUS_INSUFFICIENT_RESOURCES, as on a machine short of memory).
+    pub fn fail_next(&self, name: &'static str, skip: u64) {
+        lock(&self.faults).fail_named = Some((name, skip));
+    }
+
+    /// The create calls made to fail so far.
+    pub fn failed_creates(&self) -> Vec<&'static str> {
+        lock(&self.faults).failed_creates.clone()
+    }
+
     /// Makes the framework create call after the next `n` fail (`None`: none).
     pub fn fail_create_after(&self, n: Option<u64>) {
         lock(&self.faults).fail_create_in = n;
@@ -1584,8 +1597,25 @@ impl HostState {
             .queue(Dir::Rx, 0)
             .is_some_and(|q| q.phase() == Phase::Started);
         if self.queue(Dir::Rx, 0).is_some() {
+            // `QueueControl::CreateRxScalingQueues` keeps the new queues only if all were
+            // created; otherwise it destroys them, `ReceiveScalingInitialize` resets its
+            // receive-scaling object and fails the OID, and a later OID tries again
+            // (translator/queuecontrol.cpp, nxtranslationapp.cpp).
             for id in 1..n {
-                s.call_create(Dir::Rx, id)?;
+                if let Err(st) = s.call_create(Dir::Rx, id) {
+                    let made: Vec<_> = self
+                        .queues_of(Dir::Rx)
+                        .into_iter()
+                        .filter(|q| q.id >= 1)
+                        .collect();
+                    for q in made {
+                        q.exit();
+                        wdf::delete_object(q.handle);
+                        lock(&s.queues).retain(|x| x.handle != q.handle);
+                    }
+                    lock(&s.adapter).rss.initialized = false;
+                    return Err(st);
+                }
             }
             s.rss_configure()?;
             if running && !s.start_datapath() {

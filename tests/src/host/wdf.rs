@@ -53,6 +53,16 @@ pub fn api<T>(name: &'static str, f: impl FnOnce() -> T) -> T {
 pub fn create_fails(name: &'static str) -> bool {
     let s = state();
     let mut f = s.faults.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((named, skip)) = f.fail_named.as_mut()
+        && *named == name
+    {
+        if *skip == 0 {
+            f.fail_named = None;
+            f.failed_creates.push(name);
+            return true;
+        }
+        *skip -= 1;
+    }
     if let Some(n) = f.fail_create_in.as_mut() {
         if *n == 0 {
             f.fail_create_in = None;
