@@ -77,6 +77,15 @@ pub enum RxCreateError {
     BadSettings,
 }
 
+/// An engine that could not be created, and the virtqueue it was given, back.
+#[derive(Debug)]
+pub struct Rejected<E> {
+    /// Why.
+    pub error: E,
+    /// The virtqueue, for the next attempt.
+    pub vq: VirtQueue,
+}
+
 /// A failure that stops the queue until the adapter resets it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RxFault {
@@ -164,22 +173,33 @@ pub const fn context_pair(context: usize) -> usize {
 }
 
 impl RxQueue {
-    /// Creates the engine and its buffer pool over `vq` (already set up with the device).
+    /// Creates the engine and its buffer pool over `vq` (already set up with the device). On
+    /// failure `vq` comes back with the error, so the pair can have a queue again.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the virtqueue comes back by value: boxing it would allocate on the out-of-memory path"
+    )]
     pub fn new(
         dma: &impl Dma,
         vq: VirtQueue,
         features: Features,
         settings: RxSettings,
         ext: RxExtensions,
-    ) -> Result<Self, RxCreateError> {
+    ) -> Result<Self, Rejected<RxCreateError>> {
         let n = settings.buffers;
         // Buffer indices + 1 stay below the tag bits.
         if n == 0 || n > 1 << 16 || (settings.buffer_size as usize) < NetHeader::SIZE + 60 {
-            return Err(RxCreateError::BadSettings);
+            return Err(Rejected {
+                error: RxCreateError::BadSettings,
+                vq,
+            });
         }
-        let pool = dma
-            .alloc(n as usize * settings.buffer_size as usize, 64)
-            .ok_or(RxCreateError::OutOfMemory)?;
+        let Some(pool) = dma.alloc(n as usize * settings.buffer_size as usize, 64) else {
+            return Err(Rejected {
+                error: RxCreateError::OutOfMemory,
+                vq,
+            });
+        };
         Ok(Self {
             chain_buf: alloc::vec![0; usize::from(vq.size())],
             vq,

@@ -26,6 +26,7 @@ use virtio::queue::{QueueError, Segment, VirtQueue};
 
 use crate::notify::NotifyGate;
 use crate::os_memory::{FrameFragment, copy_out};
+pub use crate::rxqueue::Rejected;
 use crate::stall::StallGuard;
 use crate::stats::TxStats;
 
@@ -150,7 +151,12 @@ impl core::fmt::Debug for TxQueue {
 
 impl TxQueue {
     /// Creates the engine for a packet ring of `packet_len` elements over `vq` (already set up
-    /// with the device), allocating one header slot per packet.
+    /// with the device), allocating one header slot per packet. On failure `vq` comes back with
+    /// the error, so the pair can have a queue again.
+    #[allow(
+        clippy::result_large_err,
+        reason = "the virtqueue comes back by value: boxing it would allocate on the out-of-memory path"
+    )]
     pub fn new(
         dma: &impl Dma,
         vq: VirtQueue,
@@ -158,13 +164,19 @@ impl TxQueue {
         features: Features,
         settings: TxSettings,
         ext: TxExtensions,
-    ) -> Result<Self, TxCreateError> {
+    ) -> Result<Self, Rejected<TxCreateError>> {
         if packet_len == 0 || packet_len > 1 << 16 {
-            return Err(TxCreateError::BadRing);
+            return Err(Rejected {
+                error: TxCreateError::BadRing,
+                vq,
+            });
         }
-        let slots = dma
-            .alloc(packet_len as usize * HDR_SLOT, 64)
-            .ok_or(TxCreateError::OutOfMemory)?;
+        let Some(slots) = dma.alloc(packet_len as usize * HDR_SLOT, 64) else {
+            return Err(Rejected {
+                error: TxCreateError::OutOfMemory,
+                vq,
+            });
+        };
         Ok(Self {
             owner: alloc::vec![0; usize::from(vq.size())],
             done: alloc::vec![false; packet_len as usize],

@@ -95,12 +95,15 @@ pub unsafe extern "system" fn evt_create_rx_queue(
         None => {
             // First queue of this pair since PrepareHardware: build the engine over its
             // virtqueue.
+            let Some(dma) = nic.dma.as_ref() else {
+                return STATUS_INVALID_PARAMETER;
+            };
             let made = nic.with_core(|a| {
                 let caps = *a.capabilities();
                 let features = a.features();
                 a.take_rx(k).map(|s| (s, caps, features))
             });
-            let (Some(Some((s, caps, features))), Some(dma)) = (made, nic.dma.as_ref()) else {
+            let Some(Some((s, caps, features))) = made else {
                 return STATUS_INVALID_PARAMETER;
             };
             let settings = RxSettings {
@@ -112,9 +115,16 @@ pub unsafe extern "system" fn evt_create_rx_queue(
             };
             match RxQueue::new(dma, s.vq, features, settings, ext) {
                 Ok(rx) => *slot = Some(rx),
-                // The virtqueue stays with the engine that failed: the adapter start fails and
-                // WDF retries the stack.
-                Err(_) => return STATUS_INSUFFICIENT_RESOURCES,
+                Err(r) => {
+                    // The virtqueue goes back to the adapter: the next creation of this pair's
+                    // queue can use it.
+                    let back = crate::adapter::QueueSlot {
+                        vq: r.vq,
+                        notifier: s.notifier,
+                    };
+                    let _ = nic.with_core(|a| a.give_back_rx(k, back));
+                    return STATUS_INSUFFICIENT_RESOURCES;
+                }
             }
         }
     }

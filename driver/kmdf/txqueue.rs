@@ -87,8 +87,11 @@ pub unsafe extern "system" fn evt_create_tx_queue(
         unsafe { NetTxQueueGetExtension(queue, q, &mut e) };
         e
     });
+    let Some(dma) = nic.dma.as_ref() else {
+        return STATUS_INVALID_PARAMETER;
+    };
     let made = nic.with_core(|a| a.take_tx(k).map(|s| (s, a.features())));
-    let (Some(Some((slot, features))), Some(dma)) = (made, nic.dma.as_ref()) else {
+    let Some(Some((slot, features))) = made else {
         return STATUS_INVALID_PARAMETER;
     };
     let settings = TxSettings {
@@ -101,7 +104,15 @@ pub unsafe extern "system" fn evt_create_tx_queue(
             // SAFETY: not yet shared.
             unsafe { *c.engine.get() = Some(tx) };
         }
-        Err(_) => return STATUS_INSUFFICIENT_RESOURCES,
+        Err(r) => {
+            // The virtqueue goes back to the adapter for the next creation of this queue.
+            let back = crate::adapter::QueueSlot {
+                vq: r.vq,
+                notifier: slot.notifier,
+            };
+            let _ = nic.with_core(|a| a.give_back_tx(k, back));
+            return STATUS_INSUFFICIENT_RESOURCES;
+        }
     }
     // SAFETY: the queue carries QUEUE_CONTEXT; no callback has run yet.
     unsafe {

@@ -798,3 +798,53 @@ fn frames_the_os_cannot_take_do_not_spin_the_receive_queue() {
     no_violations("held receive buffers");
     tear_down(&host);
 }
+
+/// OID_GEN_RECEIVE_SCALE_INITIALIZE while contiguous DMA memory is short: the receive pool of
+/// pair 2's engine cannot be allocated, the OID fails (NetAdapterCx destroys the queues it made
+/// and forgets the attempt), and the protocol's next INITIALIZE creates every queue — the
+/// failed engine gave its virtqueue back. Before the fix the virtqueue was dropped with the
+/// engine and the pair could never have a queue again until a PnP restart.
+#[test]
+fn a_receive_queue_that_could_not_be_created_can_be_created_again() {
+    const PAIRS: u16 = 4;
+    let (ns, _q, bus) = tap_qemu('c', PAIRS, "mq=on,rss=on");
+    let host = Host::new(
+        bus,
+        HostConfig {
+            interrupts: Interrupts::Msix(2 * PAIRS + 2),
+            ..Default::default()
+        },
+    );
+    bring_up(&host);
+    // RX1's pool goes first, then RX2's: fail RX2's.
+    host.fail_next("WdfCommonBufferCreateWithConfig", 1);
+    assert!(host.rss_initialize().is_err(), "the OID fails");
+    assert_eq!(host.failed_creates(), ["WdfCommonBufferCreateWithConfig"]);
+    assert_eq!(
+        host.queues().iter().filter(|q| q.dir == Dir::Rx).count(),
+        1,
+        "the queues made for it were destroyed"
+    );
+    host.rss_initialize()
+        .unwrap_or_else(|st| panic!("the second INITIALIZE: {st:#x}\n{}", host.diagnostics()));
+    assert_eq!(
+        host.queues().iter().filter(|q| q.dir == Dir::Rx).count(),
+        usize::from(PAIRS)
+    );
+    assert_eq!(
+        host.rss_parameters(true, Some(&KEY), Some((1, 0x1 | 0x10 | 0x20)), Some(128)),
+        0
+    );
+    let table: Vec<u16> = (0..128u16).map(|i| (i * 3 + 1) % PAIRS).collect();
+    let entries: Vec<(usize, u32)> = table
+        .iter()
+        .enumerate()
+        .map(|(i, &q)| (i, u32::from(q)))
+        .collect();
+    assert_eq!(host.rss_set_entries(&entries), 0);
+    std::thread::sleep(Duration::from_millis(50));
+    let per = check_steering(&flows_by_queue(&host, &ns, 4, 32, 1), &table);
+    assert!(per.iter().filter(|&&n| n > 0).count() > 2, "{per:?}");
+    no_violations("RSS after a failed INITIALIZE");
+    tear_down(&host);
+}
