@@ -848,3 +848,27 @@ fn a_receive_queue_that_could_not_be_created_can_be_created_again() {
     no_violations("RSS after a failed INITIALIZE");
     tear_down(&host);
 }
+
+/// D3 → D0 while contiguous DMA memory is short: the transmit queue's header slots cannot be
+/// allocated, NetAdapterCx discards the datapath and fails the device without a restart
+/// (`WdfDeviceFailedNoRestart`), and the stack is torn down with nothing left behind.
+#[test]
+fn a_datapath_that_cannot_be_created_at_d0_fails_the_device_cleanly() {
+    let bus = inproc();
+    let host = Host::new(bus.clone(), HostConfig::default());
+    bring_up(&host);
+    transmit(&host, &*bus, 10);
+    host.sleep().expect("D3");
+    host.fail_next("WdfCommonBufferCreateWithConfig", 0);
+    assert_eq!(host.wake(), 0, "the power-up itself succeeds");
+    assert!(
+        host.settle(Duration::from_secs(20)),
+        "the teardown never finished"
+    );
+    assert_eq!(host.failed_creates(), ["WdfCommonBufferCreateWithConfig"]);
+    assert_eq!(host.restarts(), 0, "no restart");
+    assert!(host.queues().is_empty(), "no datapath");
+    no_violations("failed datapath creation");
+    let ledger = host.unload();
+    assert!(ledger.is_empty(), "{ledger:#?}");
+}

@@ -1262,9 +1262,15 @@ impl HostState {
         if !s.offloads_initialized.swap(true, Ordering::AcqRel) {
             self.set_offloads(self.default_offloads());
         }
-        if let Err(st) = s.create_datapath() {
+        if s.create_datapath().is_err() {
+            // `QueueControl::CreateQueues` discards what it made; `NetClientAdapterCreateDatapath`
+            // fails the device (`WdfDeviceSetFailed(WdfDeviceFailedNoRestart)`), and the power-up
+            // itself succeeds (`EvtCxDevicePostD0EntryPostHardwareEnabled` returns success).
             s.destroy_datapath();
-            return st;
+            s.pnp_request(PnpRequest::Failed(
+                _WDF_DEVICE_FAILED_ACTION::WdfDeviceFailedNoRestart,
+            ));
+            return STATUS_SUCCESS;
         }
         if !s.start_datapath() {
             return wdf::STATUS_INVALID_DEVICE_STATE;
