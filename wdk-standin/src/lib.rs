@@ -63,6 +63,7 @@ pub type SIZE_T = u64;
 pub type ULONGLONG = u64;
 pub type LONGLONG = i64;
 pub type PCHAR = *mut i8;
+pub type KPROCESSOR_MODE = i8;
 
 pub const STATUS_SUCCESS: NTSTATUS = 0;
 pub const STATUS_INSUFFICIENT_RESOURCES: NTSTATUS = 0xC000_009A_u32 as i32;
@@ -130,6 +131,7 @@ impl Default for LARGE_INTEGER {
     }
 }
 pub type PHYSICAL_ADDRESS = LARGE_INTEGER;
+pub type PLARGE_INTEGER = *mut LARGE_INTEGER;
 
 #[repr(C)]
 #[derive(Debug)]
@@ -559,6 +561,11 @@ pub mod ntddk {
         MmMapIoSpaceEx(PhysicalAddress: PHYSICAL_ADDRESS, NumberOfBytes: SIZE_T, Protect: ULONG) -> PVOID;
         MmUnmapIoSpace(BaseAddress: PVOID, NumberOfBytes: SIZE_T);
         KeQueryUnbiasedInterruptTime() -> ULONGLONG;
+        KeDelayExecutionThread(
+            WaitMode: KPROCESSOR_MODE,
+            Alertable: BOOLEAN,
+            Interval: PLARGE_INTEGER,
+        ) -> NTSTATUS;
     }
 }
 

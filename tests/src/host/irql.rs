@@ -136,6 +136,7 @@ rules! {
     // stricter rule is the one held to).
     "MmUnmapIoSpace" => APC, "wdm/nf-wdm-mmunmapiospace";
     "KeQueryUnbiasedInterruptTime" => HIGH, "wdm/nf-wdm-kequeryunbiasedinterrupttime";
+    "KeDelayExecutionThread" => APC, "wdm/nf-wdm-kedelayexecutionthread";
     "KeStallExecutionProcessor" => HIGH, "wdm/nf-wdm-kestallexecutionprocessor";
     "KeFlushQueuedDpcs" => PASSIVE, "wdm/nf-wdm-keflushqueueddpcs";
     // NetAdapterCx 2.2.

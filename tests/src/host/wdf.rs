@@ -572,6 +572,27 @@ unsafe extern "C" fn ke_query_unbiased_interrupt_time() -> ULONGLONG {
     })
 }
 
+unsafe extern "C" fn ke_delay_execution_thread(
+    _mode: KPROCESSOR_MODE,
+    _alertable: BOOLEAN,
+    interval: PLARGE_INTEGER,
+) -> NTSTATUS {
+    api("KeDelayExecutionThread", || {
+        if interval.is_null() {
+            return STATUS_INVALID_PARAMETER;
+        }
+        // SAFETY: the caller's interval, valid for the call.
+        let li = unsafe { *interval };
+        // SAFETY: every bit pattern is a valid i64.
+        let q = unsafe { li.QuadPart };
+        // Negative: relative, 100 ns units (absolute times are taken as relative too).
+        std::thread::sleep(std::time::Duration::from_nanos(
+            q.unsigned_abs().saturating_mul(100),
+        ));
+        STATUS_SUCCESS
+    })
+}
+
 fn translate(va: usize, width: usize) -> Option<u64> {
     let s = state();
     let m = s.mappings.lock().unwrap_or_else(|e| e.into_inner());
@@ -873,6 +894,7 @@ pub fn install() {
     nt_slot::MmMapIoSpaceEx.set(mm_map_io_space_ex);
     nt_slot::MmUnmapIoSpace.set(mm_unmap_io_space);
     nt_slot::KeQueryUnbiasedInterruptTime.set(ke_query_unbiased_interrupt_time);
+    nt_slot::KeDelayExecutionThread.set(ke_delay_execution_thread);
     wdk_standin::host::READ_REGISTER.set(read_register);
     wdk_standin::host::WRITE_REGISTER.set(write_register);
     super::interrupts::install();
