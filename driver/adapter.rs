@@ -312,6 +312,28 @@ impl<B: Bars> Adapter<B> {
         self.transport.reset(plan.reset_polls)
     }
 
+    /// Starts a reset without waiting for the device to acknowledge it, so the caller can wait
+    /// at PASSIVE_LEVEL with its locks released, polling [`reset_done`](Self::reset_done).
+    /// `Ok(true)`: acknowledged at once.
+    pub fn begin_reset(&mut self) -> Result<bool, TransportError> {
+        self.events.push(Event::DeviceReset);
+        match self.transport.reset(1) {
+            Ok(()) => Ok(true),
+            Err(TransportError::ResetTimeout) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether a reset begun with [`begin_reset`](Self::begin_reset) is done (status reads 0);
+    /// an error if the device is gone.
+    pub fn reset_done(&self) -> Result<bool, TransportError> {
+        match self.transport.status() {
+            0 => Ok(true),
+            0xff if self.transport.is_removed() => Err(TransportError::SurpriseRemoved),
+            _ => Ok(false),
+        }
+    }
+
     /// Restore after [`reset_device`](Self::reset_device) and the engines' `abandon_in_flight`:
     /// resets again (harmless), negotiates the same features (a device that no longer offers
     /// them is an error), and programs every queue again at the same ring memory.

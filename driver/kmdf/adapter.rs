@@ -193,6 +193,44 @@ pub struct Nic {
     pub isr_pending: AtomicU8,
 }
 
+/// How long a reset may take at PASSIVE_LEVEL before the device is taken as hung (100 ns
+/// units: 1 s). The spec sets no bound; a device that never acknowledges is unusable.
+pub const RESET_TIMEOUT: u64 = 10_000_000;
+
+/// Device-status reads a reset polls under the spin lock once the wait at PASSIVE_LEVEL is
+/// done (the device acknowledged already; this only bounds a device that changes its mind).
+pub const RESET_POLLS_LOCKED: u32 = 100;
+
+/// Sleeps about a millisecond (PASSIVE_LEVEL).
+pub fn delay_1ms() {
+    let mut interval = wdk_sys::LARGE_INTEGER { QuadPart: -10_000 };
+    // SAFETY: PASSIVE_LEVEL (the callers' contract), a relative interval valid for the call;
+    // KernelMode (0), not alertable.
+    let _ = unsafe { wdk_sys::ntddk::KeDelayExecutionThread(0, 0, &mut interval) };
+}
+
+/// Resets the device through `step` and waits for the acknowledgement at PASSIVE_LEVEL, a
+/// millisecond at a time, at most [`RESET_TIMEOUT`]. `step(true)` begins the reset, `step(false)`
+/// asks whether it is done; each runs with whatever lock the caller needs, which is not held
+/// across the sleeps. Whether the device acknowledged.
+pub fn reset_at_passive(
+    mut step: impl FnMut(bool) -> Option<Result<bool, virtio::pci::TransportError>>,
+) -> bool {
+    let deadline = now().wrapping_add(RESET_TIMEOUT);
+    let mut begin = true;
+    loop {
+        match step(core::mem::replace(&mut begin, false)) {
+            Some(Ok(true)) => return true,
+            Some(Ok(false)) => {}
+            Some(Err(_)) | None => return false,
+        }
+        if now() > deadline {
+            return false;
+        }
+        delay_1ms();
+    }
+}
+
 /// Device-status reads a quiesce waits for a reset to be acknowledged (each one an MMIO exit to
 /// the hypervisor, a few microseconds; QEMU acknowledges at once).
 pub const QUIESCE_POLLS: u32 = 1000;
@@ -265,6 +303,19 @@ impl Nic {
                 )
             };
         }
+    }
+
+    /// Resets the device and waits for it at PASSIVE_LEVEL, the spin lock held only for each
+    /// register access (see [`reset_at_passive`]). Whether it acknowledged; if not, the device is
+    /// dead.
+    pub fn reset_device_at_passive(&self) -> bool {
+        let ok = reset_at_passive(|begin| {
+            self.with_core(|a| if begin { a.begin_reset() } else { a.reset_done() })
+        });
+        if !ok {
+            self.dead.store(true, Ordering::Release);
+        }
+        ok
     }
 
     /// Whether the device is gone (its registers read all-ones): NetAdapterCx tears the

@@ -390,6 +390,9 @@ fn prepare(
         .map_err(|_| wdk_sys::STATUS_DEVICE_CONFIGURATION_ERROR)?;
     nic.isr = core.transport().isr_location();
     nic.vectors = core.vectors();
+    // From here on a reset waits at PASSIVE_LEVEL first (`reset_at_passive`); what polls under
+    // the spin lock is bounded short.
+    nic.plan.reset_polls = super::adapter::RESET_POLLS_LOCKED;
     nic.pair_count = core.queue_pairs().min(super::msix::MAX_QUEUE_PAIRS);
     // SAFETY: no other reference to the RSS state exists yet.
     unsafe { *nic.rss.get() = RssState::new(nic.pair_count) };
@@ -459,8 +462,15 @@ extern "C" fn evt_release_hardware(device: WDFDEVICE, _translated: WDFCMRESLIST)
     if let Some(dma) = nic.dma.as_ref()
         && let Some(mut core) = core
     {
-        // The device must stop DMA before any ring or buffer is freed.
-        let _ = core.reset_device(&nic.plan);
+        // The device must stop DMA before any ring or buffer is freed: wait for it at
+        // PASSIVE_LEVEL, bounded (the core is out of the Nic: no lock to drop).
+        let _ = super::adapter::reset_at_passive(|begin| {
+            Some(if begin {
+                core.begin_reset()
+            } else {
+                core.reset_done()
+            })
+        });
         for pair in &mut nic.pairs {
             if let Some(mut rx) = pair.rx.get_mut().take() {
                 rx.abandon_in_flight();

@@ -31,6 +31,11 @@ pub extern "C" fn evt_d0_entry(device: WDFDEVICE, previous: WDF_POWER_DEVICE_STA
             Some((virtio::net::rx_queue_index(k), rx.virtqueue()))
         })
         .collect();
+    // The wait for the reset is at PASSIVE_LEVEL, outside the spin lock; `restore` resets
+    // again under it, which an acknowledging device finishes at once.
+    if !nic.reset_device_at_passive() {
+        return wdk_sys::STATUS_DEVICE_CONFIGURATION_ERROR;
+    }
     let r = nic.with_core(|a| a.restore(&nic.plan, &engines).map(|()| a.link_up()));
     // The reset dropped the receive filter, the multicast list, the MAC, the VLAN filter, the
     // guest offloads and the steering; `restore` marked all of it unsent, and it is sent again
@@ -72,11 +77,14 @@ pub extern "C" fn evt_d0_exit(device: WDFDEVICE, _target: WDF_POWER_DEVICE_STATE
     let p = unsafe { nic_of(device) };
     // SAFETY: as in D0 entry.
     let nic = unsafe { &*p };
-    let _ = nic.with_core(|a| a.reset_device(&nic.plan));
-    for k in 0..nic.pair_count {
-        // SAFETY: no RX queue exists during D0 exit.
-        if let Some(rx) = nic.pair(k).and_then(|p| unsafe { p.rx_engine() }) {
-            rx.abandon_in_flight();
+    // Waited for at PASSIVE_LEVEL, bounded; a device that does not acknowledge may still write
+    // into the posted receive buffers, so they stay posted (it is dead: D0 entry fails).
+    if nic.reset_device_at_passive() {
+        for k in 0..nic.pair_count {
+            // SAFETY: no RX queue exists during D0 exit.
+            if let Some(rx) = nic.pair(k).and_then(|p| unsafe { p.rx_engine() }) {
+                rx.abandon_in_flight();
+            }
         }
     }
     let unknown = super::netcx::NET_ADAPTER_LINK_STATE {

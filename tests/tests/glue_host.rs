@@ -872,3 +872,25 @@ fn a_datapath_that_cannot_be_created_at_d0_fails_the_device_cleanly() {
     let ledger = host.unload();
     assert!(ledger.is_empty(), "{ledger:#?}");
 }
+
+/// A device that never finishes a reset (its status never reads 0): D0 exit must not spin
+/// under the adapter's spin lock waiting for it (the reset polled up to 1,000,000 times there,
+/// seconds at DISPATCH_LEVEL). The wait is at PASSIVE_LEVEL, bounded in time; D0 entry then
+/// reports the device unusable, and the stack is torn down with nothing left behind.
+#[test]
+fn a_device_that_never_resets_is_waited_for_at_passive_level_within_a_bound() {
+    let bus = inproc();
+    let host = Host::new(bus.clone(), HostConfig::default());
+    bring_up(&host);
+    transmit(&host, &*bus, 10);
+    bus.model().with(|s| s.misbehave.stuck_reset = true);
+    let t0 = Instant::now();
+    host.sleep().expect("D3");
+    let took = t0.elapsed();
+    assert!(took < Duration::from_secs(3), "D0 exit took {took:?}");
+    no_violations("D0 exit over a device that never resets");
+    assert_ne!(host.wake(), 0, "D0 entry cannot bring it back");
+    let _ = irql::take_violations();
+    let ledger = host.unload();
+    assert!(ledger.is_empty(), "{ledger:#?}");
+}
