@@ -220,6 +220,14 @@ pub struct Capabilities {
 
 /// MTU without `VIRTIO_NET_F_MTU`: the Ethernet default (the host's network may not carry more).
 pub const DEFAULT_MTU: u32 = 1500;
+
+/// The largest LSO/USO payload declared to NetAdapterCx (`MaximumOffloadSize`).
+pub const MAX_OFFLOAD_SIZE: u32 = 64_000;
+
+/// The most header bytes in front of an offloaded payload: Ethernet with two tags (22), IPv6
+/// with extension headers (NetAdapterCx's layout fields allow up to 511 bytes of layer 3) and
+/// the largest TCP header (60).
+pub const MAX_OFFLOAD_HEADERS: u32 = 22 + 511 + 60;
 /// Receive buffer size with mergeable buffers.
 pub const MERGEABLE_BUFFER: u32 = 2048;
 
@@ -252,7 +260,7 @@ pub fn derive(
         lso_v6: csum && f.contains(Features::NET_HOST_TSO6) && user.lso_v6 && tx_checksum.tcp,
         uso_v4: csum && f.contains(Features::NET_HOST_USO) && user.uso_v4 && tx_checksum.udp,
         uso_v6: csum && f.contains(Features::NET_HOST_USO) && user.uso_v6 && tx_checksum.udp,
-        max_offload_size: 64_000,
+        max_offload_size: MAX_OFFLOAD_SIZE,
         min_segment_count: 2,
     };
     // Coalesced receives need room (mergeable buffers) and a device checksum verdict.

@@ -256,6 +256,15 @@ extern "C" fn evt_prepare_hardware(
     }
 }
 
+/// The DMA enabler's `MaximumLength`: the longest transfer the driver maps, an LSO packet —
+/// the largest payload it declares plus every header that may precede it (64 KiB sat
+/// 1,000 bytes above that payload; 128 KiB leaves room for any header chain).
+const DMA_MAXIMUM_LENGTH: usize = 0x2_0000;
+const _: () = assert!(
+    DMA_MAXIMUM_LENGTH
+        >= (crate::config::MAX_OFFLOAD_SIZE + crate::config::MAX_OFFLOAD_HEADERS) as usize
+);
+
 fn prepare(
     nic: &mut Nic,
     device: WDFDEVICE,
@@ -343,7 +352,7 @@ fn prepare(
     let mut dma_config = WDF_DMA_ENABLER_CONFIG {
         Size: core::mem::size_of::<WDF_DMA_ENABLER_CONFIG>() as u32,
         Profile: _WDF_DMA_PROFILE::WdfDmaProfileScatterGather64,
-        MaximumLength: 0x1_0000,
+        MaximumLength: DMA_MAXIMUM_LENGTH,
         WdmDmaVersionOverride: 3,
         ..Default::default()
     };
