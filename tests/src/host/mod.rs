@@ -179,6 +179,10 @@ pub struct HostState {
     pub interrupts: Mutex<Vec<Arc<interrupts::Interrupt>>>,
     /// Timer objects.
     pub timers: Mutex<BTreeMap<usize, Arc<timers::Timer>>>,
+    /// Register (MMIO) reads and writes the driver made.
+    pub register_reads: AtomicU64,
+    /// As `register_reads`.
+    pub register_writes: AtomicU64,
     /// Inside EvtDevicePrepareHardware.
     pub in_prepare_hardware: AtomicBool,
     /// The adapter.
@@ -878,6 +882,8 @@ impl Host {
             spin_locks: Mutex::new(BTreeMap::new()),
             interrupts: Mutex::new(Vec::new()),
             timers: Mutex::new(BTreeMap::new()),
+            register_reads: AtomicU64::new(0),
+            register_writes: AtomicU64::new(0),
             in_prepare_hardware: AtomicBool::new(false),
             adapter: Mutex::new(AdapterRecord::default()),
             receive_filter: Mutex::new(None),

@@ -609,6 +609,7 @@ fn read_register(va: usize, width: usize) -> u64 {
         match translate(va, width) {
             Some(pa) => {
                 super::sync::count_register();
+                host().register_reads.fetch_add(1, Ordering::Relaxed);
                 host().bus.mmio_read(pa, width)
             }
             None => {
@@ -630,6 +631,7 @@ fn write_register(va: usize, width: usize, value: u64) {
         match translate(va, width) {
             Some(pa) => {
                 super::sync::count_register();
+                host().register_writes.fetch_add(1, Ordering::Relaxed);
                 host().bus.mmio_write(pa, width, value);
             }
             None => irql::violation(
