@@ -952,15 +952,13 @@ fn buffers_held_until_the_queue_is_armed_then_returned_resume_reception() {
     let rx = host.queue(Dir::Rx, 0).unwrap();
     // More than the packet ring holds: the rest waits in QEMU (it queues for a full ring).
     let n = rx.os.lock().unwrap().rx_packet_ring_len() + 100;
-    let mut taken = 0;
     let deadline = Instant::now() + Duration::from_secs(10);
     for i in 0..n {
         let f = frame(GUEST_MAC, PEER_MAC, i, in_len(i));
         while !q.inject(&f) {
-            assert!(Instant::now() < deadline, "QEMU took {taken} of {n}");
+            assert!(Instant::now() < deadline, "QEMU took {i} of {n}");
             std::thread::sleep(Duration::from_micros(100));
         }
-        taken += 1;
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     while !rx.idle_and_armed() {
