@@ -390,7 +390,9 @@ fn prepare(
     } else {
         0
     };
-    nic.plan.random_mac = random_mac();
+    // SAFETY: a created adapter, PASSIVE_LEVEL.
+    nic.plan.random_mac =
+        unsafe { configuration::persistent_random_address(nic.adapter, random_mac()) };
 
     let (Some(pci), Some(dma)) = (nic.pci.as_ref(), nic.dma.as_ref()) else {
         return Err(STATUS_INSUFFICIENT_RESOURCES);

@@ -891,6 +891,8 @@ pub mod index {
     pub const CONFIGURATION_QUERY_ULONG: usize = 37;
     /// `NetConfigurationQueryLinkLayerAddressTableIndex`.
     pub const CONFIGURATION_QUERY_LINK_LAYER_ADDRESS: usize = 41;
+    /// `NetConfigurationAssignUlongTableIndex`.
+    pub const CONFIGURATION_ASSIGN_ULONG: usize = 42;
     /// `NetDeviceInitConfigTableIndex`.
     pub const DEVICE_INIT_CONFIG: usize = 46;
     /// `NetAdapterSetReceiveScalingCapabilitiesTableIndex`.
@@ -1135,6 +1137,11 @@ net_api! {
         index::CONFIGURATION_QUERY_ULONG:
         fn(configuration: NETCONFIGURATION, flags: u32, name: *const UNICODE_STRING,
            value: *mut u32) -> NTSTATUS;
+    /// `NetConfigurationAssignUlong` (writes a REG_DWORD value, PASSIVE_LEVEL).
+    NetConfigurationAssignUlong / PFN_NETCONFIGURATIONASSIGNULONG =
+        index::CONFIGURATION_ASSIGN_ULONG:
+        fn(configuration: NETCONFIGURATION, name: *const UNICODE_STRING, value: u32)
+            -> NTSTATUS;
     /// `NetConfigurationQueryLinkLayerAddress` (reads `NetworkAddress`).
     NetConfigurationQueryLinkLayerAddress / PFN_NETCONFIGURATIONQUERYLINKLAYERADDRESS =
         index::CONFIGURATION_QUERY_LINK_LAYER_ADDRESS:

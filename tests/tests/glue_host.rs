@@ -8,6 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use virtio::Features;
 use vnet_harness::frames;
 use vnet_harness::host::alloc::HostAllocator;
 use vnet_harness::host::bus::QemuBus;
@@ -1211,4 +1212,35 @@ fn prop_seeds(default: u64) -> (u64, u64) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default);
     (0, n)
+}
+
+/// A device that offers no MAC address (no VIRTIO_NET_F_MAC): the driver makes a random,
+/// locally administered one — once. It is the adapter's permanent address, so it must survive
+/// a recovery (WDF restarts the stack: a new DeviceAdd and PrepareHardware), or every
+/// neighbour's ARP/ND cache goes stale; the driver keeps it in the adapter's registry key.
+#[test]
+fn a_random_permanent_address_survives_a_restart() {
+    let bus = InprocBus::new(
+        DEFAULT_FEATURES.difference(Features::NET_MAC),
+        GUEST_MAC,
+        64,
+    );
+    let host = Host::new(bus.clone(), HostConfig::default());
+    bring_up(&host);
+    let first = host.permanent_address().expect("a permanent address");
+    assert_eq!(
+        first[0] & 3,
+        2,
+        "locally administered unicast: {first:02x?}"
+    );
+    assert_ne!(first, GUEST_MAC, "the device's MAC is not offered");
+    bus.with_device(|d| d.inject_fault(Fault::NeedsReset));
+    restarted(&host, 1);
+    assert_eq!(
+        host.permanent_address(),
+        Some(first),
+        "the same address after the restart"
+    );
+    no_violations("random permanent address");
+    tear_down(&host);
 }

@@ -160,6 +160,7 @@ rules! {
     "NetConfigurationQueryUlong" => PASSIVE, "netconfiguration/nf-netconfiguration-netconfigurationqueryulong";
     "NetConfigurationQueryLinkLayerAddress" => PASSIVE, "netconfiguration/nf-netconfiguration-netconfigurationquerylinklayeraddress";
     "NetConfigurationQueryBinary" => PASSIVE, "netconfiguration/nf-netconfiguration-netconfigurationquerybinary";
+    "NetConfigurationAssignUlong" => PASSIVE, "netconfiguration/nf-netconfiguration-netconfigurationassignulong";
     "NetConfigurationAssignBinary" => PASSIVE, "netconfiguration/nf-netconfiguration-netconfigurationassignbinary";
     "NetAdapterSetReceiveScalingCapabilities" => PASSIVE, "netreceivescaling/nf-netreceivescaling-netadaptersetreceivescalingcapabilities";
     "NetRxQueueCreate" => PASSIVE, "netrxqueue/nf-netrxqueue-netrxqueuecreate";

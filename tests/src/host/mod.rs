@@ -309,6 +309,17 @@ impl HostState {
             .map(|(_, v)| v.clone())
     }
 
+    /// Stores a value in the adapter's registry key (replacing one of the same name).
+    pub fn registry_assign(&self, name: &str, value: String) {
+        let mut r = lock(&self.registry);
+        match r.iter_mut().find(|(k, _)| k.eq_ignore_ascii_case(name)) {
+            Some((_, v)) => *v = value,
+            None => {
+                r.insert(name.to_string(), value);
+            }
+        }
+    }
+
     /// Stores a binary value in the adapter's registry key.
     pub fn registry_assign_binary(&self, name: &str, value: Vec<u8>) {
         lock(&self.binary_registry).insert(name.to_string(), value);
@@ -1481,6 +1492,14 @@ impl HostState {
 
     // -----------------------------------------------------------------------------------------
     // OIDs.
+
+    /// The permanent address the driver declared at its last start (Ethernet), if any.
+    pub fn permanent_address(&self) -> Option<[u8; 6]> {
+        lock(&self.adapter)
+            .declared
+            .permanent
+            .and_then(|a| a.as_ethernet())
+    }
 
     fn adapter_callbacks(&self) -> netcx::Declared {
         lock(&self.adapter).declared

@@ -844,6 +844,23 @@ unsafe extern "system" fn net_configuration_query_ulong(
     })
 }
 
+/// Writes the value into the adapter's registry key, where it stays across restarts of the
+/// stack (the software key lives as long as the device is installed); QueryUlong reads it back.
+unsafe extern "system" fn net_configuration_assign_ulong(
+    _: *mut NET_DRIVER_GLOBALS,
+    c: NETCONFIGURATION,
+    name: *const UNICODE_STRING,
+    value: u32,
+) -> NTSTATUS {
+    api("NetConfigurationAssignUlong", || {
+        if !configuration_ok(c, "NetConfigurationAssignUlong") {
+            return STATUS_INVALID_PARAMETER;
+        }
+        state().registry_assign(&name_of(name), value.to_string());
+        STATUS_SUCCESS
+    })
+}
+
 unsafe extern "system" fn net_configuration_query_link_layer_address(
     _: *mut NET_DRIVER_GLOBALS,
     c: NETCONFIGURATION,
@@ -1292,6 +1309,8 @@ pub fn install() {
             PFN_NETCONFIGURATIONQUERYULONG = net_configuration_query_ulong;
         index::CONFIGURATION_QUERY_LINK_LAYER_ADDRESS =>
             PFN_NETCONFIGURATIONQUERYLINKLAYERADDRESS = net_configuration_query_link_layer_address;
+        index::CONFIGURATION_ASSIGN_ULONG =>
+            PFN_NETCONFIGURATIONASSIGNULONG = net_configuration_assign_ulong;
         index::SET_RECEIVE_SCALING_CAPABILITIES =>
             PFN_NETADAPTERSETRECEIVESCALINGCAPABILITIES = net_adapter_set_receive_scaling_capabilities;
         index::RX_QUEUE_CREATE => PFN_NETRXQUEUECREATE = net_rx_queue_create;
