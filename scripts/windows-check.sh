@@ -2,7 +2,8 @@
 # The Windows build graph, checked on Linux against the REAL wdk-sys bindings (the wdk-linux tree
 # of ../shared/tools/wdk-linux, README there): `cargo check --workspace` for
 # x86_64-pc-windows-msvc (every member must build for Windows: the harness is empty there), then
-# the driver's clippy with the lints the Windows workflow uses (-D warnings).
+# the driver's clippy with the lints the Windows workflow uses (-D warnings), then netcx.rs's
+# layouts and table indices against the real NetAdapterCx 2.2 headers.
 #
 # Prints `SKIPPED: <why>` and exits 0 when the tree is not on this machine (it is built from two
 # git mirrors no CI machine has), so the test command can always call it. Otherwise the last line
@@ -86,5 +87,11 @@ echo "$last"
 CE=$(echo "$last" | grep -oE '[0-9]+ errors' | grep -oE '[0-9]+')
 CW=$(echo "$last" | grep -oE '[0-9]+ warnings' | grep -oE '[0-9]+')
 [ -n "$CE" ] && [ -n "$CW" ] || { echo "windows build graph: clippy did not report counts"; exit 3; }
-echo "windows build graph vs real wdk-sys: check $E errors, $W warnings; clippy $CE errors, $CW warnings"
-[ "$E" = 0 ] && [ "$W" = 0 ] && [ "$CE" = 0 ] && [ "$CW" = 0 ]
+# netcx.rs (the hand-written NetAdapterCx function table and structures) against the real
+# NetAdapterCx 2.2 headers: layouts and table indices.
+nlast=$(bash "$TOOL/netcx-check.sh" 2>&1 | tail -n 1)
+echo "$nlast"
+NE=$(echo "$nlast" | grep -oE '[0-9]+ layout errors' | grep -oE '[0-9]+')
+[ -n "$NE" ] || { echo "windows build graph: netcx-check did not report counts"; exit 3; }
+echo "windows build graph vs real wdk-sys: check $E errors, $W warnings; clippy $CE errors, $CW warnings; netcx $NE layout errors"
+[ "$E" = 0 ] && [ "$W" = 0 ] && [ "$CE" = 0 ] && [ "$CW" = 0 ] && [ "$NE" = 0 ]
