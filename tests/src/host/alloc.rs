@@ -46,10 +46,11 @@ pub fn as_host<T>(f: impl FnOnce() -> T) -> T {
         h.set(h.get() + 1);
         h.get() == 1
     });
-    let t0 = outer.then(std::time::Instant::now);
+    // CPU time, as the lock holds are measured (`sync::thread_cpu`).
+    let t0 = outer.then(super::sync::thread_cpu);
     let r = f();
     if let Some(t0) = t0 {
-        super::sync::charge_host(t0.elapsed());
+        super::sync::charge_host(super::sync::thread_cpu().saturating_sub(t0));
     }
     IN_HOST.with(|h| h.set(h.get() - 1));
     r

@@ -6,10 +6,11 @@
 //! to acquire or release locks for the same resources violate this rule"), and every hold timed
 //! against a budget, as the DPC watchdog would time a DPC that spins.
 //!
-//! The host's own time inside a hold is not the driver's: a hold's time is its wall time minus
-//! the time spent in the host (emulated framework routines, register accesses over qtest, which
-//! take tens of microseconds), plus [`REGISTER_COST`] per register access (a real MMIO exit) and
-//! [`ROUTINE_COST`] per framework routine called.
+//! The host's own time inside a hold is not the driver's: a hold's time is the holding thread's
+//! CPU time ([`thread_cpu`]: a preempted host thread is not a driver spinning) minus the CPU time
+//! spent in the host (emulated framework routines, register accesses over qtest), plus
+//! [`REGISTER_COST`] per register access (a real MMIO exit) and [`ROUTINE_COST`] per framework
+//! routine called.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -28,6 +29,23 @@ pub const ROUTINE_COST: Duration = Duration::from_micros(1);
 /// asks DPCs to stay under 100 µs, and a spin lock held for milliseconds stalls every waiter at
 /// DISPATCH_LEVEL).
 pub const HOLD_BUDGET: Duration = Duration::from_millis(10);
+
+/// The calling thread's CPU time. Hold times are CPU time, not wall time: on Windows a thread
+/// holding a spin lock runs at DISPATCH_LEVEL and cannot be preempted, so its hold is the
+/// processor time it spends; here the scheduler may preempt it (other tests, other builds), and
+/// wall time would count that against the driver.
+pub fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid out pointer; CLOCK_THREAD_CPUTIME_ID exists on Linux.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    if rc != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
 
 /// Host time, register accesses and routine calls on one thread (accumulating).
 #[derive(Debug, Clone, Copy, Default)]
@@ -74,8 +92,9 @@ fn emulated() -> Emulated {
     EMULATED.with(Cell::get)
 }
 
-/// Who holds a lock: thread, the IRQL to restore, since when, register time and count then.
-type Holder = (ThreadId, u8, Instant, Emulated);
+/// Who holds a lock: thread, the IRQL to restore, its CPU time then, register time and count
+/// then.
+type Holder = (ThreadId, u8, Duration, Emulated);
 
 /// One WDFSPINLOCK.
 pub struct SpinLock {
@@ -141,7 +160,7 @@ impl SpinLock {
             std::thread::yield_now();
         }
         *self.owner.lock().unwrap_or_else(|e| e.into_inner()) =
-            Some((me, old, Instant::now(), emulated()));
+            Some((me, old, thread_cpu(), emulated()));
         self.acquisitions.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -169,9 +188,9 @@ impl SpinLock {
             );
         }
         let e1 = emulated();
-        let wall = since.elapsed();
+        let cpu = thread_cpu().saturating_sub(since);
         let regs = e1.registers - e0.registers;
-        let held = wall.saturating_sub(e1.host.saturating_sub(e0.host))
+        let held = cpu.saturating_sub(e1.host.saturating_sub(e0.host))
             + REGISTER_COST * regs as u32
             + ROUTINE_COST * (e1.routines - e0.routines) as u32;
         self.longest_ns
