@@ -15,9 +15,7 @@ use virtio::Features;
 use virtio::net::{Duplex, NetConfig};
 use virtionet::config::{Capabilities, UserSettings, derive};
 use virtionet::kmdf::declare::{self, AdapterCallbacks};
-use virtionet::kmdf::msix::SharedCause;
 use virtionet::kmdf::netcx::*;
-use virtionet::notify::NotifyGate;
 use vnet_harness::rings::QueueRings;
 use vnet_harness::rng::Rng;
 
@@ -730,19 +728,6 @@ fn offload_callbacks_read_what_the_os_enabled() {
 }
 
 #[test]
-fn an_unbound_table_fails_safely() {
-    let _g = framework();
-    for e in TABLE_ACCESS.iter() {
-        e.store(0, Ordering::Release);
-    }
-    // SAFETY: no entry is called when the table is empty.
-    let st = unsafe { NetAdapterStart(0x1 as NETADAPTER) };
-    assert_eq!(st, STATUS_NOT_SUPPORTED);
-    // SAFETY: as above.
-    assert!(unsafe { NetAdapterInitAllocate(0x1 as WDFDEVICE) }.is_null());
-}
-
-#[test]
 fn link_state_structs() {
     let up = declare::link_state(true, 10_000_000_000);
     assert_eq!(up.Size, 40);
@@ -820,77 +805,6 @@ fn extension_queries_find_every_registered_extension() {
             rings.registered(&names::RSC).unwrap().offset
         );
     }
-}
-
-#[test]
-fn shared_interrupt_causes_from_the_isr_register() {
-    assert_eq!(SharedCause::from_isr(0), None);
-    assert_eq!(
-        SharedCause::from_isr(0xFF),
-        None,
-        "a removed device is not our interrupt"
-    );
-    assert_eq!(
-        SharedCause::from_isr(3),
-        Some(SharedCause {
-            queues: true,
-            config: true
-        })
-    );
-    assert_eq!(
-        SharedCause::from_isr(2),
-        Some(SharedCause {
-            queues: false,
-            config: true
-        })
-    );
-}
-
-#[test]
-fn notify_gate_notifies_once_per_arming() {
-    let g = NotifyGate::new();
-    assert!(!g.fire(), "not armed: no notify");
-    g.arm();
-    assert!(g.is_armed());
-    assert!(g.fire());
-    assert!(!g.fire(), "second interrupt of the same arming");
-    assert!(g.take_fired());
-    assert!(!g.take_fired());
-    g.arm();
-    assert!(
-        !g.take_fired(),
-        "armed but not fired: Advance keeps notifications on"
-    );
-    assert!(g.fire());
-
-    // Racing: an arming thread and an interrupt thread; never more notifies than armings, and
-    // once both stop, an armed gate still notifies (no lost wake-up).
-    let g = std::sync::Arc::new(NotifyGate::new());
-    let armings = 20_000;
-    let dpc = {
-        let g = g.clone();
-        std::thread::spawn(move || {
-            let mut n = 0u32;
-            for _ in 0..armings * 2 {
-                if g.fire() {
-                    n += 1;
-                }
-            }
-            n
-        })
-    };
-    let mut armed = 0u32;
-    for _ in 0..armings {
-        let _ = g.take_fired();
-        g.arm();
-        armed += 1;
-    }
-    let notified = dpc.join().unwrap();
-    assert!(notified <= armed);
-    assert!(
-        g.is_armed() || g.take_fired(),
-        "the last arming is either pending or was notified"
-    );
 }
 
 #[test]
