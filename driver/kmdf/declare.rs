@@ -1,8 +1,8 @@
 //! What the adapter tells NetAdapterCx before `NetAdapterStart`, built from the core's
 //! [`Capabilities`]; the queue configurations and extension queries of queue creation; and the
-//! reading of what the OS enabled in an offload callback. Portable (compiled and tested on
-//! Linux against a model of the framework's checks, `reference/netadaptercx.md` §2.8): only the
-//! WDF objects around it are Windows-only.
+//! reading of what the OS enabled in an offload callback. Portable (compiled on every host, and
+//! run on Linux by the glue host, whose NetAdapterCx routines apply the framework's checks,
+//! `reference/netadaptercx.md` §2.8): only the WDF objects around it are Windows-only.
 
 use netring::names;
 use netring::{Extension, ExtensionSpec, FragmentRing, NetExtension, PacketRing};
@@ -591,6 +591,36 @@ mod tests {
         // SAFETY: no entry to read.
         let none = unsafe { apply_indirection_entries(&mut empty, &mut st, pair_of) };
         assert_eq!(none, STATUS_SUCCESS);
+    }
+
+    /// The protocol types declared for the device's hash types: IPv4 options come with IPv4,
+    /// IPv6 extension headers only when the device hashes the `_EX` types.
+    #[test]
+    fn rss_protocol_types_follow_what_the_device_hashes() {
+        use virtio::net::rss_hash as H;
+        let plain = H::IPV4 | H::TCPV4 | H::UDPV4 | H::IPV6 | H::TCPV6 | H::UDPV6;
+        assert_eq!(
+            rss_protocol_types(plain),
+            rss_protocol::IPV4
+                | rss_protocol::IPV4_OPTIONS
+                | rss_protocol::IPV6
+                | rss_protocol::TCP
+                | rss_protocol::UDP,
+            "no IPv6 extensions: the device does not hash them"
+        );
+        assert_eq!(
+            rss_protocol_types(plain | H::IP_EX) & rss_protocol::IPV6_EXTENSIONS,
+            rss_protocol::IPV6_EXTENSIONS
+        );
+        assert_eq!(
+            rss_protocol_types(H::IPV4),
+            rss_protocol::IPV4 | rss_protocol::IPV4_OPTIONS
+        );
+        assert_eq!(
+            rss_protocol_types(0),
+            0,
+            "no device RSS: nothing to declare"
+        );
     }
 
     #[test]
