@@ -6,8 +6,8 @@
 //!
 //! Every NetAdapterCx API is a slot of the `NetFunctions` table that `netadaptercxstub.lib`
 //! defines and the framework fills at bind time; each takes `NetDriverGlobals` first. On Windows
-//! the wrappers here index that table; elsewhere they index [`mock::TABLE`], which the tests fill
-//! with stand-ins of the framework (see `tests` in `declare.rs`).
+//! the wrappers here index that table; elsewhere they index [`mock::TABLE`], which the glue host
+//! (`vnet_harness::host::netcx`) fills with its NetAdapterCx routines.
 //!
 //! WDF handle types that NetAdapterCx APIs take (`WDFDEVICE`, `WDFDMAENABLER`, …) are opaque
 //! pointers here; the Windows glue casts wdk-sys's handles to them.
