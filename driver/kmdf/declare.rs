@@ -1,8 +1,8 @@
 //! What the adapter tells NetAdapterCx before `NetAdapterStart`, built from the core's
 //! [`Capabilities`]; the queue configurations and extension queries of queue creation; and the
-//! reading of what the OS enabled in an offload callback. Portable (compiled and tested on
-//! Linux against a model of the framework's checks, `reference/netadaptercx.md` §2.8): only the
-//! WDF objects around it are Windows-only.
+//! reading of what the OS enabled in an offload callback. Portable (compiled on every host, and
+//! run on Linux by the glue host, whose NetAdapterCx routines apply the framework's checks,
+//! `reference/netadaptercx.md` §2.8): only the WDF objects around it are Windows-only.
 
 use netring::names;
 use netring::{Extension, ExtensionSpec, FragmentRing, NetExtension, PacketRing};
@@ -535,4 +535,110 @@ pub unsafe fn read_receive_filter(
         f.set_vlan(vlan_id, true);
     }
     f
+}
+
+/// What NetAdapterCx never passes, so the glue host cannot play it: an indirection index beyond
+/// the table (the class extension's cache is `IndirectionTableSize` entries long and it sends
+/// only its own indices, `translator/rxscaling.cpp`), a null entry list and a null or oversized
+/// key. The callbacks must still refuse them rather than read or write out of bounds.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rss::RssState;
+
+    fn queue(k: usize) -> NETPACKETQUEUE {
+        (0x100 + k * 0x10) as NETPACKETQUEUE
+    }
+
+    #[test]
+    fn an_indirection_index_beyond_the_table_is_refused_and_the_others_apply() {
+        let mut st = RssState::new(4);
+        let mut list = [(3, 0u32), (1, 127), (2, 128)].map(|(k, index)| {
+            NET_ADAPTER_RECEIVE_SCALING_INDIRECTION_ENTRY {
+                PacketQueue: queue(k),
+                Status: 12345,
+                Index: index,
+            }
+        });
+        let mut entries = NET_ADAPTER_RECEIVE_SCALING_INDIRECTION_ENTRIES {
+            Entries: list.as_mut_ptr(),
+            Length: list.len(),
+        };
+        let pair_of = |p: NETPACKETQUEUE| (0..4u16).find(|&k| queue(usize::from(k)) == p);
+        // SAFETY: the entries live for the call.
+        let all = unsafe { apply_indirection_entries(&mut entries, &mut st, pair_of) };
+        assert_eq!(all, STATUS_INVALID_PARAMETER);
+        let status: [NTSTATUS; 3] = list.map(|e| e.Status);
+        assert_eq!(
+            status,
+            [STATUS_SUCCESS, STATUS_SUCCESS, STATUS_INVALID_PARAMETER]
+        );
+        st.enable(netring::HashProtocolType::IPV4);
+        let t = st.settings().unwrap().table().to_vec();
+        assert_eq!(
+            (t[0], t[127], t[5]),
+            (3, 1, 1),
+            "applied entries, untouched defaults"
+        );
+
+        // SAFETY: a null list is refused, not read.
+        let null = unsafe { apply_indirection_entries(core::ptr::null_mut(), &mut st, pair_of) };
+        assert_eq!(null, STATUS_INVALID_PARAMETER);
+        let mut empty = NET_ADAPTER_RECEIVE_SCALING_INDIRECTION_ENTRIES {
+            Entries: core::ptr::null_mut(),
+            Length: 0,
+        };
+        // SAFETY: no entry to read.
+        let none = unsafe { apply_indirection_entries(&mut empty, &mut st, pair_of) };
+        assert_eq!(none, STATUS_SUCCESS);
+    }
+
+    /// The protocol types declared for the device's hash types: IPv4 options come with IPv4,
+    /// IPv6 extension headers only when the device hashes the `_EX` types.
+    #[test]
+    fn rss_protocol_types_follow_what_the_device_hashes() {
+        use virtio::net::rss_hash as H;
+        let plain = H::IPV4 | H::TCPV4 | H::UDPV4 | H::IPV6 | H::TCPV6 | H::UDPV6;
+        assert_eq!(
+            rss_protocol_types(plain),
+            rss_protocol::IPV4
+                | rss_protocol::IPV4_OPTIONS
+                | rss_protocol::IPV6
+                | rss_protocol::TCP
+                | rss_protocol::UDP,
+            "no IPv6 extensions: the device does not hash them"
+        );
+        assert_eq!(
+            rss_protocol_types(plain | H::IP_EX) & rss_protocol::IPV6_EXTENSIONS,
+            rss_protocol::IPV6_EXTENSIONS
+        );
+        assert_eq!(
+            rss_protocol_types(H::IPV4),
+            rss_protocol::IPV4 | rss_protocol::IPV4_OPTIONS
+        );
+        assert_eq!(
+            rss_protocol_types(0),
+            0,
+            "no device RSS: nothing to declare"
+        );
+    }
+
+    #[test]
+    fn a_null_or_oversized_hash_key_is_refused() {
+        let key = [7u8; 40];
+        let k = NET_ADAPTER_RECEIVE_SCALING_HASH_SECRET_KEY {
+            Key: key.as_ptr(),
+            Length: 40,
+        };
+        // SAFETY: the key lives for the call.
+        assert_eq!(unsafe { read_hash_key(&k) }, Some(&key[..]));
+        // SAFETY: a null key is refused, not read.
+        assert_eq!(unsafe { read_hash_key(core::ptr::null()) }, None);
+        let long = NET_ADAPTER_RECEIVE_SCALING_HASH_SECRET_KEY {
+            Key: key.as_ptr(),
+            Length: 65,
+        };
+        // SAFETY: refused by its length before the buffer is read.
+        assert_eq!(unsafe { read_hash_key(&long) }, None);
+    }
 }

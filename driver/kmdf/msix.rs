@@ -30,3 +30,40 @@ impl SharedCause {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::SharedCause;
+
+    #[test]
+    fn shared_interrupt_causes_from_the_isr_register() {
+        assert_eq!(SharedCause::from_isr(0), None);
+        assert_eq!(
+            SharedCause::from_isr(0xFF),
+            None,
+            "a removed device is not our interrupt"
+        );
+        assert_eq!(
+            SharedCause::from_isr(3),
+            Some(SharedCause {
+                queues: true,
+                config: true
+            })
+        );
+        assert_eq!(
+            SharedCause::from_isr(2),
+            Some(SharedCause {
+                queues: false,
+                config: true
+            })
+        );
+        assert_eq!(
+            SharedCause::from_isr(1),
+            Some(SharedCause {
+                queues: true,
+                config: false
+            })
+        );
+        assert_eq!(SharedCause::from_isr(4), None, "no cause bit set");
+    }
+}

@@ -6,8 +6,8 @@
 //!
 //! Every NetAdapterCx API is a slot of the `NetFunctions` table that `netadaptercxstub.lib`
 //! defines and the framework fills at bind time; each takes `NetDriverGlobals` first. On Windows
-//! the wrappers here index that table; elsewhere they index [`mock::TABLE`], which the tests fill
-//! with stand-ins of the framework (see `tests` in `declare.rs`).
+//! the wrappers here index that table; elsewhere they index [`mock::TABLE`], which the glue host
+//! (`vnet_harness::host::netcx`) fills with its NetAdapterCx routines.
 //!
 //! WDF handle types that NetAdapterCx APIs take (`WDFDEVICE`, `WDFDMAENABLER`, …) are opaque
 //! pointers here; the Windows glue casts wdk-sys's handles to them.
@@ -1253,4 +1253,43 @@ net_api! {
     NetAdapterOffloadSetIeee8021qTagCapabilities / PFN_SETIEEE8021QCAPS =
         index::OFFLOAD_SET_IEEE8021Q_CAPABILITIES:
         fn(adapter: NETADAPTER, caps: *const NET_ADAPTER_OFFLOAD_IEEE8021Q_TAG_CAPABILITIES);
+}
+
+/// Calls made before NetAdapterCx bound the table (on Windows it binds before DriverEntry, so
+/// only the stand-in table can be empty when the glue calls): every wrapper returns its
+/// [`Absent`] value instead of calling through an empty slot.
+#[cfg(all(test, not(windows)))]
+mod tests {
+    use core::sync::atomic::Ordering;
+
+    use super::*;
+
+    #[test]
+    fn an_unbound_table_fails_safely() {
+        // Nothing in this crate's unit tests binds the table (the glue host lives in
+        // vnet-harness): every slot is empty.
+        assert!(mock::TABLE.iter().all(|e| e.load(Ordering::Acquire) == 0));
+        let adapter = 0x1 as NETADAPTER;
+        // SAFETY: an empty slot: the wrapper returns without calling anything.
+        let st = unsafe { NetAdapterStart(adapter) };
+        assert_eq!(st, STATUS_NOT_SUPPORTED);
+        // SAFETY: as above.
+        let init = unsafe { NetAdapterInitAllocate(0x1 as WDFDEVICE) };
+        assert!(init.is_null());
+        // SAFETY: as above.
+        unsafe { NetAdapterStop(adapter) };
+        // SAFETY: as above.
+        let rsc = unsafe { NetOffloadIsTcpRscIPv4Enabled(0x2 as NETOFFLOAD) };
+        assert_eq!(rsc, 0);
+        let filter = 0x3 as NETRECEIVEFILTER;
+        // SAFETY: as above.
+        let flags = unsafe { NetReceiveFilterGetPacketFilter(filter) };
+        assert_eq!(flags, 0);
+        // SAFETY: as above.
+        let count = unsafe { NetReceiveFilterGetMulticastAddressCount(filter) };
+        assert_eq!(count, 0);
+        // SAFETY: as above.
+        let list = unsafe { NetReceiveFilterGetMulticastAddressList(filter) };
+        assert!(list.is_null());
+    }
 }

@@ -185,6 +185,11 @@ impl NetDevice {
         self.fault = Some(f);
     }
 
+    /// The MAC address the device filters unicast by (its own, or the one MAC_ADDR_SET gave).
+    pub fn mac(&self) -> [u8; 6] {
+        self.mac
+    }
+
     /// Whether the device has set DEVICE_NEEDS_RESET (it processes nothing until a reset).
     pub fn needs_reset(&self) -> bool {
         self.model.with(|s| s.status & 0x40 != 0)

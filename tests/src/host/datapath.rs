@@ -332,6 +332,11 @@ impl Queue {
         q
     }
 
+    /// The configuration the driver created the queue with (`NetTx/RxQueueCreate`).
+    pub fn config(&self) -> NET_PACKET_QUEUE_CONFIG {
+        self.config
+    }
+
     /// The ring collection (`NetTx/RxQueueGetRingCollection`).
     pub fn collection(&self) -> *const netring::NetRingCollection {
         self.collection

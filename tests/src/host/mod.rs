@@ -682,6 +682,8 @@ impl HostState {
                 // SAFETY: the driver's callback with an entries array valid for the call.
                 alloc::as_driver(|| unsafe { cb(adapter, &mut list) })
             });
+            lock(&self.adapter).rss.entry_statuses =
+                entries.iter().map(|e| (e.Index, e.Status)).collect();
             if status >= 0 {
                 return status;
             }
@@ -1503,6 +1505,16 @@ impl HostState {
 
     fn adapter_callbacks(&self) -> netcx::Declared {
         lock(&self.adapter).declared
+    }
+
+    /// What the driver declared before NetAdapterStart (as the capability routines took it).
+    pub fn declared(&self) -> netcx::Declared {
+        lock(&self.adapter).declared
+    }
+
+    /// The capability routines that took a declaration, in call order.
+    pub fn capability_calls(&self) -> Vec<&'static str> {
+        lock(&self.adapter).capability_calls.clone()
     }
 
     /// OID_GEN_CURRENT_PACKET_FILTER / OID_802_3_MULTICAST_LIST: EvtSetReceiveFilter with the

@@ -97,6 +97,9 @@ pub struct RxScaling {
     pub hash: (u32, u32),
     /// Queues RSS spreads over.
     pub queues: u32,
+    /// (Index, Status) of each entry of the last EvtAdapterReceiveScalingSetIndirectionEntries
+    /// call, as the driver left them.
+    pub entry_statuses: Vec<(u32, NTSTATUS)>,
 }
 
 /// The NETADAPTER's host state.
@@ -114,6 +117,9 @@ pub struct AdapterRecord {
     pub started: bool,
     /// What was declared.
     pub declared: Declared,
+    /// The capability routines whose declaration was taken, in call order (a scenario checks
+    /// the glue's order against RtEthSample's).
+    pub capability_calls: Vec<&'static str>,
     /// Link states reported, in order.
     pub link_states: Vec<NET_ADAPTER_LINK_STATE>,
     /// Receive scaling.
@@ -287,6 +293,11 @@ fn not_started(api: &str) -> bool {
     !started
 }
 
+/// Records that the capability routine `api` took a declaration (in call order).
+fn capability_taken(a: &mut AdapterRecord, api: &'static str) {
+    a.capability_calls.push(api);
+}
+
 unsafe extern "system" fn net_adapter_start(
     _: *mut NET_DRIVER_GLOBALS,
     adapter: NETADAPTER,
@@ -365,12 +376,10 @@ macro_rules! declare_fn {
                 }
                 #[allow(clippy::redundant_closure_call)]
                 ($check)(&c);
-                state()
-                    .adapter
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .declared
-                    .$field = Some(c);
+                let s = state();
+                let mut a = s.adapter.lock().unwrap_or_else(|e| e.into_inner());
+                a.declared.$field = Some(c);
+                capability_taken(&mut a, $api);
             })
         }
     };
@@ -397,12 +406,10 @@ unsafe extern "system" fn net_adapter_set_link_layer_mtu_size(
             fail("MtuZero", "NetAdapterSetLinkLayerMtuSize(0)");
             return;
         }
-        state()
-            .adapter
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .declared
-            .mtu = Some(mtu);
+        let s = state();
+        let mut a = s.adapter.lock().unwrap_or_else(|e| e.into_inner());
+        a.declared.mtu = Some(mtu);
+        capability_taken(&mut a, "NetAdapterSetLinkLayerMtuSize");
     })
 }
 
@@ -431,12 +438,10 @@ unsafe extern "system" fn net_adapter_set_permanent_link_layer_address(
         // SAFETY: the driver's struct.
         let a = unsafe { *address };
         if address_ok(&a) {
-            state()
-                .adapter
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .declared
-                .permanent = Some(a);
+            let s = state();
+            let mut r = s.adapter.lock().unwrap_or_else(|e| e.into_inner());
+            r.declared.permanent = Some(a);
+            capability_taken(&mut r, "NetAdapterSetPermanentLinkLayerAddress");
         }
     })
 }
@@ -453,12 +458,10 @@ unsafe extern "system" fn net_adapter_set_current_link_layer_address(
         // SAFETY: the driver's struct.
         let a = unsafe { *address };
         if address_ok(&a) {
-            state()
-                .adapter
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .declared
-                .current = Some(a);
+            let s = state();
+            let mut r = s.adapter.lock().unwrap_or_else(|e| e.into_inner());
+            r.declared.current = Some(a);
+            capability_taken(&mut r, "NetAdapterSetCurrentLinkLayerAddress");
         }
     })
 }
@@ -543,6 +546,7 @@ unsafe extern "system" fn net_adapter_set_datapath_capabilities(
         a.declared.tx = Some(t);
         a.declared.rx = Some(r);
         a.declared.dma = dma;
+        capability_taken(&mut a, name);
     })
 }
 
@@ -670,12 +674,10 @@ unsafe extern "system" fn net_adapter_offload_set_ieee8021q_tag_capabilities(
         if c.Flags & !3 != 0 {
             fail("OffloadFlags", "802.1Q flags");
         }
-        state()
-            .adapter
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .declared
-            .ieee8021q = Some(c.Flags);
+        let s = state();
+        let mut a = s.adapter.lock().unwrap_or_else(|e| e.into_inner());
+        a.declared.ieee8021q = Some(c.Flags);
+        capability_taken(&mut a, name);
     })
 }
 
@@ -693,6 +695,21 @@ declare_fn!(
                     "receive scaling NumberOfQueues {} / IndirectionTableSize {} (bugcheck 0x19E, \
                      code 26)",
                     c.NumberOfQueues, c.IndirectionTableSize
+                ),
+            );
+        }
+        // `reference/netadaptercx.md` §4.2: IndirectionTableSize is a power of two of at least
+        // 128 (NDIS_RSS_INDIRECTION_TABLE_MAX_SIZE_REVISION_1, what
+        // NET_ADAPTER_RECEIVE_SCALING_CAPABILITIES_INIT sets; the translator's indirection
+        // entries are 128-entry arrays, `translator/rxscaling.hpp` TranslatedIndirectionEntries).
+        // `Verifier_VerifyReceiveScalingCapabilities` checks only the power of two: a documented
+        // rule, not one the 21H2 verifier bugchecks on.
+        if c.IndirectionTableSize < 128 {
+            fail(
+                "IndirectionTableSize",
+                format!(
+                    "receive scaling IndirectionTableSize {} below 128",
+                    c.IndirectionTableSize
                 ),
             );
         }
