@@ -16,6 +16,8 @@
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
+use virtio::queue::VirtQueue;
+
 const IDLE: u8 = 0;
 const ARMED: u8 = 1;
 const FIRED: u8 = 2;
@@ -54,6 +56,28 @@ impl NotifyGate {
         self.0
             .compare_exchange(FIRED, IDLE, Ordering::AcqRel, Ordering::Acquire)
             .is_ok()
+    }
+
+    /// Arms the gate and turns `vq`'s device notifications on; whether to notify the OS now
+    /// (the device used buffers meanwhile — claimed here, so the interrupt path does not
+    /// notify too).
+    pub fn arm_over(&self, vq: &mut VirtQueue) -> bool {
+        self.arm();
+        vq.enable_notifications() && self.fire()
+    }
+
+    /// Device notifications off, the gate idle (a FALSE arming, which NetAdapterCx never sends).
+    pub fn disarm_over(&self, vq: &mut VirtQueue) {
+        vq.disable_notifications();
+        let _ = self.fire();
+        let _ = self.take_fired();
+    }
+
+    /// At the start of an Advance: once the gate fired, `vq`'s device notifications go off.
+    pub fn quiet_over(&self, vq: &mut VirtQueue) {
+        if self.take_fired() {
+            vq.disable_notifications();
+        }
     }
 
     /// Whether the OS is waiting for a notification.

@@ -638,24 +638,19 @@ impl RxQueue {
     /// packet has not arrived — are no reason: the OS's returned buffers wake the queue, and
     /// the device's next completion interrupts (arming on them would spin the queue).
     pub fn arm(&mut self, gate: &NotifyGate) -> bool {
-        gate.arm();
-        self.vq.enable_notifications() && gate.fire()
+        gate.arm_over(&mut self.vq)
     }
 
     /// `EvtPacketQueueSetNotificationEnabled(FALSE)` (NetAdapterCx never sends it): device
     /// notifications off, the gate idle.
     pub fn disarm(&mut self, gate: &NotifyGate) {
-        self.vq.disable_notifications();
-        let _ = gate.fire();
-        let _ = gate.take_fired();
+        gate.disarm_over(&mut self.vq);
     }
 
     /// At the start of every Advance: once `gate` fired (the OS polls now), the device's
     /// notifications go off again.
     pub fn quiet(&mut self, gate: &NotifyGate) {
-        if gate.take_fired() {
-            self.vq.disable_notifications();
-        }
+        gate.quiet_over(&mut self.vq);
     }
 
     /// After a device reset: buffers the device held are free again (posted anew on the next

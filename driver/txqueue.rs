@@ -295,17 +295,7 @@ impl TxQueue {
                 }
                 Posted::Full => break,
             }
-            let end = if p.fragment_count > 0 {
-                FragmentRange::of(&p, fragments).map_or(u32::MAX, |r| r.end())
-            } else {
-                u32::MAX
-            };
-            if let Some(e) = self.fragment_end.get_mut(idx as usize) {
-                *e = end;
-            }
-            if end != u32::MAX {
-                fragments.set_next_index(end).map_err(TxFault::Ring)?;
-            }
+            self.record_fragment_end(idx, &p, fragments)?;
             post.advance();
         }
         post.set();
@@ -353,20 +343,32 @@ impl TxQueue {
                 *d = true;
             }
             self.stats.flushed += 1;
-            let end = if p.fragment_count > 0 {
-                FragmentRange::of(&p, fragments).map_or(u32::MAX, |r| r.end())
-            } else {
-                u32::MAX
-            };
-            if let Some(e) = self.fragment_end.get_mut(idx as usize) {
-                *e = end;
-            }
-            if end != u32::MAX {
-                fragments.set_next_index(end).map_err(TxFault::Ring)?;
-            }
+            self.record_fragment_end(idx, &p, fragments)?;
             post.advance();
         }
         post.set();
+        Ok(())
+    }
+
+    /// Records where packet `idx`'s fragments end (so the drain need not recompute it) and
+    /// hands the OS's fragments up to there to the driver.
+    fn record_fragment_end(
+        &mut self,
+        idx: u32,
+        p: &NetPacket,
+        fragments: &mut FragmentRing<'_>,
+    ) -> Result<(), TxFault> {
+        let end = if p.fragment_count > 0 {
+            FragmentRange::of(p, fragments).map_or(u32::MAX, |r| r.end())
+        } else {
+            u32::MAX
+        };
+        if let Some(e) = self.fragment_end.get_mut(idx as usize) {
+            *e = end;
+        }
+        if end != u32::MAX {
+            fragments.set_next_index(end).map_err(TxFault::Ring)?;
+        }
         Ok(())
     }
 
@@ -681,23 +683,18 @@ impl TxQueue {
     /// to notify the OS now: completions arrived since the last Advance (no interrupt comes for
     /// those), claimed through the gate so the interrupt path does not notify too.
     pub fn arm(&mut self, gate: &NotifyGate) -> bool {
-        gate.arm();
-        self.vq.enable_notifications() && gate.fire()
+        gate.arm_over(&mut self.vq)
     }
 
     /// `EvtPacketQueueSetNotificationEnabled(FALSE)` (never sent by NetAdapterCx).
     pub fn disarm(&mut self, gate: &NotifyGate) {
-        self.vq.disable_notifications();
-        let _ = gate.fire();
-        let _ = gate.take_fired();
+        gate.disarm_over(&mut self.vq);
     }
 
     /// At the start of every Advance: once `gate` fired, the completion interrupt goes off
     /// again while the OS polls.
     pub fn quiet(&mut self, gate: &NotifyGate) {
-        if gate.take_fired() {
-            self.vq.disable_notifications();
-        }
+        gate.quiet_over(&mut self.vq);
     }
 
     /// The device was reset (after a fault, NEEDS_RESET, or a stall) or is gone, and will not

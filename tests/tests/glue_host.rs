@@ -531,22 +531,37 @@ fn needs_reset_with_sends_in_flight_restarts_and_returns_every_send() {
     let host = Host::new(bus.clone(), HostConfig::default());
     bring_up(&host);
     transmit(&host, &*bus, 20);
-    bus.with_device(|d| d.tx_hold = true);
-    sends_in_flight(&host, 100);
-    bus.with_device(|d| {
-        d.tx_hold = false;
-        d.inject_fault(Fault::NeedsReset)
-    });
-    restarted(&host, 1);
+    let sent = fault_with_sends_in_flight(&host, &bus, Fault::NeedsReset, 100);
     no_violations("NEEDS_RESET with sends in flight");
     assert!(
-        bus.take_sent().is_empty(),
+        sent.is_empty(),
         "the held sends were given back unsent, not sent after the reset"
     );
-    assert!(host.set_receive_filter(NDIS_FILTER, &[]));
     transmit(&host, &*bus, 50);
     receive(&host, &*bus, 50);
     tear_down(&host);
+}
+
+/// The device, holding `sends` sends, breaks with `fault`; WDF restarts the stack (the stop
+/// having given every send back) and the new stack gets its packet filter. Returns what reached
+/// the wire meanwhile.
+fn fault_with_sends_in_flight(
+    host: &Host,
+    bus: &InprocBus,
+    fault: Fault,
+    sends: u32,
+) -> Vec<Vec<u8>> {
+    let before = host.restarts();
+    bus.with_device(|d| d.tx_hold = true);
+    sends_in_flight(host, sends);
+    bus.with_device(|d| {
+        d.inject_fault(fault);
+        d.tx_hold = false;
+    });
+    restarted(host, before + 1);
+    let sent = bus.take_sent();
+    assert!(host.set_receive_filter(NDIS_FILTER, &[]));
+    sent
 }
 
 /// The device completes a send with a descriptor id it was never given while it holds 50
@@ -558,16 +573,9 @@ fn a_transmit_fault_with_sends_in_flight_restarts_and_returns_every_send() {
     let host = Host::new(bus.clone(), HostConfig::default());
     bring_up(&host);
     transmit(&host, &*bus, 20);
-    bus.with_device(|d| d.tx_hold = true);
-    sends_in_flight(&host, 50);
-    bus.with_device(|d| {
-        d.inject_fault(Fault::TxIdOutOfRange);
-        d.tx_hold = false;
-    });
-    restarted(&host, 1);
+    let sent = fault_with_sends_in_flight(&host, &bus, Fault::TxIdOutOfRange, 50);
     no_violations("TX fault with sends in flight");
-    let _ = bus.take_sent();
-    assert!(host.set_receive_filter(NDIS_FILTER, &[]));
+    assert!(sent.is_empty(), "the device that broke sent nothing more");
     transmit(&host, &*bus, 50);
     receive(&host, &*bus, 50);
     tear_down(&host);
@@ -1112,20 +1120,13 @@ fn live(
             }
             Step::NeedsReset | Step::TransmitFault => {
                 let Some(bus) = inproc else { continue };
-                let before = host.restarts();
-                bus.with_device(|d| d.tx_hold = true);
-                sends_in_flight(host, 10);
-                bus.with_device(|d| {
-                    d.inject_fault(if matches!(s, Step::NeedsReset) {
-                        Fault::NeedsReset
-                    } else {
-                        Fault::TxIdOutOfRange
-                    });
-                    d.tx_hold = false;
-                });
-                restarted(host, before + 1);
-                let _ = bus.take_sent();
-                assert!(host.set_receive_filter(NDIS_FILTER, &[]), "{at}");
+                let fault = if matches!(s, Step::NeedsReset) {
+                    Fault::NeedsReset
+                } else {
+                    Fault::TxIdOutOfRange
+                };
+                let sent = fault_with_sends_in_flight(host, bus, fault, 10);
+                assert!(sent.is_empty(), "{at}: sent after the fault");
             }
         }
         no_violations(&at);
