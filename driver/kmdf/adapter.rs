@@ -6,7 +6,7 @@ use core::ffi::c_void;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use wdk::wdf::SpinLock;
-use wdk_sys::{_WDF_DEVICE_FAILED_ACTION, WDFDEVICE, WDFTIMER, call_unsafe_wdf_function_binding};
+use wdk_sys::{WDFTIMER, WDFWORKITEM, call_unsafe_wdf_function_binding};
 
 use super::context;
 use super::declare::{self, link_state};
@@ -142,8 +142,6 @@ impl Pair {
 /// Everything the glue keeps for one device. Created in DeviceAdd, freed when the WDFDEVICE is
 /// destroyed; reached from every callback through the device's or the adapter's context.
 pub struct Nic {
-    /// The WDF device.
-    pub device: WDFDEVICE,
     /// The NetAdapterCx adapter.
     pub adapter: NETADAPTER,
     /// Guards `core`, `rss`, `pending_filter` and the TX snapshots (PASSIVE callbacks and the
@@ -183,6 +181,10 @@ pub struct Nic {
     pub dead: AtomicBool,
     /// A dead device was stopped for good ([`Nic::quiesce`]); written under `lock`.
     pub quiesced: AtomicBool,
+    /// The work item that asks NetAdapterCx for a device reset at PASSIVE_LEVEL.
+    pub reset_work: WDFWORKITEM,
+    /// Why, and on which pair, the reset was asked for (`Recovery << 16 | pair`).
+    pub recovery: AtomicU32,
     /// One-shot timer started by a transmit queue's Cancel while the device holds packets: it
     /// wakes the stopping queues after [`TX_CANCEL_GRACE`], so a device that stalled is found
     /// even though no completion interrupt will ever come (`txqueue::evt_tx_watchdog`).
@@ -191,6 +193,24 @@ pub struct Nic {
     pub isr: (u8, u64),
     /// Causes the shared-interrupt ISR read (it acknowledges by reading), for its DPC.
     pub isr_pending: AtomicU8,
+}
+
+/// Why the driver asked for a device reset (in its reset diagnostics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
+pub enum Recovery {
+    /// The device set DEVICE_NEEDS_RESET.
+    NeedsReset = 1,
+    /// The device's configuration could not be read consistently.
+    ConfigUnreadable = 2,
+    /// A transmit queue saw the device break the virtio contract.
+    TxFault = 3,
+    /// A receive queue did.
+    RxFault = 4,
+    /// A cancelled transmit queue's device completed nothing within the grace period.
+    TxStalled = 5,
+    /// A transmit queue was destroyed with chains still in the device's hands.
+    TxMemoryHeld = 6,
 }
 
 /// How long a reset may take at PASSIVE_LEVEL before the device is taken as hung (100 ns
@@ -290,18 +310,19 @@ impl Nic {
         let _ = self.with_core(|a| matches!(a.poll_control(), ControlProgress::Pending));
     }
 
-    /// The device broke its contract or asked for a reset: let WDF tear the stack down and
-    /// start it again (ReleaseHardware, PrepareHardware: a fresh bring-up).
-    pub fn fail_and_restart(&self) {
+    /// The device broke its contract, stalled or asked for a reset (`why`, on queue pair
+    /// `pair`): ask NetAdapterCx for a device reset — once — from a work item, as
+    /// `NetDeviceRequestReset` runs only at PASSIVE_LEVEL and this is called from DPCs and
+    /// Advance. NetAdapterCx collects the driver's diagnostics (`evt_collect_reset_diagnostics`)
+    /// into the live dump it takes, then resets the function at platform level or, where that
+    /// is not available, fails the device for WDF to restart (`reference/netadaptercx.md` §9.7).
+    pub fn fail_and_restart(&self, why: Recovery, pair: u16) {
         if !self.dead.swap(true, Ordering::AcqRel) {
-            // SAFETY: valid device handle; allowed at ≤ DISPATCH_LEVEL.
-            unsafe {
-                call_unsafe_wdf_function_binding!(
-                    WdfDeviceSetFailed,
-                    self.device,
-                    _WDF_DEVICE_FAILED_ACTION::WdfDeviceFailedAttemptRestart
-                )
-            };
+            self.recovery
+                .store((why as u32) << 16 | u32::from(pair), Ordering::Release);
+            // SAFETY: the device's work item (created in DeviceAdd, deleted with the device);
+            // ≤ DISPATCH_LEVEL.
+            unsafe { call_unsafe_wdf_function_binding!(WdfWorkItemEnqueue, self.reset_work) };
         }
     }
 
@@ -427,7 +448,14 @@ impl Nic {
             return;
         }
         self.record(Event::QueueFault { pair, transmit });
-        self.fail_and_restart();
+        self.fail_and_restart(
+            if transmit {
+                Recovery::TxFault
+            } else {
+                Recovery::RxFault
+            },
+            pair,
+        );
     }
 
     /// Reports the core's link state to NetAdapterCx (≤ DISPATCH_LEVEL).

@@ -4,7 +4,7 @@
 
 use core::cell::UnsafeCell;
 use core::ffi::c_void;
-use core::sync::atomic::{AtomicBool, AtomicU8};
+use core::sync::atomic::{AtomicBool, AtomicU8, AtomicU32};
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -13,8 +13,8 @@ use wdk_sys::{
     _WDF_DMA_PROFILE, BUS_INTERFACE_STANDARD, GUID, NT_SUCCESS, NTSTATUS, PINTERFACE,
     PWDFDEVICE_INIT, STATUS_INSUFFICIENT_RESOURCES, STATUS_SUCCESS, WDF_DMA_ENABLER_CONFIG,
     WDF_NO_OBJECT_ATTRIBUTES, WDF_OBJECT_ATTRIBUTES, WDF_PNPPOWER_EVENT_CALLBACKS,
-    WDF_TIMER_CONFIG, WDFCMRESLIST, WDFDEVICE, WDFDRIVER, WDFOBJECT, WDFTIMER,
-    call_unsafe_wdf_function_binding,
+    WDF_TIMER_CONFIG, WDF_WORKITEM_CONFIG, WDFCMRESLIST, WDFDEVICE, WDFDRIVER, WDFOBJECT,
+    WDFTIMER, WDFWORKITEM, call_unsafe_wdf_function_binding,
 };
 
 use super::adapter::{CALLBACKS, Nic, Pair};
@@ -97,6 +97,14 @@ pub extern "C" fn evt_device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) 
     if !NT_SUCCESS(st) {
         return st;
     }
+    // Recovery through NetAdapterCx's device reset, with the driver's diagnostics in the dump.
+    let reset = netcx::NET_DEVICE_RESET_CAPABILITIES {
+        Size: core::mem::size_of::<netcx::NET_DEVICE_RESET_CAPABILITIES>() as u32,
+        ResetDiagnosticsGuid: RESET_DIAGNOSTICS_GUID,
+        EvtNetDeviceCollectResetDiagnostics: Some(evt_collect_reset_diagnostics),
+    };
+    // SAFETY: the init object of this callback, before WdfDeviceCreate; PASSIVE_LEVEL.
+    unsafe { netcx::NetDeviceInitSetResetCapabilities(init.cast(), &reset) };
     let mut pnp = WDF_PNPPOWER_EVENT_CALLBACKS {
         Size: core::mem::size_of::<WDF_PNPPOWER_EVENT_CALLBACKS>() as u32,
         EvtDevicePrepareHardware: Some(evt_prepare_hardware),
@@ -138,6 +146,28 @@ pub extern "C" fn evt_device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) 
         ParentObject: device.cast(),
         ..context::plain_attributes()
     };
+    let mut work_config = WDF_WORKITEM_CONFIG {
+        Size: core::mem::size_of::<WDF_WORKITEM_CONFIG>() as u32,
+        EvtWorkItemFunc: Some(evt_request_reset),
+        AutomaticSerialization: 0,
+    };
+    let mut work_attrs = WDF_OBJECT_ATTRIBUTES {
+        ParentObject: device.cast(),
+        ..context::plain_attributes()
+    };
+    let mut reset_work: WDFWORKITEM = core::ptr::null_mut();
+    // SAFETY: config, attributes (parent: the device) and out parameter valid for the call.
+    let st = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfWorkItemCreate,
+            &mut work_config,
+            &mut work_attrs,
+            &mut reset_work
+        )
+    };
+    if !NT_SUCCESS(st) {
+        return st;
+    }
     let mut tx_watchdog: WDFTIMER = core::ptr::null_mut();
     // SAFETY: config, attributes (parent: the device, as a timer needs) and out parameter
     // valid for the call, at PASSIVE_LEVEL.
@@ -153,7 +183,6 @@ pub extern "C" fn evt_device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) 
         return st;
     }
     let nic = Box::into_raw(Box::new(Nic {
-        device,
         adapter: core::ptr::null_mut(),
         lock,
         core: UnsafeCell::new(None),
@@ -179,6 +208,8 @@ pub extern "C" fn evt_device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) 
         dead: AtomicBool::new(false),
         quiesced: AtomicBool::new(false),
         tx_watchdog,
+        reset_work,
+        recovery: AtomicU32::new(0),
         isr: (0, 0),
         isr_pending: AtomicU8::new(0),
     }));
@@ -213,6 +244,58 @@ pub extern "C" fn evt_device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) 
     // SAFETY: no other callback runs before DeviceAdd returns.
     unsafe { (*nic).adapter = adapter };
     STATUS_SUCCESS
+}
+
+/// Names the driver's reset diagnostics in NetAdapterCx's live dump
+/// ({9d1c0a57-4e2b-4f6a-8c3e-7b5a2d1f0e64}).
+pub const RESET_DIAGNOSTICS_GUID: netcx::GUID = netcx::GUID {
+    Data1: 0x9d1c_0a57,
+    Data2: 0x4e2b,
+    Data3: 0x4f6a,
+    Data4: [0x8c, 0x3e, 0x7b, 0x5a, 0x2d, 0x1f, 0x0e, 0x64],
+};
+
+/// The reset work item (PASSIVE_LEVEL): `NetDeviceRequestReset`.
+extern "C" fn evt_request_reset(item: WDFWORKITEM) {
+    // SAFETY: our work item, whose parent is our device.
+    let device = unsafe { call_unsafe_wdf_function_binding!(WdfWorkItemGetParentObject, item) };
+    // SAFETY: our device, PASSIVE_LEVEL.
+    unsafe { netcx::NetDeviceRequestReset(device.cast()) };
+}
+
+/// `EvtNetDeviceCollectResetDiagnostics` (PASSIVE_LEVEL): what the driver knew when it asked
+/// for the reset, as one little-endian blob for the live dump — `VNETDIAG`, version 1, the
+/// reason (`adapter::Recovery`) and queue pair, the device status register, the negotiated
+/// features, the pair count and the MSI-X messages in use.
+extern "system" fn evt_collect_reset_diagnostics(device: netcx::WDFDEVICE) {
+    // SAFETY: our device (DeviceAdd set its context).
+    let p = unsafe { nic_of(device.cast()) };
+    // SAFETY: the Nic lives as long as the device; only read here.
+    let nic = unsafe { &*p };
+    let recovery = nic.recovery.load(core::sync::atomic::Ordering::Acquire);
+    let (features, status) = nic
+        .with_core(|a| (a.features().bits(), a.transport().status()))
+        .unwrap_or((0, 0xff));
+    let mut blob = [0u8; 40];
+    let fields: [&[u8]; 8] = [
+        b"VNETDIAG",
+        &1u32.to_le_bytes(),
+        &(recovery >> 16).to_le_bytes(),
+        &(recovery & 0xffff).to_le_bytes(),
+        &u32::from(status).to_le_bytes(),
+        &features.to_le_bytes(),
+        &u32::from(nic.pair_count).to_le_bytes(),
+        &nic.vectors.messages().to_le_bytes(),
+    ];
+    let mut at = 0;
+    for f in fields {
+        if let Some(dst) = blob.get_mut(at..at + f.len()) {
+            dst.copy_from_slice(f);
+        }
+        at += f.len();
+    }
+    // SAFETY: our device; the blob outlives the call; PASSIVE_LEVEL, inside the callback.
+    unsafe { netcx::NetDeviceStoreResetDiagnostics(device, blob.len(), blob.as_ptr()) };
 }
 
 extern "C" fn evt_device_destroy(object: WDFOBJECT) {

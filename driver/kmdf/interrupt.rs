@@ -11,7 +11,7 @@ use wdk_sys::{
     WDF_INTERRUPT_CONFIG, WDF_INTERRUPT_INFO, WDFDEVICE, WDFINTERRUPT, WDFOBJECT, call_unsafe_wdf_function_binding,
 };
 
-use super::adapter::Nic;
+use super::adapter::{Nic, Recovery};
 use super::context;
 use super::msix::SharedCause;
 use super::netcx::{
@@ -142,23 +142,19 @@ fn config_changed(nic: &Nic) {
     let r = nic.with_core(|a| {
         if a.is_removed() {
             a.record(Event::SurpriseRemoved);
-            return Err(true);
+            return Err(None);
         }
         if a.needs_reset() {
-            return Err(false);
+            return Err(Some(Recovery::NeedsReset));
         }
-        a.config_changed().map_err(|_| false)
+        a.config_changed()
+            .map_err(|_| Some(Recovery::ConfigUnreadable))
     });
     match r {
         Some(Ok(Some(up))) => nic.report_link(up),
         Some(Ok(None)) | None => {}
-        Some(Err(removed)) => {
-            if removed {
-                nic.dead.store(true, Ordering::Release);
-            } else {
-                nic.fail_and_restart();
-            }
-        }
+        Some(Err(None)) => nic.dead.store(true, Ordering::Release),
+        Some(Err(Some(why))) => nic.fail_and_restart(why, 0),
     }
     // An ANNOUNCE acknowledgement may have been queued.
     nic.pump_control();

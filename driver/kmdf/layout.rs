@@ -12,6 +12,7 @@ use wdk_sys::{
     BUS_INTERFACE_STANDARD, UNICODE_STRING, WDF_COMMON_BUFFER_CONFIG, WDF_DMA_ENABLER_CONFIG,
     WDF_DRIVER_CONFIG, WDF_INTERRUPT_CONFIG, WDF_INTERRUPT_INFO, WDF_OBJECT_ATTRIBUTES,
     WDF_OBJECT_CONTEXT_TYPE_INFO, WDF_PNPPOWER_EVENT_CALLBACKS, WDF_TIMER_CONFIG,
+    WDF_WORKITEM_CONFIG,
 };
 
 /// `(type, size, [(field, offset)…])` assertions.
@@ -62,6 +63,7 @@ layout! {
         AddressWidthOverride @ 64, WdmDmaVersionOverride @ 68, Flags @ 72,
     }
     WDF_COMMON_BUFFER_CONFIG = 8 { Size @ 0, AlignmentRequirement @ 4 }
+    WDF_WORKITEM_CONFIG = 24 { Size @ 0, EvtWorkItemFunc @ 8, AutomaticSerialization @ 16 }
     WDF_TIMER_CONFIG = 40 {
         Size @ 0, EvtTimerFunc @ 8, Period @ 16, AutomaticSerialization @ 20,
         TolerableDelay @ 24, UseHighResolutionTimer @ 32,

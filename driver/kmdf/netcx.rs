@@ -133,8 +133,50 @@ pub type EvtOffloadSet = unsafe extern "system" fn(adapter: NETADAPTER, offload:
 pub type EvtSetReceiveFilter =
     unsafe extern "system" fn(adapter: NETADAPTER, filter: NETRECEIVEFILTER);
 
+/// `EVT_NET_DEVICE_COLLECT_RESET_DIAGNOSTICS` (PASSIVE_LEVEL).
+pub type EvtCollectResetDiagnostics = unsafe extern "system" fn(device: WDFDEVICE);
+
 // ---------------------------------------------------------------------------------------------
 // Structs (§4.2). `Size` fields hold `size_of` of the struct, as the `_INIT` macros set.
+
+/// `GUID`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GUID {
+    /// `Data1`.
+    pub Data1: u32,
+    /// `Data2`.
+    pub Data2: u16,
+    /// `Data3`.
+    pub Data3: u16,
+    /// `Data4`.
+    pub Data4: [u8; 8],
+}
+const_assert_eq!(size_of::<GUID>(), 16);
+
+/// `NET_DEVICE_RESET_CAPABILITIES` (netdevice.h, 2.2).
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct NET_DEVICE_RESET_CAPABILITIES {
+    /// `Size`.
+    pub Size: u32,
+    /// `ResetDiagnosticsGuid`: names the diagnostics blob in the live dump.
+    pub ResetDiagnosticsGuid: GUID,
+    /// `EvtNetDeviceCollectResetDiagnostics`.
+    pub EvtNetDeviceCollectResetDiagnostics: Option<EvtCollectResetDiagnostics>,
+}
+const_assert_eq!(size_of::<NET_DEVICE_RESET_CAPABILITIES>(), 32);
+const_assert_eq!(
+    offset_of!(NET_DEVICE_RESET_CAPABILITIES, ResetDiagnosticsGuid),
+    4
+);
+const_assert_eq!(
+    offset_of!(
+        NET_DEVICE_RESET_CAPABILITIES,
+        EvtNetDeviceCollectResetDiagnostics
+    ),
+    24
+);
 
 /// `NET_ADAPTER_DATAPATH_CALLBACKS`.
 #[repr(C)]
@@ -959,6 +1001,12 @@ pub mod index {
     pub const IS_TCP_RSC_IPV6: usize = 104;
     /// `NetAdapterOffloadSetIeee8021qTagCapabilitiesTableIndex`.
     pub const OFFLOAD_SET_IEEE8021Q_CAPABILITIES: usize = 106;
+    /// `NetDeviceInitSetResetCapabilitiesTableIndex`.
+    pub const DEVICE_INIT_SET_RESET_CAPABILITIES: usize = 112;
+    /// `NetDeviceStoreResetDiagnosticsTableIndex`.
+    pub const DEVICE_STORE_RESET_DIAGNOSTICS: usize = 113;
+    /// `NetDeviceRequestResetTableIndex`.
+    pub const DEVICE_REQUEST_RESET: usize = 114;
 }
 
 #[cfg(windows)]
@@ -1079,6 +1127,17 @@ macro_rules! net_api {
 }
 
 net_api! {
+    /// `NetDeviceInitSetResetCapabilities` (PASSIVE_LEVEL, before WdfDeviceCreate).
+    NetDeviceInitSetResetCapabilities / PFN_NETDEVICEINITSETRESETCAPABILITIES =
+        index::DEVICE_INIT_SET_RESET_CAPABILITIES:
+        fn(init: PWDFDEVICE_INIT, capabilities: *const NET_DEVICE_RESET_CAPABILITIES);
+    /// `NetDeviceStoreResetDiagnostics` (PASSIVE_LEVEL, from the collect callback).
+    NetDeviceStoreResetDiagnostics / PFN_NETDEVICESTORERESETDIAGNOSTICS =
+        index::DEVICE_STORE_RESET_DIAGNOSTICS:
+        fn(device: WDFDEVICE, size: usize, buffer: *const u8);
+    /// `NetDeviceRequestReset` (PASSIVE_LEVEL).
+    NetDeviceRequestReset / PFN_NETDEVICEREQUESTRESET = index::DEVICE_REQUEST_RESET:
+        fn(device: WDFDEVICE);
     /// `NetDeviceInitConfig`: must be the first call on a `WDFDEVICE_INIT` of a NetAdapterCx device.
     NetDeviceInitConfig / PFN_NETDEVICEINITCONFIG = index::DEVICE_INIT_CONFIG:
         fn(init: PWDFDEVICE_INIT) -> NTSTATUS;

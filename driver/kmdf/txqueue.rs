@@ -172,7 +172,7 @@ unsafe extern "system" fn evt_advance(queue: NETPACKETQUEUE) {
             pair: c.pair,
             transmit: true,
         });
-        nic.fail_and_restart();
+        nic.fail_and_restart(super::adapter::Recovery::TxStalled, c.pair);
     }
     if nic.dead.load(Ordering::Acquire) && !tx.is_flushing() {
         // The device will complete nothing more: stop it for good, then give the OS back
@@ -294,6 +294,6 @@ unsafe extern "C" fn evt_destroy(object: WDFOBJECT) {
         }
         // Packets still in flight (the device stalled): the engine left its memory to the
         // device; restart it (ReleaseHardware resets it, and the enabler's buffers go with it).
-        None => nic.fail_and_restart(),
+        None => nic.fail_and_restart(super::adapter::Recovery::TxMemoryHeld, k),
     }
 }

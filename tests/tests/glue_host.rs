@@ -154,6 +154,15 @@ fn transmit(host: &Host, peer: &dyn Peer, n: u32) {
             "frame {i}"
         );
     }
+    std::thread::sleep(Duration::from_millis(1));
+    let late = peer.take_sent();
+    assert!(
+        late.is_empty(),
+        "{} frames more than were sent, first {:02x?}\n{}",
+        late.len(),
+        late.first().map(|f| &f[..f.len().min(20)]),
+        host.diagnostics()
+    );
 }
 
 /// Sends `n` frames in; the stack must get every one, byte for byte, in order, within `limit`.
@@ -533,6 +542,13 @@ fn needs_reset_with_sends_in_flight_restarts_and_returns_every_send() {
     transmit(&host, &*bus, 20);
     let sent = fault_with_sends_in_flight(&host, &bus, Fault::NeedsReset, 100);
     no_violations("NEEDS_RESET with sends in flight");
+    let d = reset_diagnostics(&host);
+    assert_eq!((d.reason, d.pair), (1, 0), "NEEDS_RESET on pair 0");
+    assert_ne!(
+        d.status & 0x40,
+        0,
+        "the status register said DEVICE_NEEDS_RESET"
+    );
     assert!(
         sent.is_empty(),
         "the held sends were given back unsent, not sent after the reset"
@@ -540,6 +556,37 @@ fn needs_reset_with_sends_in_flight_restarts_and_returns_every_send() {
     transmit(&host, &*bus, 50);
     receive(&host, &*bus, 50);
     tear_down(&host);
+}
+
+/// The driver's reset diagnostics, as NetAdapterCx would put them in the live dump.
+struct Diagnostics {
+    reason: u32,
+    pair: u32,
+    status: u32,
+    features: u64,
+}
+
+/// The one diagnostics blob the driver stored for the one reset it asked for.
+fn reset_diagnostics(host: &Host) -> Diagnostics {
+    let all = host.reset_diagnostics.lock().unwrap().clone();
+    assert_eq!(all.len(), 1, "one reset asked for, one blob");
+    let b = &all[0];
+    assert_eq!(b.len(), 40);
+    assert_eq!(&b[..8], b"VNETDIAG");
+    let u32_at = |i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+    assert_eq!(u32_at(8), 1, "version");
+    let d = Diagnostics {
+        reason: u32_at(12),
+        pair: u32_at(16),
+        status: u32_at(20),
+        features: u64::from_le_bytes(b[24..32].try_into().unwrap()),
+    };
+    assert_ne!(
+        d.features & (1 << 32),
+        0,
+        "VERSION_1 among the negotiated features"
+    );
+    d
 }
 
 /// The device, holding `sends` sends, breaks with `fault`; WDF restarts the stack (the stop
@@ -575,6 +622,8 @@ fn a_transmit_fault_with_sends_in_flight_restarts_and_returns_every_send() {
     transmit(&host, &*bus, 20);
     let sent = fault_with_sends_in_flight(&host, &bus, Fault::TxIdOutOfRange, 50);
     no_violations("TX fault with sends in flight");
+    let d = reset_diagnostics(&host);
+    assert_eq!((d.reason, d.pair), (3, 0), "a transmit fault on pair 0");
     assert!(sent.is_empty(), "the device that broke sent nothing more");
     transmit(&host, &*bus, 50);
     receive(&host, &*bus, 50);
@@ -1126,7 +1175,11 @@ fn live(
                     Fault::TxIdOutOfRange
                 };
                 let sent = fault_with_sends_in_flight(host, bus, fault, 10);
-                assert!(sent.is_empty(), "{at}: sent after the fault");
+                assert!(
+                    sent.is_empty(),
+                    "{at}: {} frames sent after the fault (steps {steps:?})",
+                    sent.len()
+                );
             }
         }
         no_violations(&at);

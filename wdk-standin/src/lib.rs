@@ -95,6 +95,7 @@ handles! {
     WDFCMRESLIST / WDFCMRESLIST__;
     WDFSPINLOCK / WDFSPINLOCK__;
     WDFTIMER / WDFTIMER__;
+    WDFWORKITEM / WDFWORKITEM__;
     PWDFDEVICE_INIT / WDFDEVICE_INIT;
     PDRIVER_OBJECT / _DRIVER_OBJECT;
 }
@@ -425,6 +426,17 @@ pub struct WDF_TIMER_CONFIG {
 }
 pub type PWDF_TIMER_CONFIG = *mut WDF_TIMER_CONFIG;
 
+pub type PFN_WDF_WORKITEM = Option<unsafe extern "C" fn(WorkItem: WDFWORKITEM)>;
+
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WDF_WORKITEM_CONFIG {
+    pub Size: ULONG,
+    pub EvtWorkItemFunc: PFN_WDF_WORKITEM,
+    pub AutomaticSerialization: BOOLEAN,
+}
+pub type PWDF_WORKITEM_CONFIG = *mut WDF_WORKITEM_CONFIG;
+
 /// The WDF functions the glue calls (without the implicit WdfDriverGlobals argument).
 pub mod wdf {
     use super::*;
@@ -502,6 +514,14 @@ pub mod wdf {
         WdfTimerStart(Timer: WDFTIMER, DueTime: LONGLONG) -> BOOLEAN;
         WdfTimerStop(Timer: WDFTIMER, Wait: BOOLEAN) -> BOOLEAN;
         WdfTimerGetParentObject(Timer: WDFTIMER) -> WDFOBJECT;
+        WdfWorkItemCreate(
+            Config: PWDF_WORKITEM_CONFIG,
+            Attributes: PWDF_OBJECT_ATTRIBUTES,
+            WorkItem: *mut WDFWORKITEM,
+        ) -> NTSTATUS;
+        WdfWorkItemEnqueue(WorkItem: WDFWORKITEM);
+        WdfWorkItemGetParentObject(WorkItem: WDFWORKITEM) -> WDFOBJECT;
+        WdfWorkItemFlush(WorkItem: WDFWORKITEM);
         WdfSpinLockAcquire(SpinLock: WDFSPINLOCK);
         WdfSpinLockRelease(SpinLock: WDFSPINLOCK);
     }

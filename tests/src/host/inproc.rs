@@ -186,6 +186,10 @@ impl Bus for InprocBus {
         let Some(off) = pa.checked_sub(BAR4_BASE).filter(|o| *o < BAR_LEN) else {
             return;
         };
+        // Register writes and the device's processing are serialized, as QEMU's big lock
+        // serializes MMIO with its device models: a write that resets the device returns only
+        // once the device is between steps, so no chain is processed after the reset.
+        let _device = self.device.lock().unwrap_or_else(|e| e.into_inner());
         let m: &VirtioPciModel = &self.model;
         match width {
             1 => m.write8(BAR, off, value as u8),

@@ -143,6 +143,7 @@ rules! {
     "NetDeviceInitConfig" => PASSIVE, "netdevice/nf-netdevice-netdeviceinitconfig";
     "NetDeviceInitSetResetCapabilities" => PASSIVE, "netdevice/nf-netdevice-netdeviceinitsetresetcapabilities";
     "NetDeviceRequestReset" => PASSIVE, "netdevice/nf-netdevice-netdevicerequestreset";
+    "NetDeviceStoreResetDiagnostics" => PASSIVE, "netdevice/nf-netdevice-netdevicestoreresetdiagnostics";
     "NetAdapterInitAllocate" => PASSIVE, "netadapter/nf-netadapter-netadapterinitallocate";
     "NetAdapterInitFree" => PASSIVE, "netadapter/nf-netadapter-netadapterinitfree";
     "NetAdapterInitSetDatapathCallbacks" => PASSIVE, "netadapter/nf-netadapter-netadapterinitsetdatapathcallbacks";

@@ -32,6 +32,7 @@ pub mod objects;
 pub mod sync;
 pub mod timers;
 pub mod wdf;
+pub mod workitems;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -179,6 +180,12 @@ pub struct HostState {
     pub interrupts: Mutex<Vec<Arc<interrupts::Interrupt>>>,
     /// Timer objects.
     pub timers: Mutex<BTreeMap<usize, Arc<timers::Timer>>>,
+    /// Work-item objects.
+    pub work_items: Mutex<BTreeMap<usize, Arc<workitems::WorkItem>>>,
+    /// What the driver stored with NetDeviceStoreResetDiagnostics, one entry per reset.
+    pub reset_diagnostics: Mutex<Vec<Vec<u8>>>,
+    /// Inside the driver's EvtNetDeviceCollectResetDiagnostics.
+    pub collecting_diagnostics: AtomicBool,
     /// Register (MMIO) reads and writes the driver made.
     pub register_reads: AtomicU64,
     /// As `register_reads`.
@@ -425,6 +432,12 @@ impl HostState {
                     t.shut_down();
                 }
             }
+            Kind::WorkItem => {
+                let w = lock(&self.work_items).remove(&h);
+                if let Some(w) = w {
+                    w.shut_down();
+                }
+            }
             Kind::DmaEnabler => {
                 lock(&self.enablers).remove(&h);
             }
@@ -460,7 +473,7 @@ impl HostState {
             Kind::Driver => {
                 *lock(&self.driver) = DriverRecord::default();
             }
-            Kind::Configuration | Kind::WorkItem => {}
+            Kind::Configuration => {}
         }
     }
 
@@ -895,6 +908,9 @@ impl Host {
             spin_locks: Mutex::new(BTreeMap::new()),
             interrupts: Mutex::new(Vec::new()),
             timers: Mutex::new(BTreeMap::new()),
+            work_items: Mutex::new(BTreeMap::new()),
+            reset_diagnostics: Mutex::new(Vec::new()),
+            collecting_diagnostics: AtomicBool::new(false),
             register_reads: AtomicU64::new(0),
             register_writes: AtomicU64::new(0),
             in_prepare_hardware: AtomicBool::new(false),

@@ -151,6 +151,104 @@ unsafe extern "system" fn net_device_init_config(
     })
 }
 
+unsafe extern "system" fn net_device_init_set_reset_capabilities(
+    _: *mut NET_DRIVER_GLOBALS,
+    init: PWDFDEVICE_INIT,
+    caps: *const NET_DEVICE_RESET_CAPABILITIES,
+) {
+    api("NetDeviceInitSetResetCapabilities", || {
+        let s = state();
+        let mut i = s.device_init.lock().unwrap_or_else(|e| e.into_inner());
+        if init as usize != super::DEVICE_INIT || i.consumed {
+            fail(
+                "InvalidDeviceInit",
+                "NetDeviceInitSetResetCapabilities outside EvtDriverDeviceAdd",
+            );
+            return;
+        }
+        if !i.netcx_configured {
+            i.used_before_netcx = true;
+        }
+        // SAFETY: the driver's capabilities, valid for the call.
+        let Some(c) = (unsafe { caps.as_ref() }) else {
+            fail("NullParameter", "NetDeviceInitSetResetCapabilities(NULL)");
+            return;
+        };
+        if c.Size as usize != size_of::<NET_DEVICE_RESET_CAPABILITIES>() {
+            fail("BadSize", "NET_DEVICE_RESET_CAPABILITIES.Size");
+            return;
+        }
+        i.reset_diagnostics = c.EvtNetDeviceCollectResetDiagnostics;
+    })
+}
+
+/// `NetDeviceRequestReset` (`NxDevice`, adapter/nxdevice.cpp, `reference/netadaptercx.md` §9.7):
+/// on the first request only, the driver's diagnostics callback runs (it may store one blob with
+/// NetDeviceStoreResetDiagnostics), then a platform-level device reset — which this host, like a
+/// PCI function without the reset interface, does not have — so the fallback:
+/// `WdfDeviceSetFailed(WdfDeviceFailedAttemptRestart)`.
+unsafe extern "system" fn net_device_request_reset(_: *mut NET_DRIVER_GLOBALS, device: WDFDEVICE) {
+    api("NetDeviceRequestReset", || {
+        let s = state();
+        let cb = {
+            let mut d = s.device.lock().unwrap_or_else(|e| e.into_inner());
+            if device as usize != d.handle || d.handle == 0 {
+                fail(
+                    "InvalidDevice",
+                    "NetDeviceRequestReset on a handle that is no device",
+                );
+                return;
+            }
+            if std::mem::replace(&mut d.reset_requested, true) {
+                return;
+            }
+            d.reset_diagnostics
+        };
+        if let Some(cb) = cb {
+            s.collecting_diagnostics.store(true, Ordering::Release);
+            irql::at(irql::PASSIVE, || {
+                // SAFETY: the driver's diagnostics callback for its own device, at PASSIVE_LEVEL.
+                super::alloc::as_driver(|| unsafe { cb(device) })
+            });
+            s.collecting_diagnostics.store(false, Ordering::Release);
+        }
+        s.pnp_request(super::PnpRequest::Failed(
+            wdk_standin::_WDF_DEVICE_FAILED_ACTION::WdfDeviceFailedAttemptRestart,
+        ));
+    })
+}
+
+unsafe extern "system" fn net_device_store_reset_diagnostics(
+    _: *mut NET_DRIVER_GLOBALS,
+    device: WDFDEVICE,
+    size: usize,
+    buffer: *const u8,
+) {
+    api("NetDeviceStoreResetDiagnostics", || {
+        let s = state();
+        if !s.collecting_diagnostics.load(Ordering::Acquire) {
+            fail(
+                "StoreResetDiagnosticsOutsideCollect",
+                "NetDeviceStoreResetDiagnostics outside EvtNetDeviceCollectResetDiagnostics",
+            );
+            return;
+        }
+        if device as usize != s.device.lock().unwrap_or_else(|e| e.into_inner()).handle
+            || buffer.is_null()
+            || size == 0
+        {
+            fail("InvalidParameter", "NetDeviceStoreResetDiagnostics");
+            return;
+        }
+        // SAFETY: `size` bytes at `buffer`, the driver's, valid for the call.
+        let blob = unsafe { std::slice::from_raw_parts(buffer, size) }.to_vec();
+        s.reset_diagnostics
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(blob);
+    })
+}
+
 unsafe extern "system" fn net_adapter_init_allocate(
     _: *mut NET_DRIVER_GLOBALS,
     device: WDFDEVICE,
@@ -1328,6 +1426,11 @@ pub fn install() {
             PFN_NETCONFIGURATIONQUERYLINKLAYERADDRESS = net_configuration_query_link_layer_address;
         index::CONFIGURATION_ASSIGN_ULONG =>
             PFN_NETCONFIGURATIONASSIGNULONG = net_configuration_assign_ulong;
+        index::DEVICE_INIT_SET_RESET_CAPABILITIES =>
+            PFN_NETDEVICEINITSETRESETCAPABILITIES = net_device_init_set_reset_capabilities;
+        index::DEVICE_STORE_RESET_DIAGNOSTICS =>
+            PFN_NETDEVICESTORERESETDIAGNOSTICS = net_device_store_reset_diagnostics;
+        index::DEVICE_REQUEST_RESET => PFN_NETDEVICEREQUESTRESET = net_device_request_reset;
         index::SET_RECEIVE_SCALING_CAPABILITIES =>
             PFN_NETADAPTERSETRECEIVESCALINGCAPABILITIES = net_adapter_set_receive_scaling_capabilities;
         index::RX_QUEUE_CREATE => PFN_NETRXQUEUECREATE = net_rx_queue_create;

@@ -97,6 +97,8 @@ pub struct DeviceInit {
     pub used_before_netcx: bool,
     /// PnP/power callbacks.
     pub pnp: Option<WDF_PNPPOWER_EVENT_CALLBACKS>,
+    /// NetDeviceInitSetResetCapabilities's callback.
+    pub reset_diagnostics: Option<virtionet::kmdf::netcx::EvtCollectResetDiagnostics>,
     /// Consumed by WdfDeviceCreate.
     pub consumed: bool,
 }
@@ -110,6 +112,10 @@ pub struct DeviceRecord {
     pub pnp: Option<WDF_PNPPOWER_EVENT_CALLBACKS>,
     /// WdfDeviceSetFailed was called (with this action).
     pub failed: Option<WDF_DEVICE_FAILED_ACTION>,
+    /// The driver's EvtNetDeviceCollectResetDiagnostics.
+    pub reset_diagnostics: Option<virtionet::kmdf::netcx::EvtCollectResetDiagnostics>,
+    /// NetDeviceRequestReset was called (NetAdapterCx acts on the first call only).
+    pub reset_requested: bool,
 }
 
 unsafe extern "C" fn wdf_driver_create(
@@ -234,12 +240,14 @@ unsafe extern "C" fn wdf_device_create(
             }
         };
         i.consumed = true;
-        let pnp = i.pnp;
+        let (pnp, reset_diagnostics) = (i.pnp, i.reset_diagnostics);
         drop(i);
         *s.device.lock().unwrap_or_else(|e| e.into_inner()) = DeviceRecord {
             handle: h,
             pnp,
             failed: None,
+            reset_diagnostics,
+            reset_requested: false,
         };
         // SAFETY: out parameters of the caller ("After the call the WDFDEVICE_INIT is no longer
         // accessible": the pointer is cleared as WDF does).
@@ -901,6 +909,7 @@ pub fn install() {
     wdk_standin::host::WRITE_REGISTER.set(write_register);
     super::interrupts::install();
     super::timers::install();
+    super::workitems::install();
 }
 
 /// Resource-list handles are not objects the driver creates; the host names them.
