@@ -32,6 +32,8 @@ pub enum AdapterError {
     Queue(QueueError),
     /// The control queue could not be created.
     Control(CtrlError),
+    /// The pool could not supply the adapter's queue tables.
+    OutOfMemory,
 }
 
 impl From<TransportError> for AdapterError {
@@ -223,6 +225,16 @@ impl<B: Bars> Adapter<B> {
         max_pairs: u16,
     ) -> Result<(), AdapterError> {
         let vectors = self.vectors;
+        // Room for every pair up front: the pushes below never allocate.
+        let n = usize::from(self.pairs);
+        for v in [&mut self.rx, &mut self.tx] {
+            v.try_reserve_exact(n)
+                .map_err(|_| AdapterError::OutOfMemory)?;
+        }
+        for v in [&mut self.rx_notifiers, &mut self.tx_notifiers] {
+            v.try_reserve_exact(n)
+                .map_err(|_| AdapterError::OutOfMemory)?;
+        }
         for pair in 0..self.pairs {
             for (index, is_rx) in [
                 (net::rx_queue_index(pair), true),

@@ -11,7 +11,8 @@
 //! The crate is `no_std` everywhere. On hosts other than Windows it links `std` only so that the
 //! `cdylib` artefact has a panic runtime; no code here uses it. On Windows the panic handler and the
 //! allocator come from `wdk-panic` and `wdk-alloc`. Allocation happens only when a queue or the
-//! adapter is created, never in a datapath callback.
+//! adapter is created, never in a datapath callback, and always fallibly ([`fallible`]): a machine
+//! short of pool fails that one operation with STATUS_INSUFFICIENT_RESOURCES, it does not bugcheck.
 
 #![no_std]
 #![deny(missing_docs)]
@@ -38,6 +39,7 @@ pub mod adapter;
 pub mod config;
 pub mod devstate;
 pub mod events;
+pub mod fallible;
 pub mod kmdf;
 pub mod notify;
 pub mod os_memory;

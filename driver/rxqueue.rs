@@ -28,6 +28,7 @@ use virtio::hal::{Dma, DmaRegion};
 use virtio::net::NetHeader;
 use virtio::queue::{QueueError, Segment, VirtQueue};
 
+use crate::fallible;
 use crate::notify::NotifyGate;
 use crate::stall::StallGuard;
 use crate::stats::RxStats;
@@ -194,6 +195,23 @@ impl RxQueue {
                 vq,
             });
         }
+        // The engine's tables first (fallibly: a failed infallible allocation is a bugcheck),
+        // then the DMA pool, so a failure leaves nothing to give back.
+        let tables = (|| {
+            let chain_buf = fallible::filled(0, usize::from(vq.size()))?;
+            let state = fallible::filled(Buf::Free, n as usize)?;
+            let free = fallible::collect((0..n).rev())?;
+            // A power of two, so positions wrap with a mask (no division per packet).
+            let pending = fallible::filled((0, 0), (n as usize).next_power_of_two())?;
+            let rss_table = fallible::boxed(Toeplitz::EMPTY)?;
+            Ok::<_, fallible::OutOfMemory>((chain_buf, state, free, pending, rss_table))
+        })();
+        let Ok((chain_buf, state, free, pending, rss_table)) = tables else {
+            return Err(Rejected {
+                error: RxCreateError::OutOfMemory,
+                vq,
+            });
+        };
         let Some(pool) = dma.alloc(n as usize * settings.buffer_size as usize, 64) else {
             return Err(Rejected {
                 error: RxCreateError::OutOfMemory,
@@ -201,14 +219,13 @@ impl RxQueue {
             });
         };
         Ok(Self {
-            chain_buf: alloc::vec![0; usize::from(vq.size())],
+            chain_buf,
             vq,
             pool,
             buffer_size: settings.buffer_size,
-            state: alloc::vec![Buf::Free; n as usize],
-            free: (0..n).rev().collect(),
-            // A power of two, so positions wrap with a mask (no division per packet).
-            pending: alloc::vec![(0, 0); (n as usize).next_power_of_two()],
+            state,
+            free,
+            pending,
             pending_head: 0,
             pending_len: 0,
             mergeable: features.contains(Features::NET_MRG_RXBUF),
@@ -216,7 +233,7 @@ impl RxQueue {
             settings,
             ext,
             filter: None,
-            rss_table: Box::new(Toeplitz::EMPTY),
+            rss_table,
             rss: None,
             stats: RxStats::default(),
             unkicked: false,

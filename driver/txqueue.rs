@@ -171,6 +171,23 @@ impl TxQueue {
                 vq,
             });
         }
+        // The engine's tables first (fallibly: a failed infallible allocation is a bugcheck),
+        // then the header slots, so a failure leaves no DMA memory to give back.
+        let tables = (|| {
+            Ok::<_, crate::fallible::OutOfMemory>((
+                crate::fallible::filled(0, usize::from(vq.size()))?,
+                crate::fallible::filled(false, packet_len as usize)?,
+                crate::fallible::filled(u32::MAX, packet_len as usize)?,
+                crate::fallible::with_capacity(MAX_SEGMENTS)?,
+                crate::fallible::with_capacity(MAX_SEGMENTS)?,
+            ))
+        })();
+        let Ok((owner, done, fragment_end, frags, segs)) = tables else {
+            return Err(Rejected {
+                error: TxCreateError::OutOfMemory,
+                vq,
+            });
+        };
         let Some(slots) = dma.alloc(packet_len as usize * HDR_SLOT, 64) else {
             return Err(Rejected {
                 error: TxCreateError::OutOfMemory,
@@ -178,9 +195,9 @@ impl TxQueue {
             });
         };
         Ok(Self {
-            owner: alloc::vec![0; usize::from(vq.size())],
-            done: alloc::vec![false; packet_len as usize],
-            fragment_end: alloc::vec![u32::MAX; packet_len as usize],
+            owner,
+            done,
+            fragment_end,
             vq,
             slots,
             packet_len,
@@ -190,8 +207,8 @@ impl TxQueue {
             stats: TxStats::default(),
             flushing: false,
             stall: StallGuard::default(),
-            frags: Vec::with_capacity(MAX_SEGMENTS),
-            segs: Vec::with_capacity(MAX_SEGMENTS),
+            frags,
+            segs,
         })
     }
 

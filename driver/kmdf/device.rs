@@ -182,7 +182,7 @@ pub extern "C" fn evt_device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) 
     if !NT_SUCCESS(st) {
         return st;
     }
-    let nic = Box::into_raw(Box::new(Nic {
+    let nic = crate::fallible::boxed(Nic {
         adapter: core::ptr::null_mut(),
         lock,
         core: UnsafeCell::new(None),
@@ -212,7 +212,12 @@ pub extern "C" fn evt_device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) 
         recovery: AtomicU32::new(0),
         isr: (0, 0),
         isr_pending: AtomicU8::new(0),
-    }));
+    });
+    let Ok(nic) = nic else {
+        // The timers and the work item are the device's children: WDF deletes them with it.
+        return STATUS_INSUFFICIENT_RESOURCES;
+    };
+    let nic = Box::into_raw(nic);
     // SAFETY: the device carries DEVICE_CONTEXT; nothing reads it before this.
     unsafe { context::set(device.cast(), &context::DEVICE_CONTEXT, nic) };
 
@@ -357,6 +362,12 @@ fn prepare(
     use core::sync::atomic::Ordering;
     nic.dead.store(false, Ordering::Release);
     nic.quiesced.store(false, Ordering::Release);
+    // SAFETY: the resource lists of this callback.
+    let count = unsafe { call_unsafe_wdf_function_binding!(WdfCmResourceListGetCount, translated) };
+    // Room for every descriptor up front: the pushes below never allocate. Before the bus
+    // interface is referenced, so a failure has nothing to give back.
+    let mut interrupts: Vec<(*mut c_void, *mut c_void)> =
+        crate::fallible::with_capacity(count as usize).map_err(|_| STATUS_INSUFFICIENT_RESOURCES)?;
     // PCI configuration space through the bus interface.
     // SAFETY: zeroed is a valid starting state for the interface struct the query fills.
     let mut iface: BUS_INTERFACE_STANDARD = unsafe { core::mem::zeroed() };
@@ -396,9 +407,6 @@ fn prepare(
             Some(base as i64)
         }
     };
-    // SAFETY: the resource lists of this callback.
-    let count = unsafe { call_unsafe_wdf_function_binding!(WdfCmResourceListGetCount, translated) };
-    let mut interrupts: Vec<(*mut c_void, *mut c_void)> = Vec::new();
     let mut message_interrupts = false;
     for i in 0..count {
         // SAFETY: i < count.
@@ -480,8 +488,17 @@ fn prepare(
     let (Some(pci), Some(dma)) = (nic.pci.as_ref(), nic.dma.as_ref()) else {
         return Err(STATUS_INSUFFICIENT_RESOURCES);
     };
-    let mut core = Adapter::start(pci, nic.bars, dma, &nic.user, &nic.plan)
-        .map_err(|_| wdk_sys::STATUS_DEVICE_CONFIGURATION_ERROR)?;
+    let mut core = Adapter::start(pci, nic.bars, dma, &nic.user, &nic.plan).map_err(|e| {
+        use crate::adapter::AdapterError as E;
+        use virtio::ctrl::CtrlError;
+        use virtio::queue::QueueError::OutOfMemory;
+        match e {
+            E::OutOfMemory | E::Queue(OutOfMemory) | E::Control(CtrlError::Queue(OutOfMemory)) => {
+                STATUS_INSUFFICIENT_RESOURCES
+            }
+            _ => wdk_sys::STATUS_DEVICE_CONFIGURATION_ERROR,
+        }
+    })?;
     nic.isr = core.transport().isr_location();
     nic.vectors = core.vectors();
     // From here on a reset waits at PASSIVE_LEVEL first (`reset_at_passive`); what polls under

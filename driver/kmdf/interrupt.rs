@@ -71,7 +71,10 @@ pub unsafe fn create(
     // SAFETY: the interrupt just created; `info` is sized; ≤ DISPATCH_LEVEL.
     unsafe { call_unsafe_wdf_function_binding!(WdfInterruptGetInfo, interrupt, &mut info) };
     let message = info.MessageNumber;
-    let c = alloc::boxed::Box::into_raw(alloc::boxed::Box::new(IntContext { nic, message }));
+    // The interrupt is the device's child: WDF deletes it (an unset context frees nothing).
+    let c = crate::fallible::boxed(IntContext { nic, message })
+        .map_err(|_| wdk_sys::STATUS_INSUFFICIENT_RESOURCES)?;
+    let c = alloc::boxed::Box::into_raw(c);
     // SAFETY: the interrupt is not connected before D0 entry, so no ISR reads the slot yet.
     unsafe { context::set(interrupt.cast(), &context::INTERRUPT_CONTEXT, c) };
     Ok(interrupt)

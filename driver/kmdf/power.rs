@@ -23,14 +23,17 @@ pub extern "C" fn evt_d0_entry(device: WDFDEVICE, previous: WDF_POWER_DEVICE_STA
     }
     // The receive engines keep their virtqueues across power transitions: program them again
     // at the same rings.
-    let engines: alloc::vec::Vec<(u16, &virtio::queue::VirtQueue)> = (0..nic.pair_count)
-        .filter_map(|k| {
+    let mut engines: alloc::vec::Vec<(u16, &virtio::queue::VirtQueue)> =
+        match crate::fallible::with_capacity(usize::from(nic.pair_count)) {
+            Ok(v) => v,
+            Err(_) => return wdk_sys::STATUS_INSUFFICIENT_RESOURCES,
+        };
+    engines.extend((0..nic.pair_count).filter_map(|k| {
             let pair = nic.pair(k)?;
             // SAFETY: no RX queue exists during D0 entry.
             let rx = unsafe { pair.rx_engine() }?;
             Some((virtio::net::rx_queue_index(k), rx.virtqueue()))
-        })
-        .collect();
+        }));
     // The wait for the reset is at PASSIVE_LEVEL, outside the spin lock; `restore` resets
     // again under it, which an acknowledging device finishes at once.
     if !nic.reset_device_at_passive() {

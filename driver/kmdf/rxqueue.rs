@@ -73,11 +73,14 @@ pub unsafe extern "system" fn evt_create_rx_queue(
     }
     // SAFETY: the queue was just created.
     let col = unsafe { NetRxQueueGetRingCollection(queue) };
-    let c = alloc::boxed::Box::new(RxContext {
+    // A failed create deletes the queue object (its context is still unset).
+    let Ok(c) = crate::fallible::boxed(RxContext {
         nic,
         pair: k,
         rings: col,
-    });
+    }) else {
+        return wdk_sys::STATUS_INSUFFICIENT_RESOURCES;
+    };
     // SAFETY: the rings are the new queue's; no callback runs before this returns.
     let Some((packets, fragments)) = (unsafe { rings(&c) }) else {
         return STATUS_INVALID_PARAMETER;

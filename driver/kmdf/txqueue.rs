@@ -70,13 +70,16 @@ pub unsafe extern "system" fn evt_create_tx_queue(
     }
     // SAFETY: the queue was just created.
     let col = unsafe { NetTxQueueGetRingCollection(queue) };
-    let c = alloc::boxed::Box::new(TxContext {
+    // A failed create deletes the queue object (its context is still unset).
+    let Ok(c) = crate::fallible::boxed(TxContext {
         nic,
         pair: k,
         rings: col,
         engine: UnsafeCell::new(None),
         cancelled_at: UnsafeCell::new(0),
-    });
+    }) else {
+        return wdk_sys::STATUS_INSUFFICIENT_RESOURCES;
+    };
     // SAFETY: the new queue's rings; no callback runs yet.
     let Some((packets, fragments)) = (unsafe { rings(&c) }) else {
         return STATUS_INVALID_PARAMETER;

@@ -348,6 +348,18 @@ impl VirtQueue {
     }
 }
 
-pub(crate) fn new_slots(n: u16) -> Vec<Slot> {
-    alloc::vec![Slot::default(); usize::from(n)]
+/// The shadow of `n` descriptor slots, allocated fallibly (a failed infallible allocation in the
+/// kernel is a bugcheck).
+pub(crate) fn new_slots(n: u16) -> Result<Vec<Slot>, QueueError> {
+    filled(Slot::default(), usize::from(n))
+}
+
+/// `vec![value; n]`, or [`QueueError::OutOfMemory`] when the pool is short.
+pub(crate) fn filled<T: Clone>(value: T, n: usize) -> Result<Vec<T>, QueueError> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|_| QueueError::OutOfMemory)?;
+    // Within the reserved capacity: no further allocation.
+    v.resize(n, value);
+    Ok(v)
 }

@@ -63,6 +63,10 @@ impl PackedQueue {
         let driver_off = 16 * usize::from(n);
         let device_off = driver_off + 4;
         let len = device_off + 4;
+        // The shadow first: a failure then leaves no DMA memory to give back.
+        let slots = new_slots(n)?;
+        let mut free_ids = super::filled(0u16, usize::from(n))?;
+        free_ids.clear();
         let region = dma.alloc(len, 4096).ok_or(QueueError::OutOfMemory)?;
         let indirect = match IndirectTables::new(dma, n, config.max_indirect) {
             Ok(t) => t,
@@ -81,8 +85,8 @@ impl PackedQueue {
             device_off,
             event_idx: config.event_idx,
             indirect,
-            slots: new_slots(n),
-            free_ids: Vec::with_capacity(usize::from(n)),
+            slots,
+            free_ids,
             num_free: n,
             next_avail: 0,
             avail_wrap: true,

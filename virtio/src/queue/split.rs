@@ -63,6 +63,9 @@ impl SplitQueue {
         let avail_off = 16 * nn;
         let used_off = (avail_off + 6 + 2 * nn).next_multiple_of(4);
         let len = used_off + 6 + 8 * nn;
+        // The shadow first: a failure then leaves no DMA memory to give back.
+        let next = super::filled(0u16, nn)?;
+        let slots = new_slots(n)?;
         let region = dma.alloc(len, 4096).ok_or(QueueError::OutOfMemory)?;
         let indirect = match IndirectTables::new(dma, n, config.max_indirect) {
             Ok(t) => t,
@@ -84,8 +87,8 @@ impl SplitQueue {
             used_off,
             event_idx: config.event_idx,
             indirect,
-            next: alloc::vec![0; nn],
-            slots: new_slots(n),
+            next,
+            slots,
             free_head: 0,
             num_free: n,
             in_flight: 0,
