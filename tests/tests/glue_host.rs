@@ -1068,6 +1068,9 @@ enum Step {
     HoldThenReturn(u32),
     NeedsReset,
     TransmitFault,
+    /// D3 → D0 on a machine short of memory: the Nth allocation (`true`) or framework create
+    /// call of the power-up fails.
+    ShortPowerCycle(u64, bool),
 }
 
 fn random_steps(rng: &mut vnet_harness::rng::Rng, faults: bool) -> Vec<Step> {
@@ -1075,7 +1078,7 @@ fn random_steps(rng: &mut vnet_harness::rng::Rng, faults: bool) -> Vec<Step> {
     let mut out = Vec::with_capacity(n);
     let mut fault_budget = 2;
     for _ in 0..n {
-        let kinds = if faults && fault_budget > 0 { 8 } else { 6 };
+        let kinds = if faults && fault_budget > 0 { 9 } else { 6 };
         let s = match rng.below(kinds) {
             0 => Step::Traffic(1 + rng.below(40) as u32),
             1 => Step::PauseRestart,
@@ -1084,9 +1087,13 @@ fn random_steps(rng: &mut vnet_harness::rng::Rng, faults: bool) -> Vec<Step> {
             4 => Step::Offloads(rng.below(16) as u8),
             5 => Step::HoldThenReturn(1 + rng.below(60) as u32),
             6 => Step::NeedsReset,
-            _ => Step::TransmitFault,
+            7 => Step::TransmitFault,
+            _ => Step::ShortPowerCycle(rng.below(12), rng.below(2) == 0),
         };
-        if matches!(s, Step::NeedsReset | Step::TransmitFault) {
+        if matches!(
+            s,
+            Step::NeedsReset | Step::TransmitFault | Step::ShortPowerCycle(..)
+        ) {
             fault_budget -= 1;
         }
         out.push(s);
@@ -1180,6 +1187,31 @@ fn live(
                     "{at}: {} frames sent after the fault (steps {steps:?})",
                     sent.len()
                 );
+            }
+            Step::ShortPowerCycle(n, allocation) => {
+                host.sleep().unwrap_or_else(|e| panic!("{at}: {e}"));
+                if allocation {
+                    alloc::fail_after(Some(n));
+                } else {
+                    host.fail_create_after(Some(n));
+                }
+                let st = host.wake();
+                assert!(host.settle(Duration::from_secs(10)), "{at}: PnP hung");
+                alloc::fail_after(None);
+                host.fail_create_after(None);
+                if host.power() != Power::D0 || st != 0 {
+                    // The power-up failed and the device with it: the life ends here, and
+                    // nothing may be left behind.
+                    assert!(st >= 0 || st as u32 == 0xC000_009A, "{at}: {st:#x}");
+                    if host.power() != Power::Absent {
+                        host.remove()
+                            .unwrap_or_else(|e| panic!("{at}: remove: {e}"));
+                    }
+                    let ledger = host.unload();
+                    no_violations(&at);
+                    assert!(ledger.is_empty(), "{at}: {ledger:#?}");
+                    return;
+                }
             }
         }
         no_violations(&at);
