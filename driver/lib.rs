@@ -44,6 +44,7 @@ pub mod kmdf;
 pub mod notify;
 pub mod os_memory;
 pub mod rss;
+pub mod rxpool;
 pub mod rxqueue;
 pub mod stall;
 pub mod stats;

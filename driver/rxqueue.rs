@@ -24,12 +24,13 @@ use offload::filter::RxFilter;
 use offload::rss::Toeplitz;
 use offload::rx::{RxOptions, checksum_fix, metadata, strip_vlan};
 use virtio::Features;
-use virtio::hal::{Dma, DmaRegion};
+use virtio::hal::Dma;
 use virtio::net::NetHeader;
 use virtio::queue::{QueueError, Segment, VirtQueue};
 
 use crate::fallible;
 use crate::notify::NotifyGate;
+use crate::rxpool::RxPool;
 use crate::stall::StallGuard;
 use crate::stats::RxStats;
 
@@ -124,7 +125,7 @@ enum Buf {
 /// A NetAdapterCx receive queue over a virtio-net receive virtqueue.
 pub struct RxQueue {
     vq: VirtQueue,
-    pool: DmaRegion,
+    pool: RxPool,
     buffer_size: u32,
     state: Vec<Buf>,
     free: Vec<u32>,
@@ -212,7 +213,7 @@ impl RxQueue {
                 vq,
             });
         };
-        let Some(pool) = dma.alloc(n as usize * settings.buffer_size as usize, 64) else {
+        let Some(pool) = RxPool::new(dma, n, settings.buffer_size) else {
             return Err(Rejected {
                 error: RxCreateError::OutOfMemory,
                 vq,
@@ -245,7 +246,7 @@ impl RxQueue {
     /// buffer).
     pub fn free(self, dma: &impl Dma) {
         self.vq.free(dma);
-        dma.free(self.pool);
+        self.pool.free(dma);
     }
 
     /// The virtqueue (for its addresses and notifications).
@@ -287,22 +288,20 @@ impl RxQueue {
     }
 
     fn buf_device(&self, b: u32) -> u64 {
-        self.pool.device() + u64::from(b) * u64::from(self.buffer_size)
+        self.pool.device(b)
     }
 
     fn buf_cpu(&self, b: u32) -> *mut u8 {
-        self.pool
-            .cpu()
-            .as_ptr()
-            .wrapping_add(b as usize * self.buffer_size as usize)
+        self.pool.cpu(b)
     }
 
     /// The first `len` bytes of buffer `b` (which the device has filled and no one else uses).
     fn buf_bytes(&mut self, b: u32, len: u32) -> &mut [u8] {
         let len = len.min(self.buffer_size) as usize;
         let p = self.buf_cpu(b.min(self.settings.buffers - 1));
-        // SAFETY: b < buffers (clamped), so the buffer lies inside the pool; a Pending buffer is
-        // out of the device's hands (completed) and not yet given to the OS, so &mut self is
+        // SAFETY: b < buffers (clamped), so the buffer's `buffer_size` bytes lie inside one chunk
+        // of the pool (`RxPool::cpu`); a Pending buffer is out of the device's hands (completed)
+        // and not yet given to the OS, so &mut self is
         // its only user.
         unsafe { core::slice::from_raw_parts_mut(p, len) }
     }

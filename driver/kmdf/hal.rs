@@ -172,8 +172,10 @@ impl PciConfig for PciBus {
 
 /// Most common buffers one device holds at once (rings, receive-pool chunks, header slots, the
 /// control queue, for every pair): the handle table is reserved once, at PASSIVE_LEVEL, so
-/// recording a buffer under the spin lock never allocates.
-pub const MAX_COMMON_BUFFERS: usize = 1024;
+/// recording a buffer under the spin lock never allocates. The receive pools come in chunks of
+/// at most 128 KiB (`rxpool.rs`): 16 per queue by default, 128 with 9,000-byte frames and no
+/// mergeable buffers, so 8 pairs and their rings fit with room to spare (64 KiB of handles).
+pub const MAX_COMMON_BUFFERS: usize = 4096;
 
 /// Common buffers of one DMA v3 enabler, with the handles kept to free them.
 pub struct CommonBufferDma {

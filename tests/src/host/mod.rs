@@ -89,6 +89,9 @@ pub struct HostConfig {
     pub interrupts: Interrupts,
     /// Seed for ring layouts.
     pub seed: u64,
+    /// The longest physically contiguous common buffer the machine can still supply (a
+    /// fragmented, long-running guest); `None`: any.
+    pub largest_common_buffer: Option<usize>,
 }
 
 impl Default for HostConfig {
@@ -97,6 +100,7 @@ impl Default for HostConfig {
             keywords: BTreeMap::new(),
             interrupts: Interrupts::Msix(MESSAGE_NUMBER_LIMIT),
             seed: 1,
+            largest_common_buffer: None,
         }
     }
 }

@@ -741,6 +741,13 @@ unsafe extern "C" fn wdf_common_buffer_create_with_config(
         if length == 0 {
             return STATUS_INVALID_PARAMETER;
         }
+        if s.config
+            .largest_common_buffer
+            .is_some_and(|max| length > max)
+        {
+            // A fragmented guest: no physically contiguous run this long is left.
+            return STATUS_INSUFFICIENT_RESOURCES;
+        }
         // SAFETY: the driver's config.
         let c = unsafe { *config };
         let mask = c.AlignmentRequirement as usize;

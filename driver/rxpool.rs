@@ -1,0 +1,95 @@
+//! The receive buffer pool, in chunks. One physically contiguous common buffer for the whole pool
+//! (2 MiB by default, about 9 MiB with 9,000-byte frames and no mergeable buffers) is what a
+//! long-running, fragmented guest cannot supply; a chunk of at most [`CHUNK_BYTES`] it almost
+//! always can. Each chunk holds a power of two of buffers, so finding a buffer is a shift and a
+//! mask, not a division, on the datapath. A buffer larger than a chunk gets a chunk of its own.
+
+use alloc::vec::Vec;
+
+use virtio::hal::{Dma, DmaRegion};
+
+use crate::fallible;
+
+/// The largest contiguous allocation the pool asks for (unless one buffer is larger).
+pub const CHUNK_BYTES: usize = 128 * 1024;
+
+/// Buffers of `buffer_size` bytes in chunks of DMA memory.
+pub struct RxPool {
+    chunks: Vec<DmaRegion>,
+    /// log2 of the buffers per chunk.
+    shift: u32,
+    buffer_size: u32,
+    buffers: u32,
+}
+
+impl RxPool {
+    /// Allocates `buffers` buffers of `buffer_size` bytes (both nonzero), 64-byte aligned; `None`
+    /// when the memory is short (what was allocated is given back).
+    pub fn new(dma: &impl Dma, buffers: u32, buffer_size: u32) -> Option<Self> {
+        if buffers == 0 || buffer_size == 0 {
+            return None;
+        }
+        let per = (CHUNK_BYTES / buffer_size as usize).max(1);
+        // The largest power of two that fits: a shift finds the chunk.
+        let shift = usize::BITS - 1 - per.leading_zeros();
+        let per = 1u32 << shift;
+        let count = buffers.div_ceil(per) as usize;
+        let mut chunks = fallible::with_capacity(count).ok()?;
+        let mut left = buffers;
+        while left > 0 {
+            let here = left.min(per);
+            // Buffer sizes are multiples of the cache line in practice; 64-byte alignment keeps
+            // every chunk's first buffer on one.
+            let Some(r) = dma.alloc(here as usize * buffer_size as usize, 64) else {
+                for r in chunks {
+                    dma.free(r);
+                }
+                return None;
+            };
+            // Within the reserved capacity (count chunks): no allocation.
+            chunks.push(r);
+            left -= here;
+        }
+        Some(Self {
+            chunks,
+            shift,
+            buffer_size,
+            buffers,
+        })
+    }
+
+    /// Gives the memory back (after the device and the OS are done with every buffer).
+    pub fn free(self, dma: &impl Dma) {
+        for r in self.chunks {
+            dma.free(r);
+        }
+    }
+
+    /// The chunk and byte offset of buffer `b` (clamped to the pool).
+    #[inline]
+    fn locate(&self, b: u32) -> Option<(&DmaRegion, usize)> {
+        let b = b.min(self.buffers - 1);
+        let chunk = self.chunks.get((b >> self.shift) as usize)?;
+        let within = (b & ((1 << self.shift) - 1)) as usize;
+        Some((chunk, within * self.buffer_size as usize))
+    }
+
+    /// The device address of buffer `b`.
+    #[inline]
+    pub fn device(&self, b: u32) -> u64 {
+        self.locate(b).map_or(0, |(c, off)| c.device() + off as u64)
+    }
+
+    /// The CPU address of buffer `b` (`buffer_size` bytes inside one chunk).
+    #[inline]
+    pub fn cpu(&self, b: u32) -> *mut u8 {
+        self.locate(b).map_or(core::ptr::null_mut(), |(c, off)| {
+            c.cpu().as_ptr().wrapping_add(off)
+        })
+    }
+
+    /// Chunks allocated.
+    pub fn chunks(&self) -> usize {
+        self.chunks.len()
+    }
+}
