@@ -7,7 +7,6 @@
 
 use netring::{HashProtocolType as P, NetPacketHash};
 
-use crate::wire::{Ipv4Packet, Ipv6Packet};
 use crate::{L3, L4, Layout};
 
 /// RSS key length (bytes).
@@ -63,13 +62,32 @@ impl Toeplitz {
         }
     }
 
-    /// Hash of `input` (at most [`MAX_INPUT`] bytes are used).
+    /// Hash of `input` (at most [`MAX_INPUT`] bytes are used). The four lengths RSS uses
+    /// (IPv4 2- and 4-tuple, IPv6 2- and 4-tuple) take an unrolled path.
     #[inline]
     pub fn hash(&self, input: &[u8]) -> u32 {
-        self.table
-            .iter()
-            .zip(input)
-            .fold(0, |h, (row, &b)| h ^ row[usize::from(b)])
+        match input.len() {
+            8 => input.first_chunk::<8>().map_or(0, |a| self.hash_n(a)),
+            12 => input.first_chunk::<12>().map_or(0, |a| self.hash_n(a)),
+            32 => input.first_chunk::<32>().map_or(0, |a| self.hash_n(a)),
+            36 => input.first_chunk::<36>().map_or(0, |a| self.hash_n(a)),
+            _ => self
+                .table
+                .iter()
+                .zip(input)
+                .fold(0, |h, (row, &b)| h ^ row[usize::from(b)]),
+        }
+    }
+
+    /// Hash of exactly `N` (≤ [`MAX_INPUT`]) bytes: the loop unrolls, and four independent XOR
+    /// chains let the table loads overlap.
+    #[inline]
+    pub fn hash_n<const N: usize>(&self, input: &[u8; N]) -> u32 {
+        let mut h = [0u32; 4];
+        for (i, (row, &b)) in self.table.iter().zip(input).enumerate() {
+            h[i % 4] ^= row[usize::from(b)];
+        }
+        h[0] ^ h[1] ^ h[2] ^ h[3]
     }
 }
 
@@ -88,19 +106,19 @@ pub fn toeplitz_bitwise(key: &[u8; KEY_LEN], input: &[u8]) -> u32 {
 
 /// Hashes a received frame over the enabled protocol types (the IP family must be enabled; the
 /// ports are included when TCP or UDP is enabled too); `None` when no enabled type applies.
+///
+/// `l` is the frame's layout from [`Layout::parse`], so the IP header it names is whole: the
+/// addresses are read at their fixed offsets in it (IPv4 12..20, IPv6 8..40), each range still
+/// bounds-checked, and hashed straight from the frame.
 pub fn hash_frame(t: &Toeplitz, frame: &[u8], l: &Layout, enabled: P) -> Option<NetPacketHash> {
-    let mut input = [0u8; MAX_INPUT];
-    let l3 = frame.get(l.l3_offset()..)?;
-    let (addr_len, mut ty) = match l.l3? {
+    let l3 = l.l3_offset();
+    let (v4, mut ty) = match l.l3? {
         L3::Ipv4 { options } => {
             if options && !enabled.contains(P::IPV4_OPTIONS) {
                 return None;
             }
-            let ip = Ipv4Packet::new_checked(l3).ok()?;
-            input[..4].copy_from_slice(&ip.src());
-            input[4..8].copy_from_slice(&ip.dst());
             (
-                8,
+                true,
                 P::IPV4 | if options { P::IPV4_OPTIONS } else { P::empty() },
             )
         }
@@ -108,11 +126,8 @@ pub fn hash_frame(t: &Toeplitz, frame: &[u8], l: &Layout, enabled: P) -> Option<
             if extensions && !enabled.contains(P::IPV6_EXTENSIONS) {
                 return None;
             }
-            let ip = Ipv6Packet::new_checked(l3).ok()?;
-            input[..16].copy_from_slice(&ip.src());
-            input[16..32].copy_from_slice(&ip.dst());
             (
-                32,
+                false,
                 P::IPV6
                     | if extensions {
                         P::IPV6_EXTENSIONS
@@ -122,8 +137,7 @@ pub fn hash_frame(t: &Toeplitz, frame: &[u8], l: &Layout, enabled: P) -> Option<
             )
         }
     };
-    let family = if addr_len == 8 { P::IPV4 } else { P::IPV6 };
-    if !enabled.contains(family) {
+    if !enabled.contains(if v4 { P::IPV4 } else { P::IPV6 }) {
         return None;
     }
     let l4_type = match l.l4 {
@@ -131,14 +145,39 @@ pub fn hash_frame(t: &Toeplitz, frame: &[u8], l: &Layout, enabled: P) -> Option<
         L4::Udp if !l.fragmented => P::UDP,
         _ => P::empty(),
     };
-    let mut len = addr_len;
-    if !l4_type.is_empty() && enabled.contains(l4_type) {
-        let ports = frame.get(l.l4_offset()..l.l4_offset() + 4)?;
-        input[addr_len..addr_len + 4].copy_from_slice(ports);
-        len += 4;
+    let ports = if !l4_type.is_empty() && enabled.contains(l4_type) {
         ty |= l4_type;
-    }
-    Some(NetPacketHash::new(t.hash(&input[..len]), ty))
+        let at = l.l4_offset();
+        Some(frame.get(at..at.checked_add(4)?)?.first_chunk::<4>()?)
+    } else {
+        None
+    };
+    let h = if v4 {
+        let addrs = frame.get(l3.checked_add(12)?..)?.first_chunk::<8>()?;
+        match ports {
+            Some(p) => {
+                let mut input = [0u8; 12];
+                let (a, b) = input.split_at_mut(8);
+                a.copy_from_slice(addrs);
+                b.copy_from_slice(p);
+                t.hash_n(&input)
+            }
+            None => t.hash_n(addrs),
+        }
+    } else {
+        let addrs = frame.get(l3.checked_add(8)?..)?.first_chunk::<32>()?;
+        match ports {
+            Some(p) => {
+                let mut input = [0u8; 36];
+                let (a, b) = input.split_at_mut(32);
+                a.copy_from_slice(addrs);
+                b.copy_from_slice(p);
+                t.hash_n(&input)
+            }
+            None => t.hash_n(addrs),
+        }
+    };
+    Some(NetPacketHash::new(h, ty))
 }
 
 /// The receive queue for `hash` from an indirection table whose length is a power of two
