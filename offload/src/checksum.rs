@@ -94,6 +94,29 @@ pub fn checksum(data: &[u8]) -> u16 {
     !sum_be(data)
 }
 
+/// Copies `src` into `dst` (the first `min` of both lengths) and returns the sum of the copied
+/// bytes, in one pass over them: the bytes are summed from the registers they were loaded into
+/// for the copy (software segmentation folds its L4 checksum into the payload copy this way).
+pub fn copy_and_sum(dst: &mut [u8], src: &[u8]) -> Checksum {
+    let n = dst.len().min(src.len());
+    let (Some(dst), Some(src)) = (dst.get_mut(..n), src.get(..n)) else {
+        return Checksum::new();
+    };
+    #[cfg(target_arch = "x86_64")]
+    if n >= 128 {
+        // SAFETY: SSE2 is part of the x86-64 baseline (see `sum_native`).
+        let s = unsafe { sse2::copy_sum(dst, src) };
+        return Checksum {
+            acc: u64::from(fold(s).swap_bytes()),
+            odd: n % 2 == 1,
+        };
+    }
+    dst.copy_from_slice(src);
+    let mut c = Checksum::new();
+    c.add_bytes(src);
+    c
+}
+
 /// Unfolded sum of `data` as native (little-endian) 16-bit words.
 fn sum_native(data: &[u8]) -> u64 {
     #[cfg(target_arch = "x86_64")]
@@ -119,15 +142,25 @@ fn sum_words(data: &[u8]) -> u64 {
     s + sum_tail(chunks.remainder())
 }
 
-/// Sum of fewer than 16 bytes (or any tail) as little-endian words, odd byte zero-padded.
+/// Sum of fewer than 16 bytes (or any tail) as little-endian words, odd byte zero-padded: at
+/// most one 8-, 4-, 2- and 1-byte piece for a tail under 16 (no loop of words).
 #[inline]
-fn sum_tail(tail: &[u8]) -> u64 {
+fn sum_tail(mut tail: &[u8]) -> u64 {
     let mut s = 0u64;
-    let mut words = tail.chunks_exact(2);
-    for w in &mut words {
-        s += u64::from(u16::from_le_bytes([w[0], w[1]]));
+    while let Some((w, rest)) = tail.split_first_chunk::<8>() {
+        let v = u64::from_le_bytes(*w);
+        s += (v & 0xffff_ffff) + (v >> 32);
+        tail = rest;
     }
-    if let [b] = words.remainder() {
+    if let Some((w, rest)) = tail.split_first_chunk::<4>() {
+        s += u64::from(u32::from_le_bytes(*w));
+        tail = rest;
+    }
+    if let Some((w, rest)) = tail.split_first_chunk::<2>() {
+        s += u64::from(u16::from_le_bytes(*w));
+        tail = rest;
+    }
+    if let [b] = tail {
         s += u64::from(*b);
     }
     s
@@ -196,6 +229,55 @@ mod sse2 {
         // Undo the bias: each pair sum was 0x10000 short. The result is the exact sum.
         let exact = (total + pairs * 0x10000) as u64;
         exact + super::sum_words(chunks.remainder())
+    }
+
+    /// [`sum`] of `src` while copying it into `dst` (equal lengths): each 16-byte load feeds
+    /// both the store and the sum.
+    #[target_feature(enable = "sse2")]
+    pub(super) fn copy_sum(dst: &mut [u8], src: &[u8]) -> u64 {
+        let bias = _mm_set1_epi16(i16::MIN);
+        let ones = _mm_set1_epi16(1);
+        let mut total: i64 = 0;
+        let mut pairs: i64 = 0;
+        let mut from = src.chunks_exact(64);
+        let mut to = dst.chunks_exact_mut(64);
+        let [mut a, mut b, mut c, mut d] = [_mm_setzero_si128(); 4];
+        let mut n = 0;
+        for (s, t) in (&mut from).zip(&mut to) {
+            let (x0, x1, x2, x3) = (load(s, 0), load(s, 16), load(s, 32), load(s, 48));
+            store(t, 0, x0);
+            store(t, 16, x1);
+            store(t, 32, x2);
+            store(t, 48, x3);
+            a = _mm_add_epi32(a, _mm_madd_epi16(_mm_xor_si128(x0, bias), ones));
+            b = _mm_add_epi32(b, _mm_madd_epi16(_mm_xor_si128(x1, bias), ones));
+            c = _mm_add_epi32(c, _mm_madd_epi16(_mm_xor_si128(x2, bias), ones));
+            d = _mm_add_epi32(d, _mm_madd_epi16(_mm_xor_si128(x3, bias), ones));
+            n += 1;
+            if n == DRAIN_EVERY {
+                total += lanes(_mm_add_epi32(_mm_add_epi32(a, b), _mm_add_epi32(c, d)));
+                pairs += 16 * n as i64;
+                [a, b, c, d] = [_mm_setzero_si128(); 4];
+                n = 0;
+            }
+        }
+        total += lanes(_mm_add_epi32(_mm_add_epi32(a, b), _mm_add_epi32(c, d)));
+        pairs += 16 * n as i64;
+        let exact = (total + pairs * 0x10000) as u64;
+        let (rs, rt) = (from.remainder(), to.into_remainder());
+        let len = rs.len().min(rt.len());
+        if let (Some(rt), Some(rs)) = (rt.get_mut(..len), rs.get(..len)) {
+            rt.copy_from_slice(rs);
+        }
+        exact + super::sum_words(rs)
+    }
+
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    fn store(chunk: &mut [u8], at: usize, v: __m128i) {
+        let bytes = &mut chunk[at..at + 16];
+        // SAFETY: `bytes` is exactly 16 writable bytes; storeu has no alignment requirement.
+        unsafe { _mm_storeu_si128(bytes.as_mut_ptr().cast(), v) };
     }
 }
 
@@ -296,6 +378,40 @@ mod tests {
                 assert_eq!(a.fold(), naive(&data));
             }
         }
+    }
+
+    #[test]
+    fn copy_and_sum_copies_and_sums_every_length_and_alignment() {
+        let data: alloc::vec::Vec<u8> = (0..9000u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+            .collect();
+        for start in 0..4 {
+            for len in (0..260).chain([1447, 1448, 1500, 4095, 8191, 8996]) {
+                let src = &data[start..start + len];
+                let mut dst = alloc::vec![0xa5u8; len + 3];
+                let c = copy_and_sum(&mut dst[start % 2..start % 2 + len], src);
+                assert_eq!(
+                    &dst[start % 2..start % 2 + len],
+                    src,
+                    "start {start} len {len}"
+                );
+                assert_eq!(c.fold(), naive(src), "start {start} len {len}");
+                // Composes with what follows, as a Checksum of the same bytes does.
+                let mut a = copy_and_sum(&mut alloc::vec![0; len], src);
+                a.add_bytes(&[1, 2, 3]);
+                let mut b = Checksum::new();
+                b.add_bytes(src);
+                b.add_bytes(&[1, 2, 3]);
+                assert_eq!(a.fold(), b.fold(), "len {len}");
+            }
+        }
+        // All-ones stresses the lane drains; a shorter destination bounds the copy.
+        let ff = alloc::vec![0xffu8; 1 << 20];
+        let mut out = alloc::vec![0u8; 1 << 20];
+        assert_eq!(copy_and_sum(&mut out, &ff).fold(), naive(&ff));
+        assert_eq!(out, ff);
+        let mut short = [0u8; 5];
+        assert_eq!(copy_and_sum(&mut short, &ff).fold(), naive(&ff[..5]));
     }
 
     #[test]

@@ -27,6 +27,14 @@ pub struct Segmenter<'a> {
     mss: usize,
     payload_len: usize,
     count: usize,
+    /// What every segment shares, taken once: the pseudo-header sum without its length (the
+    /// final destination's), the IPv4 header's sum with Total Length, Identification and the
+    /// checksum zeroed, and the first segment's Identification, sequence number and flags.
+    pseudo: Checksum,
+    ip_base: Checksum,
+    ident: u16,
+    seq: u32,
+    flags: u8,
 }
 
 /// Largest IP packet.
@@ -50,12 +58,38 @@ impl<'a> Segmenter<'a> {
         if payload_len == 0 {
             return Err(OffloadError::NotSegmentable);
         }
+        let (l3o, l4o) = (layout.l3_offset(), layout.l4_offset());
+        let ip = frame.get(l3o..l4o).ok_or(OffloadError::LayoutMismatch)?;
+        let pseudo = crate::wire::pseudo_header(ip, layout.protocol, 0)?;
+        let (mut ip_base, mut ident) = (Checksum::new(), 0);
+        if let Some(L3::Ipv4 { .. }) = layout.l3 {
+            ident = Ipv4Packet::new_checked(ip)?.ident();
+            // The IPv4 header alone: IHL bytes, at most 60 (`Layout::parse` checked them).
+            let ihl = usize::from(layout.l3_len);
+            let mut h = [0u8; 60];
+            let h = h.get_mut(..ihl).ok_or(OffloadError::LayoutMismatch)?;
+            h.copy_from_slice(ip.get(..ihl).ok_or(OffloadError::LayoutMismatch)?);
+            for at in [2, 4, 10] {
+                put(h, at, &[0, 0])?;
+            }
+            ip_base.add_bytes(h);
+        }
+        let (mut seq, mut flags) = (0, 0);
+        if layout.l4 == L4::Tcp {
+            let t = TcpSegment::new_checked(frame.get(l4o..).unwrap_or(&[]))?;
+            (seq, flags) = (t.seq(), t.flags());
+        }
         Ok(Self {
             frame,
             layout,
             mss,
             payload_len,
             count: payload_len.div_ceil(mss),
+            pseudo,
+            ip_base,
+            ident,
+            seq,
+            flags,
         })
     }
 
@@ -102,44 +136,58 @@ impl<'a> Segmenter<'a> {
         }
         let out = &mut out[..total];
         out[..hdr].copy_from_slice(&self.frame[..hdr]);
-        out[hdr..].copy_from_slice(&self.frame[payload]);
+        // The payload's sum is taken in the copy (one pass over it), when it is needed.
+        let payload_sum = match csum {
+            L4Checksum::Full => checksum::copy_and_sum(&mut out[hdr..], &self.frame[payload]),
+            L4Checksum::Seed => {
+                out[hdr..].copy_from_slice(&self.frame[payload]);
+                Checksum::new()
+            }
+        };
+        let l4_hdr = hdr - l.l4_offset();
         let (l3o, l4o) = (l.l3_offset(), l.l4_offset());
         let l4_len = total - l4o;
         let last = i + 1 == self.count;
+        // The headers were parsed in `new`; what changes per segment is written at its fixed
+        // offset, and the checksums come from the shared sums plus the changed words.
         match l.l3 {
             Some(L3::Ipv4 { .. }) => {
-                let mut ip = Ipv4Packet::new_checked(&mut out[l3o..l4o])?;
-                ip.set_total_len((total - l3o) as u16);
-                ip.set_ident(ip.ident().wrapping_add(i as u16));
-                ip.fill_checksum();
+                let total_len = (total - l3o) as u16;
+                let ident = self.ident.wrapping_add(i as u16);
+                let mut c = self.ip_base;
+                c.add_u16(total_len);
+                c.add_u16(ident);
+                put(out, l3o + 2, &total_len.to_be_bytes())?;
+                put(out, l3o + 4, &ident.to_be_bytes())?;
+                put(out, l3o + 10, &c.finish().to_be_bytes())?;
             }
             Some(L3::Ipv6 { .. }) => {
-                let mut ip = Ipv6Packet::new_checked(&mut out[l3o..l4o])?;
-                ip.set_payload_len((total - l3o - 40) as u16);
+                put(out, l3o + 4, &((total - l3o - 40) as u16).to_be_bytes())?;
             }
             None => return Err(OffloadError::NotSegmentable),
         }
-        let mut sum = crate::wire::pseudo_header(&out[l3o..l4o], l.protocol, l4_len as u32)?;
+        let mut sum = self.pseudo;
+        sum.add_u32(l4_len as u32);
+        let l4 = out.get_mut(l4o..).ok_or(OffloadError::LayoutMismatch)?;
         match l.l4 {
             L4::Tcp => {
-                let mut t = TcpSegment::new_checked(&mut out[l4o..])?;
-                t.set_seq(t.seq().wrapping_add((i * self.mss) as u32));
-                let mut flags = t.flags();
+                let seq = self.seq.wrapping_add((i * self.mss) as u32);
+                let mut flags = self.flags;
                 if i != 0 {
                     flags &= !tcp_flags::CWR;
                 }
                 if !last {
                     flags &= !(tcp_flags::FIN | tcp_flags::PSH);
                 }
-                t.set_flags(flags);
-                t.set_checksum(0);
-                finish(&mut out[l4o..], &mut sum, csum, 16, false);
+                put(l4, 4, &seq.to_be_bytes())?;
+                put(l4, 13, &[flags])?;
+                put(l4, 16, &[0, 0])?;
+                finish(l4, l4_hdr, payload_sum, &mut sum, csum, 16, false);
             }
             L4::Udp => {
-                let mut u = UdpDatagram::new_checked(&mut out[l4o..])?;
-                u.set_len_field(l4_len as u16);
-                u.set_checksum(0);
-                finish(&mut out[l4o..], &mut sum, csum, 6, true);
+                put(l4, 4, &(l4_len as u16).to_be_bytes())?;
+                put(l4, 6, &[0, 0])?;
+                finish(l4, l4_hdr, payload_sum, &mut sum, csum, 6, true);
             }
             _ => return Err(OffloadError::NotSegmentable),
         }
@@ -147,12 +195,31 @@ impl<'a> Segmenter<'a> {
     }
 }
 
-/// Stores either the full checksum or the pseudo-header seed at `field` of the L4 header.
-fn finish(l4: &mut [u8], sum: &mut Checksum, csum: L4Checksum, field: usize, udp: bool) {
+/// Writes `v` at `at` in `buf` (inside the headers the layout names).
+fn put(buf: &mut [u8], at: usize, v: &[u8]) -> Result<(), OffloadError> {
+    buf.get_mut(at..at + v.len())
+        .ok_or(OffloadError::LayoutMismatch)?
+        .copy_from_slice(v);
+    Ok(())
+}
+
+/// Stores either the full checksum or the pseudo-header seed at `field` of the L4 header. The
+/// full checksum covers the first `covered` bytes of `l4`, read here, then `rest`: the sum of
+/// the bytes after them (taken already, in a copy).
+fn finish(
+    l4: &mut [u8],
+    covered: usize,
+    rest: Checksum,
+    sum: &mut Checksum,
+    csum: L4Checksum,
+    field: usize,
+    udp: bool,
+) {
     let value = match csum {
         L4Checksum::Seed => sum.fold(),
         L4Checksum::Full => {
-            sum.add_bytes(l4);
+            sum.add_bytes(l4.get(..covered).unwrap_or(l4));
+            sum.add_sum(rest);
             let c = sum.finish();
             // UDP transmits a computed zero as all-ones (zero means "no checksum").
             if udp && c == 0 { 0xffff } else { c }
@@ -186,7 +253,16 @@ pub fn fill_l4_checksum(frame: &mut [u8]) -> Result<Layout, OffloadError> {
     l4.get_mut(field..field + 2)
         .ok_or(OffloadError::LayoutMismatch)?
         .fill(0);
-    finish(l4, &mut sum, L4Checksum::Full, field, udp);
+    let len = l4.len();
+    finish(
+        l4,
+        len,
+        Checksum::new(),
+        &mut sum,
+        L4Checksum::Full,
+        field,
+        udp,
+    );
     Ok(l)
 }
 
