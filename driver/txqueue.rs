@@ -14,9 +14,12 @@
 //! packet is copied — the virtio-net header, the headers as rewritten in private memory (on the
 //! stack, never in memory the device can write), then the rest of the frame straight from the
 //! OS's fragments — into one driver-owned shared buffer ([`crate::txbounce`]) posted as a
-//! one-descriptor chain. The OS's packet is complete once copied (its memory was never
-//! device-visible, so nothing waits for the device); the buffer goes back to the pool when the
-//! device returns the chain. With no buffer free, the packet stays in the ring until one is.
+//! one-descriptor chain. With no buffer free, the packet stays in the ring until one is. The
+//! packet is completed when the device returns the chain, as in direct mode, not as soon as it
+//! is copied: "every packet is back with the OS" must keep meaning "the virtqueue is empty",
+//! which NetAdapterCx's stop (it waits for every packet), the Cancel grace period and its stall
+//! detection rely on, and without which [`TxQueue::release`] could not hand the virtqueue back
+//! without a device reset. Holding the OS's packet costs no shared memory.
 
 use alloc::vec::Vec;
 
@@ -122,9 +125,6 @@ enum Posted {
     Done,
     /// The virtqueue is full: try again on a later Advance.
     Full,
-    /// Confidential mode: the packet was copied into a shared buffer whose chain is in flight;
-    /// the packet itself is complete.
-    Copied,
     /// Confidential mode: every shared buffer of the size needed is with the device.
     NoBuffer,
 }
@@ -139,8 +139,10 @@ pub struct TxQueue {
     bounce: Option<BouncePool>,
     bounce_stats: BounceStats,
     packet_len: u32,
-    /// Chain id → packet index (confidential mode: → shared buffer handle).
+    /// Chain id → packet index.
     owner: Vec<u32>,
+    /// Confidential mode: chain id → its shared buffer's handle (empty in direct mode).
+    chain_buffer: Vec<u32>,
     /// Packet index → completed (or needs no completion) and not yet returned.
     done: Vec<bool>,
     /// Packet index → fragment index just past its fragments (`u32::MAX`: none), recorded at
@@ -206,8 +208,14 @@ impl TxQueue {
                 vq,
             });
         }
+        let chain_buffer = if bounce.is_some() {
+            alloc::vec![u32::MAX; usize::from(vq.size())]
+        } else {
+            Vec::new()
+        };
         Ok(Self {
             owner: alloc::vec![0; usize::from(vq.size())],
+            chain_buffer,
             done: alloc::vec![false; packet_len as usize],
             fragment_end: alloc::vec![u32::MAX; packet_len as usize],
             vq,
@@ -341,12 +349,6 @@ impl TxQueue {
             }
             match r {
                 Posted::Chain => out.posted += 1,
-                Posted::Copied => {
-                    out.posted += 1;
-                    if let Some(d) = self.done.get_mut(idx as usize) {
-                        *d = true;
-                    }
-                }
                 Posted::Done => {
                     if let Some(d) = self.done.get_mut(idx as usize) {
                         *d = true;
@@ -371,8 +373,8 @@ impl TxQueue {
         self.drain(packets, fragments, out)
     }
 
-    /// Takes every completion (any order): the packet is done (direct mode), or its shared
-    /// buffer goes back to the pool (confidential mode). Returns how many. Bounded: the
+    /// Takes every completion (any order): the packet is done, and in confidential mode its
+    /// shared buffer goes back to the pool. Returns how many. Bounded: the
     /// virtqueue returns each chain in flight once, and fails on anything else.
     fn reap(&mut self) -> Result<u32, TxFault> {
         let mut reaped = 0u32;
@@ -380,15 +382,19 @@ impl TxQueue {
             match self.vq.pop_used() {
                 Ok(Some(u)) => {
                     reaped += 1;
-                    let owner = self
+                    let idx = self
                         .owner
                         .get(usize::from(u.id))
                         .copied()
                         .unwrap_or(u32::MAX);
-                    if let Some(pool) = self.bounce.as_mut() {
-                        pool.release(owner);
-                    } else if let Some(d) = self.done.get_mut(owner as usize) {
+                    if let Some(d) = self.done.get_mut(idx as usize) {
                         *d = true;
+                    }
+                    if let (Some(pool), Some(&b)) = (
+                        self.bounce.as_mut(),
+                        self.chain_buffer.get(usize::from(u.id)),
+                    ) {
+                        pool.release(b);
                     }
                 }
                 Ok(None) => return Ok(reaped),
@@ -698,17 +704,14 @@ impl TxQueue {
                 self.stats
                     .sent
                     .count(&dst, wire_len.max(offload::tx::MIN_FRAME) as u64);
-                let (owner, posted) = match &buffer {
-                    Some(b) => {
-                        self.bounce_stats.copied += 1;
-                        (b.handle(), Posted::Copied)
-                    }
-                    None => (idx, Posted::Chain),
-                };
                 if let Some(o) = self.owner.get_mut(usize::from(id)) {
-                    *o = owner;
+                    *o = idx;
                 }
-                posted
+                if let (Some(b), Some(c)) = (&buffer, self.chain_buffer.get_mut(usize::from(id))) {
+                    self.bounce_stats.copied += 1;
+                    *c = b.handle();
+                }
+                Posted::Chain
             }
             Err(QueueError::Full) => {
                 give_back(&mut self.bounce, buffer);
@@ -866,10 +869,7 @@ impl TxQueue {
     pub fn flush(&mut self) {
         if !self.flushing {
             self.flushing = true;
-            if self.bounce.is_none() {
-                // (Confidential mode's packets in flight went back to the OS when copied.)
-                self.stats.flushed += u64::from(self.vq.in_flight());
-            }
+            self.stats.flushed += u64::from(self.vq.in_flight());
             self.abandon_in_flight();
         }
     }
@@ -883,15 +883,17 @@ impl TxQueue {
     /// the next Advance, in order; in confidential mode their shared buffers go back to the
     /// pool), and the virtqueue is cleared for set-up again.
     pub fn abandon_in_flight(&mut self) {
-        let (owner, done, bounce) = (&self.owner, &mut self.done, &mut self.bounce);
+        let (owner, done) = (&self.owner, &mut self.done);
+        let (bounce, chain_buffer) = (&mut self.bounce, &self.chain_buffer);
         self.vq.reset(|id| {
-            let Some(&o) = owner.get(usize::from(id)) else {
-                return;
-            };
-            if let Some(pool) = bounce.as_mut() {
-                pool.release(o);
-            } else if let Some(d) = done.get_mut(o as usize) {
+            if let Some(d) = owner
+                .get(usize::from(id))
+                .and_then(|&i| done.get_mut(i as usize))
+            {
                 *d = true;
+            }
+            if let (Some(pool), Some(&b)) = (bounce.as_mut(), chain_buffer.get(usize::from(id))) {
+                pool.release(b);
             }
         });
     }
