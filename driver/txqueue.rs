@@ -243,10 +243,11 @@ impl TxQueue {
         free_buffers(dma, slots, bounce);
     }
 
-    /// Frees the header slots (or shared buffers) and hands the virtqueue back (to the adapter, for the next queue
-    /// NetAdapterCx creates on this pair). With packets still in flight (a stalled device) the
-    /// device may still read the rings and header slots: nothing is freed — the memory is left
-    /// to the device, and dies with the DMA enabler — and `None` says the device needs a reset.
+    /// Frees the header slots (or shared buffers) and hands the virtqueue back (to the adapter,
+    /// for the next queue NetAdapterCx creates on this pair). With packets still in flight (a
+    /// stalled device) the device may still read the rings, header slots and shared buffers:
+    /// nothing is freed — the memory is left to the device, and dies with the DMA enabler — and
+    /// `None` says the device needs a reset.
     pub fn release(self, dma: &impl Dma) -> Option<VirtQueue> {
         if self.vq.in_flight() != 0 {
             core::mem::forget(self);
@@ -292,6 +293,7 @@ impl TxQueue {
         let s = self.slots.as_ref()?;
         Some(s.device() + (idx as usize * HDR_SLOT) as u64)
     }
+
     /// `EvtPacketQueueAdvance`: posts new packets, reaps completions, returns finished packets in
     /// ring order.
     // A NetAdapterCx callback is reached through a function pointer; keep it out of line in
