@@ -304,6 +304,15 @@ fn run_random(b: &mut Bench, n: usize) -> usize {
                 "the OS has all, the device some"
             );
         }
+        // Every shared buffer is free or behind a chain in flight (this test's queue: 64 small,
+        // 8 large).
+        if let Some((_, small, large)) = b.tx.bounce_buffers() {
+            assert_eq!(
+                small + large + usize::from(b.tx.virtqueue().in_flight()),
+                64 + usize::from(MAX_LARGE),
+                "buffer accounting"
+            );
+        }
         for c in b.device_take() {
             if b.touches_os_memory(&c) {
                 touching += 1;
