@@ -35,6 +35,43 @@ impl Direction {
     }
 }
 
+/// `ConfidentialMode` (a custom keyword): whether the datapath keeps the OS's memory away from the
+/// device — TX frames copied into driver-owned shared buffers, RX frames bounced into private
+/// memory before they are indicated — as a confidential guest (SEV-SNP, TDX) needs, where the
+/// device can only reach memory the guest shared with the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConfidentialMode {
+    /// `0`: never (the OS's buffers are handed to the device by logical address).
+    Off,
+    /// `1` (default): on exactly when VIRTIO_F_ACCESS_PLATFORM is negotiated — the device says
+    /// its DMA goes through the platform (an IOMMU, or the bounce buffers of a confidential
+    /// guest), so the driver cannot assume it sees guest memory as the guest does.
+    #[default]
+    Auto,
+    /// `2`: always.
+    On,
+}
+
+impl ConfidentialMode {
+    /// From the keyword value; out-of-range values give the default (`Auto`).
+    pub const fn from_keyword(v: u32) -> Self {
+        match v {
+            0 => Self::Off,
+            2 => Self::On,
+            _ => Self::Auto,
+        }
+    }
+
+    /// Whether the datapath runs confidential with the negotiated features `f`.
+    pub const fn resolve(self, f: Features) -> bool {
+        match self {
+            Self::Off => false,
+            Self::Auto => f.contains(Features::ACCESS_PLATFORM),
+            Self::On => true,
+        }
+    }
+}
+
 /// The advanced properties of `virtionet.inx`, after range checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UserSettings {
@@ -72,6 +109,8 @@ pub struct UserSettings {
     pub receive_buffers: u32,
     /// `*TransmitBuffers` (64–4096).
     pub transmit_buffers: u32,
+    /// `ConfidentialMode` (0 Off, 1 Auto, 2 On).
+    pub confidential_mode: ConfidentialMode,
 }
 
 impl Default for UserSettings {
@@ -95,6 +134,7 @@ impl Default for UserSettings {
             network_address: None,
             receive_buffers: 1024,
             transmit_buffers: 1024,
+            confidential_mode: ConfidentialMode::Auto,
         }
     }
 }
@@ -128,6 +168,8 @@ impl UserSettings {
                 .map_or(d.receive_buffers, |v| v.clamp(64, 4096)),
             transmit_buffers: get("*TransmitBuffers")
                 .map_or(d.transmit_buffers, |v| v.clamp(64, 4096)),
+            confidential_mode: get("ConfidentialMode")
+                .map_or(d.confidential_mode, ConfidentialMode::from_keyword),
         }
     }
 }
@@ -216,6 +258,9 @@ pub struct Capabilities {
     pub max_multicast: u32,
     /// `VIRTIO_NET_RSS_HASH_TYPE_*` the device can steer by (0: no device RSS).
     pub rss_hash_types: u32,
+    /// The resolved `ConfidentialMode`: the TX engines copy into shared buffers
+    /// (`TxSettings::confidential`) and the RX engines bounce into private memory.
+    pub confidential: bool,
 }
 
 /// MTU without `VIRTIO_NET_F_MTU`: the Ethernet default (the host's network may not carry more).
@@ -294,6 +339,7 @@ pub fn derive(
         } else {
             0
         },
+        confidential: user.confidential_mode.resolve(f),
     }
 }
 

@@ -49,6 +49,7 @@ pub mod rxqueue;
 pub mod stall;
 pub mod stats;
 pub mod trace;
+pub mod txbounce;
 pub mod txqueue;
 pub mod vectors;
 

@@ -43,3 +43,39 @@ pub unsafe fn copy_out(frags: &[FrameFragment], mut from: usize, out: &mut [u8])
     }
     done
 }
+
+/// Copies bytes `[from, from + len)` of the frame made of `frags` to `dst` (memory the device
+/// may share, so no reference to it is made); returns the number copied (less when the frame is
+/// shorter).
+///
+/// # Safety
+///
+/// Every fragment's `va` must be valid for reads of `len` bytes for the duration of the call, and
+/// `dst` valid for writes of `len` bytes, not overlapping any fragment.
+pub unsafe fn copy_out_raw(
+    frags: &[FrameFragment],
+    mut from: usize,
+    dst: *mut u8,
+    len: usize,
+) -> usize {
+    let mut done = 0usize;
+    for f in frags {
+        if done == len {
+            break;
+        }
+        let flen = f.len as usize;
+        if from >= flen {
+            from -= flen;
+            continue;
+        }
+        let n = (flen - from).min(len - done);
+        // SAFETY: the caller guarantees `va` is readable for `flen` bytes (from + n ≤ flen) and
+        // `dst` writable for `len` bytes (done + n ≤ len), without overlap.
+        unsafe {
+            core::ptr::copy_nonoverlapping(f.va.wrapping_add(from), dst.wrapping_add(done), n)
+        };
+        done += n;
+        from = 0;
+    }
+    done
+}

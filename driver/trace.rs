@@ -124,6 +124,7 @@ pub fn write(e: &Event) {
                 u32("RxBuffers", &c.rx_buffers),
                 u32("TxBuffers", &c.tx_buffers),
                 u32("TxMaxFragments", &c.tx_max_fragments),
+                bool8("Confidential", &c.confidential),
             );
         }
         Event::LinkChanged { up } => {

@@ -9,6 +9,17 @@
 //!
 //! Drain: completions arrive in any order; they are recorded per packet and handed back in ring
 //! order, advancing the fragment ring's `BeginIndex` past each completed packet's fragments.
+//!
+//! Confidential mode ([`TxSettings::confidential`]): no OS address reaches the device. Each
+//! packet is copied — the virtio-net header, the headers as rewritten in private memory (on the
+//! stack, never in memory the device can write), then the rest of the frame straight from the
+//! OS's fragments — into one driver-owned shared buffer ([`crate::txbounce`]) posted as a
+//! one-descriptor chain. With no buffer free, the packet stays in the ring until one is. The
+//! packet is completed when the device returns the chain, as in direct mode, not as soon as it
+//! is copied: "every packet is back with the OS" must keep meaning "the virtqueue is empty",
+//! which NetAdapterCx's stop (it waits for every packet), the Cancel grace period and its stall
+//! detection rely on, and without which [`TxQueue::release`] could not hand the virtqueue back
+//! without a device reset. Holding the OS's packet costs no shared memory.
 
 use alloc::vec::Vec;
 
@@ -29,6 +40,7 @@ use crate::os_memory::{FrameFragment, copy_out};
 pub use crate::rxqueue::Rejected;
 use crate::stall::StallGuard;
 use crate::stats::TxStats;
+use crate::txbounce::{BouncePool, BounceStats, Buffer, MAX_LARGE, MAX_SMALL, TakeError};
 
 /// Bytes of driver DMA memory per packet: the virtio-net header plus rewritten headers, or a
 /// whole short frame.
@@ -48,6 +60,9 @@ pub struct TxSettings {
     pub insert_vlan: bool,
     /// The adapter's VLAN id (`VlanID`), 0 for none.
     pub vlan_id: u16,
+    /// Confidential mode (`Capabilities::confidential`): copy every frame into the queue's
+    /// shared buffers instead of handing the OS's fragments to the device.
+    pub confidential: bool,
 }
 
 /// The TX queue's extension handles, validated once at queue creation.
@@ -110,15 +125,24 @@ enum Posted {
     Done,
     /// The virtqueue is full: try again on a later Advance.
     Full,
+    /// Confidential mode: every shared buffer of the size needed is with the device.
+    NoBuffer,
 }
 
 /// A NetAdapterCx transmit queue over a virtio-net transmit virtqueue.
 pub struct TxQueue {
     vq: VirtQueue,
-    slots: DmaRegion,
+    /// The per-packet header slots (none in confidential mode: the header goes into the shared
+    /// buffer with the frame).
+    slots: Option<DmaRegion>,
+    /// Confidential mode's shared buffers.
+    bounce: Option<BouncePool>,
+    bounce_stats: BounceStats,
     packet_len: u32,
     /// Chain id → packet index.
     owner: Vec<u32>,
+    /// Confidential mode: chain id → its shared buffer's handle (empty in direct mode).
+    chain_buffer: Vec<u32>,
     /// Packet index → completed (or needs no completion) and not yet returned.
     done: Vec<bool>,
     /// Packet index → fragment index just past its fragments (`u32::MAX`: none), recorded at
@@ -172,7 +196,9 @@ impl TxQueue {
             });
         }
         // The engine's tables first (fallibly: a failed infallible allocation is a bugcheck),
-        // then the header slots, so a failure leaves no DMA memory to give back.
+        // then the header slots or the shared buffers, so a failure leaves no DMA memory to
+        // give back.
+        let confidential = settings.confidential;
         let tables = (|| {
             Ok::<_, crate::fallible::OutOfMemory>((
                 crate::fallible::filled(0, usize::from(vq.size()))?,
@@ -180,26 +206,41 @@ impl TxQueue {
                 crate::fallible::filled(u32::MAX, packet_len as usize)?,
                 crate::fallible::with_capacity(MAX_SEGMENTS)?,
                 crate::fallible::with_capacity(MAX_SEGMENTS)?,
+                if confidential {
+                    crate::fallible::filled(u32::MAX, usize::from(vq.size()))?
+                } else {
+                    Vec::new()
+                },
             ))
         })();
-        let Ok((owner, done, fragment_end, frags, segs)) = tables else {
+        let Ok((owner, done, fragment_end, frags, segs, chain_buffer)) = tables else {
             return Err(Rejected {
                 error: TxCreateError::OutOfMemory,
                 vq,
             });
         };
-        let Some(slots) = dma.alloc(packet_len as usize * HDR_SLOT, 64) else {
+        let (slots, bounce) = if confidential {
+            // One buffer per descriptor at most: a bounced chain is one descriptor.
+            let small = vq.size().min(MAX_SMALL).min(packet_len.min(0xffff) as u16);
+            (None, BouncePool::new(dma, small, MAX_LARGE.min(small)))
+        } else {
+            (dma.alloc(packet_len as usize * HDR_SLOT, 64), None)
+        };
+        if slots.is_none() && bounce.is_none() {
             return Err(Rejected {
                 error: TxCreateError::OutOfMemory,
                 vq,
             });
-        };
+        }
         Ok(Self {
             owner,
+            chain_buffer,
             done,
             fragment_end,
             vq,
             slots,
+            bounce,
+            bounce_stats: BounceStats::default(),
             packet_len,
             dev: DeviceTx::from_features(features),
             settings,
@@ -214,21 +255,28 @@ impl TxQueue {
 
     /// Frees the DMA memory (after the device stopped using the queue).
     pub fn free(self, dma: &impl Dma) {
-        self.vq.free(dma);
-        dma.free(self.slots);
+        let Self {
+            vq, slots, bounce, ..
+        } = self;
+        vq.free(dma);
+        free_buffers(dma, slots, bounce);
     }
 
-    /// Frees the header slots and hands the virtqueue back (to the adapter, for the next queue
-    /// NetAdapterCx creates on this pair). With packets still in flight (a stalled device) the
-    /// device may still read the rings and header slots: nothing is freed — the memory is left
-    /// to the device, and dies with the DMA enabler — and `None` says the device needs a reset.
+    /// Frees the header slots (or shared buffers) and hands the virtqueue back (to the adapter,
+    /// for the next queue NetAdapterCx creates on this pair). With packets still in flight (a
+    /// stalled device) the device may still read the rings, header slots and shared buffers:
+    /// nothing is freed — the memory is left to the device, and dies with the DMA enabler — and
+    /// `None` says the device needs a reset.
     pub fn release(self, dma: &impl Dma) -> Option<VirtQueue> {
         if self.vq.in_flight() != 0 {
             core::mem::forget(self);
             return None;
         }
-        dma.free(self.slots);
-        Some(self.vq)
+        let Self {
+            vq, slots, bounce, ..
+        } = self;
+        free_buffers(dma, slots, bounce);
+        Some(vq)
     }
 
     /// The virtqueue (for its addresses and notifications).
@@ -241,21 +289,28 @@ impl TxQueue {
         &self.stats
     }
 
-    fn slot(&mut self, idx: u32) -> &mut [u8] {
-        let p = self
-            .slots
-            .cpu()
-            .as_ptr()
-            .wrapping_add(idx as usize * HDR_SLOT);
-        // SAFETY: the region holds packet_len slots and idx < packet_len (a masked ring index of
-        // a ring of packet_len elements); a slot is written only while its packet is not in
-        // flight (the device reads it only between the publish and the completion of that
-        // packet's chain), and &mut self keeps other users out.
-        unsafe { core::slice::from_raw_parts_mut(p, HDR_SLOT) }
+    /// Whether the queue runs in confidential mode.
+    pub const fn is_confidential(&self) -> bool {
+        self.bounce.is_some()
     }
 
-    fn slot_device(&self, idx: u32) -> u64 {
-        self.slots.device() + (idx as usize * HDR_SLOT) as u64
+    /// Confidential mode's counters (zero in direct mode).
+    pub const fn bounce_stats(&self) -> &BounceStats {
+        &self.bounce_stats
+    }
+
+    /// Confidential mode's shared buffers: (bytes reserved, free small, free large).
+    pub fn bounce_buffers(&self) -> Option<(usize, usize, usize)> {
+        self.bounce.as_ref().map(|b| {
+            let (s, l) = b.available();
+            (b.reserved_bytes(), s, l)
+        })
+    }
+
+    /// Device address of packet `idx`'s header slot (direct mode).
+    fn slot_device(&self, idx: u32) -> Option<u64> {
+        let s = self.slots.as_ref()?;
+        Some(s.device() + (idx as usize * HDR_SLOT) as u64)
     }
 
     /// `EvtPacketQueueAdvance`: posts new packets, reaps completions, returns finished packets in
@@ -295,6 +350,8 @@ impl TxQueue {
                 .map_err(TxFault::Extension)?,
         };
         // Post [NextIndex, EndIndex).
+        let mut reaped = 0u32;
+        let mut reaped_for_buffers = false;
         let mut post = packets.post().map_err(TxFault::Ring)?;
         while let Some(p) = post.current().copied() {
             let idx = post.index();
@@ -303,7 +360,15 @@ impl TxQueue {
                 gso.map(|b| b.read(idx)).unwrap_or_default(),
                 tags.map(|b| b.read(idx)),
             );
-            match self.post_one(idx, &p, ext, fragments, addrs) {
+            let mut r = self.post_one(idx, &p, ext, fragments, addrs);
+            if matches!(r, Posted::NoBuffer) && !reaped_for_buffers {
+                // The shared buffers are all out: take back those the device returned, once
+                // per Advance, and try this packet again.
+                reaped_for_buffers = true;
+                reaped += self.reap()?;
+                r = self.post_one(idx, &p, ext, fragments, addrs);
+            }
+            match r {
                 Posted::Chain => out.posted += 1,
                 Posted::Done => {
                     if let Some(d) = self.done.get_mut(idx as usize) {
@@ -311,6 +376,10 @@ impl TxQueue {
                     }
                 }
                 Posted::Full => break,
+                Posted::NoBuffer => {
+                    self.bounce_stats.waits += 1;
+                    break;
+                }
             }
             self.record_fragment_end(idx, &p, fragments)?;
             post.advance();
@@ -320,7 +389,15 @@ impl TxQueue {
             self.stats.kicks += 1;
             out.kicked = true;
         }
-        // Reap completions (any order).
+        reaped += self.reap()?;
+        self.kick_if_stalled(&mut out, reaped);
+        self.drain(packets, fragments, out)
+    }
+
+    /// Takes every completion (any order): the packet is done, and in confidential mode its
+    /// shared buffer goes back to the pool. Returns how many. Bounded: the
+    /// virtqueue returns each chain in flight once, and fails on anything else.
+    fn reap(&mut self) -> Result<u32, TxFault> {
         let mut reaped = 0u32;
         loop {
             match self.vq.pop_used() {
@@ -334,16 +411,20 @@ impl TxQueue {
                     if let Some(d) = self.done.get_mut(idx as usize) {
                         *d = true;
                     }
+                    if let (Some(pool), Some(&b)) = (
+                        self.bounce.as_mut(),
+                        self.chain_buffer.get(usize::from(u.id)),
+                    ) {
+                        pool.release(b);
+                    }
                 }
-                Ok(None) => break,
+                Ok(None) => return Ok(reaped),
                 Err(e) => {
                     self.stats.device_faults += 1;
                     return Err(TxFault::Device(e));
                 }
             }
         }
-        self.kick_if_stalled(&mut out, reaped);
-        self.drain(packets, fragments, out)
     }
 
     /// The flushing Advance's post: every packet in [NextIndex, EndIndex) is done without a
@@ -496,7 +577,8 @@ impl TxQueue {
             self.stats.bad_packets += 1;
             return Posted::Done;
         }
-        if !self.vq.can_add(n + 1) {
+        let confidential = self.bounce.is_some();
+        if !self.vq.can_add(if confidential { 1 } else { n + 1 }) {
             return Posted::Full;
         }
         let wants_offload = checksum.to_bits() != 0 || gso.mss() > 0;
@@ -517,7 +599,34 @@ impl TxQueue {
             checksum,
             gso,
         };
+        // Confidential mode: the shared buffer first, so that a packet waiting for one has not
+        // been counted or rewritten yet; room for the header, the frame, a tag and padding.
+        let mut buffer = match self.bounce.as_mut() {
+            None => None,
+            Some(pool) => {
+                match pool.take(NetHeader::SIZE + total.max(offload::tx::MIN_FRAME) + 4) {
+                    Ok(b) => Some(b),
+                    Err(TakeError::Exhausted) => return Posted::NoBuffer,
+                    Err(TakeError::TooLarge) => {
+                        self.stats.bad_packets += 1;
+                        return Posted::Done;
+                    }
+                }
+            }
+        };
         let slot_dev = self.slot_device(idx);
+        let dev = self.dev;
+        // Where the header (and any rewritten headers) are made: the packet's header slot, or
+        // in confidential mode private memory, copied into the shared buffer when complete.
+        let mut private = [0u8; HDR_SLOT];
+        let slot: &mut [u8] = match (&buffer, header_slot(&mut self.slots, idx)) {
+            (Some(_), _) => &mut private,
+            (None, Some(s)) => s,
+            (None, None) => {
+                self.stats.bad_packets += 1;
+                return Posted::Done;
+            }
+        };
         let mut dst = [0u8; 6];
         let (hdr, slot_len, skip) = if short || wants_offload || tag.is_some() {
             // Headers are copied only when they must be rewritten (or the frame is short).
@@ -527,14 +636,34 @@ impl TxQueue {
             // VirtualAddress + Offset valid for ValidLength bytes.
             let copied = unsafe { copy_out(frags, 0, &mut headers[..copy_len]) };
             dst.copy_from_slice(&headers[..6]);
+            let stats = &mut self.stats;
             let r = if short {
-                self.short_frame(idx, &headers[..copied], tag, &req, wants_offload)
+                short_frame(
+                    slot,
+                    stats,
+                    dev,
+                    &headers[..copied],
+                    tag,
+                    &req,
+                    wants_offload,
+                )
             } else {
-                self.rewrite_headers(idx, &headers[..copied], total, tag, &req, wants_offload)
+                rewrite_headers(
+                    slot,
+                    stats,
+                    dev,
+                    (&headers[..copied], total),
+                    tag,
+                    &req,
+                    wants_offload,
+                )
             };
             match r {
                 Ok(r) => r,
-                Err(()) => return Posted::Done,
+                Err(()) => {
+                    give_back(&mut self.bounce, buffer);
+                    return Posted::Done;
+                }
             }
         } else {
             match frags.first() {
@@ -545,145 +674,184 @@ impl TxQueue {
             }
             (NetHeader::default(), NetHeader::SIZE, 0)
         };
-        if hdr.write(self.slot(idx)).is_none() {
+        if hdr.write(slot).is_none() {
+            give_back(&mut self.bounce, buffer);
             return Posted::Done;
         }
-        segs.push(Segment {
-            addr: slot_dev,
-            len: slot_len as u32,
-        });
-        if skip < total {
-            let mut skip = skip;
-            for f in frags.iter() {
-                let len = f.len as usize;
-                if skip >= len {
-                    skip -= len;
-                    continue;
+        if let Some(b) = buffer.as_mut() {
+            // The header and rewritten headers from private memory, then the rest of the frame
+            // straight from the OS's fragments: one descriptor, no OS address.
+            let rest = total.saturating_sub(skip);
+            let made = slot.get(..slot_len).is_some_and(|h| b.write(0, h))
+                // SAFETY: the fragments are readable (as above); the buffer is the pool's.
+                && unsafe { b.copy_frame(slot_len, frags, skip, rest) };
+            if !made {
+                self.stats.bad_packets += 1;
+                give_back(&mut self.bounce, buffer);
+                return Posted::Done;
+            }
+            segs.push(Segment {
+                addr: b.device(),
+                len: (slot_len + rest) as u32,
+            });
+        } else {
+            let Some(slot_dev) = slot_dev else {
+                self.stats.bad_packets += 1;
+                return Posted::Done;
+            };
+            segs.push(Segment {
+                addr: slot_dev,
+                len: slot_len as u32,
+            });
+            if skip < total {
+                let mut skip = skip;
+                for f in frags.iter() {
+                    let len = f.len as usize;
+                    if skip >= len {
+                        skip -= len;
+                        continue;
+                    }
+                    segs.push(Segment {
+                        addr: f.la + skip as u64,
+                        len: (len - skip) as u32,
+                    });
+                    skip = 0;
                 }
-                segs.push(Segment {
-                    addr: f.la + skip as u64,
-                    len: (len - skip) as u32,
-                });
-                skip = 0;
             }
         }
         match self.vq.add(segs, &[]) {
             Ok(id) => {
-                if let Some(o) = self.owner.get_mut(usize::from(id)) {
-                    *o = idx;
-                }
                 let wire_len = total + if tag.is_some() { 4 } else { 0 };
                 self.stats
                     .sent
                     .count(&dst, wire_len.max(offload::tx::MIN_FRAME) as u64);
+                if let Some(o) = self.owner.get_mut(usize::from(id)) {
+                    *o = idx;
+                }
+                if let (Some(b), Some(c)) = (&buffer, self.chain_buffer.get_mut(usize::from(id))) {
+                    self.bounce_stats.copied += 1;
+                    *c = b.handle();
+                }
                 Posted::Chain
             }
-            Err(QueueError::Full) => Posted::Full,
+            Err(QueueError::Full) => {
+                give_back(&mut self.bounce, buffer);
+                Posted::Full
+            }
             Err(_) => {
                 self.stats.bad_packets += 1;
+                give_back(&mut self.bounce, buffer);
                 Posted::Done
             }
         }
     }
+}
 
-    /// A frame shorter than 60 bytes, copied whole into the slot: returns (header, slot bytes,
-    /// frame bytes consumed).
-    fn short_frame(
-        &mut self,
-        idx: u32,
-        frame: &[u8],
-        tag: Option<offload::wire::VlanTag>,
-        req: &TxRequest,
-        wants_offload: bool,
-    ) -> Result<(NetHeader, usize, usize), ()> {
-        let dev = self.dev;
-        let total = frame.len();
-        let slot = &mut self.slot(idx)[NetHeader::SIZE..];
-        let len = match tag {
-            Some(t) => insert_vlan(frame, t, slot).map_err(|_| ())?,
-            None => {
-                slot[..total].copy_from_slice(frame);
-                total
-            }
-        };
-        let mut hdr = NetHeader::default();
-        if wants_offload {
-            match prepare(&mut slot[..len], len, req, dev) {
-                Ok((_, TxAction::Offload(h))) => hdr = h,
-                Ok((_, TxAction::SoftwareChecksum)) => {
-                    if offload::segment::fill_l4_checksum(&mut slot[..len]).is_err() {
-                        self.stats.offload_errors += 1;
-                        return Err(());
-                    }
-                }
-                Ok((_, TxAction::Segment(_))) | Err(_) => {
-                    self.stats.offload_errors += 1;
+/// Puts an unposted shared buffer back.
+fn give_back(pool: &mut Option<BouncePool>, buffer: Option<Buffer>) {
+    if let (Some(p), Some(b)) = (pool.as_mut(), buffer) {
+        p.release(b.handle());
+    }
+}
+
+/// A frame shorter than 60 bytes, copied whole into `slot` (a header slot: the virtio-net
+/// header, then the frame): returns (header, slot bytes, frame bytes consumed).
+fn short_frame(
+    slot: &mut [u8],
+    stats: &mut TxStats,
+    dev: DeviceTx,
+    frame: &[u8],
+    tag: Option<offload::wire::VlanTag>,
+    req: &TxRequest,
+    wants_offload: bool,
+) -> Result<(NetHeader, usize, usize), ()> {
+    let total = frame.len();
+    let slot = slot.get_mut(NetHeader::SIZE..).ok_or(())?;
+    let len = match tag {
+        Some(t) => insert_vlan(frame, t, slot).map_err(|_| ())?,
+        None => {
+            slot[..total].copy_from_slice(frame);
+            total
+        }
+    };
+    let mut hdr = NetHeader::default();
+    if wants_offload {
+        match prepare(&mut slot[..len], len, req, dev) {
+            Ok((_, TxAction::Offload(h))) => hdr = h,
+            Ok((_, TxAction::SoftwareChecksum)) => {
+                if offload::segment::fill_l4_checksum(&mut slot[..len]).is_err() {
+                    stats.offload_errors += 1;
                     return Err(());
                 }
             }
-        }
-        let pad = padding(len);
-        slot[len..len + pad].fill(0);
-        if pad > 0 {
-            self.stats.padded += 1;
-        }
-        if tag.is_some() {
-            self.stats.vlan_tagged += 1;
-        }
-        Ok((hdr, NetHeader::SIZE + len + pad, total))
-    }
-
-    /// Copies and rewrites the headers into the slot: returns (header, slot bytes, frame bytes
-    /// consumed from the fragments).
-    fn rewrite_headers(
-        &mut self,
-        idx: u32,
-        headers: &[u8],
-        total: usize,
-        tag: Option<offload::wire::VlanTag>,
-        req: &TxRequest,
-        wants_offload: bool,
-    ) -> Result<(NetHeader, usize, usize), ()> {
-        let dev = self.dev;
-        // The headers that parsed, as deep as they go: `prepare` decides whether the request
-        // needs more (an IPv4 header checksum does not need the TCP header to parse).
-        let hlen = match Layout::parse_prefix(headers) {
-            (l, _) if l.l2_len != 0 => l.header_len(),
-            _ if !wants_offload => 14,
-            _ => {
-                self.stats.offload_errors += 1;
+            Ok((_, TxAction::Segment(_))) | Err(_) => {
+                stats.offload_errors += 1;
                 return Err(());
             }
-        };
-        let slot = &mut self.slot(idx)[NetHeader::SIZE..];
-        let len = match tag {
-            Some(t) => insert_vlan(&headers[..hlen], t, slot).map_err(|_| ())?,
-            None => {
-                slot[..hlen].copy_from_slice(&headers[..hlen]);
-                hlen
-            }
-        };
-        let frame_len = total + (len - hlen);
-        let mut hdr = NetHeader::default();
-        if wants_offload {
-            match prepare(&mut slot[..len], frame_len, req, dev) {
-                Ok((_, TxAction::Offload(h))) => hdr = h,
-                Ok((_, TxAction::Segment(_))) => {
-                    self.stats.unsegmentable += 1;
-                    return Err(());
-                }
-                Ok((_, TxAction::SoftwareChecksum)) | Err(OffloadError::Parse(_)) | Err(_) => {
-                    self.stats.offload_errors += 1;
-                    return Err(());
-                }
-            }
         }
-        if tag.is_some() {
-            self.stats.vlan_tagged += 1;
-        }
-        Ok((hdr, NetHeader::SIZE + len, hlen))
     }
+    let pad = padding(len);
+    slot[len..len + pad].fill(0);
+    if pad > 0 {
+        stats.padded += 1;
+    }
+    if tag.is_some() {
+        stats.vlan_tagged += 1;
+    }
+    Ok((hdr, NetHeader::SIZE + len + pad, total))
+}
 
+/// Copies and rewrites the headers into `slot`: returns (header, slot bytes, frame bytes
+/// consumed from the fragments).
+fn rewrite_headers(
+    slot: &mut [u8],
+    stats: &mut TxStats,
+    dev: DeviceTx,
+    (headers, total): (&[u8], usize),
+    tag: Option<offload::wire::VlanTag>,
+    req: &TxRequest,
+    wants_offload: bool,
+) -> Result<(NetHeader, usize, usize), ()> {
+    // The headers that parsed, as deep as they go: `prepare` decides whether the request
+    // needs more (an IPv4 header checksum does not need the TCP header to parse).
+    let hlen = match Layout::parse_prefix(headers) {
+        (l, _) if l.l2_len != 0 => l.header_len(),
+        _ if !wants_offload => 14,
+        _ => {
+            stats.offload_errors += 1;
+            return Err(());
+        }
+    };
+    let slot = slot.get_mut(NetHeader::SIZE..).ok_or(())?;
+    let len = match tag {
+        Some(t) => insert_vlan(&headers[..hlen], t, slot).map_err(|_| ())?,
+        None => {
+            slot[..hlen].copy_from_slice(&headers[..hlen]);
+            hlen
+        }
+    };
+    let frame_len = total + (len - hlen);
+    let mut hdr = NetHeader::default();
+    if wants_offload {
+        match prepare(&mut slot[..len], frame_len, req, dev) {
+            Ok((_, TxAction::Offload(h))) => hdr = h,
+            Ok((_, TxAction::Segment(_))) => {
+                stats.unsegmentable += 1;
+                return Err(());
+            }
+            Ok((_, TxAction::SoftwareChecksum)) | Err(OffloadError::Parse(_)) | Err(_) => {
+                stats.offload_errors += 1;
+                return Err(());
+            }
+        }
+    }
+    if tag.is_some() {
+        stats.vlan_tagged += 1;
+    }
+    Ok((hdr, NetHeader::SIZE + len, hlen))
+}
+
+impl TxQueue {
     /// Kicks when the queue is stuck — chains in flight, none posted, none completed — on the
     /// [`StallGuard`]'s back-off.
     fn kick_if_stalled(&mut self, out: &mut TxAdvance, reaped: u32) {
@@ -733,9 +901,11 @@ impl TxQueue {
     }
 
     /// After a device reset: every in-flight packet is considered sent (the OS gets it back on
-    /// the next Advance, in order), and the virtqueue is cleared for set-up again.
+    /// the next Advance, in order; in confidential mode their shared buffers go back to the
+    /// pool), and the virtqueue is cleared for set-up again.
     pub fn abandon_in_flight(&mut self) {
         let (owner, done) = (&self.owner, &mut self.done);
+        let (bounce, chain_buffer) = (&mut self.bounce, &self.chain_buffer);
         self.vq.reset(|id| {
             if let Some(d) = owner
                 .get(usize::from(id))
@@ -743,6 +913,33 @@ impl TxQueue {
             {
                 *d = true;
             }
+            if let (Some(pool), Some(&b)) = (bounce.as_mut(), chain_buffer.get(usize::from(id))) {
+                pool.release(b);
+            }
         });
     }
+}
+
+fn free_buffers(dma: &impl Dma, slots: Option<DmaRegion>, bounce: Option<BouncePool>) {
+    if let Some(s) = slots {
+        dma.free(s);
+    }
+    if let Some(b) = bounce {
+        b.free(dma);
+    }
+}
+
+/// Packet `idx`'s header slot (direct mode), `None` if there are no slots or `idx` is outside.
+fn header_slot(slots: &mut Option<DmaRegion>, idx: u32) -> Option<&mut [u8]> {
+    let s = slots.as_mut()?;
+    let start = (idx as usize).checked_mul(HDR_SLOT)?;
+    if start.checked_add(HDR_SLOT)? > s.len() {
+        return None;
+    }
+    let p = s.cpu().as_ptr().wrapping_add(start);
+    // SAFETY: [start, start + HDR_SLOT) lies inside the region (checked above); a slot is written
+    // only while its packet is not in flight (the device reads it only between the publish and
+    // the completion of that packet's chain), and the `&mut` borrow of the region keeps other
+    // users out.
+    Some(unsafe { core::slice::from_raw_parts_mut(p, HDR_SLOT) })
 }

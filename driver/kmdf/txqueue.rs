@@ -101,6 +101,7 @@ pub unsafe extern "system" fn evt_create_tx_queue(
         insert_priority: nic.user.priority_vlan_tag & 1 != 0,
         insert_vlan: nic.user.priority_vlan_tag & 2 != 0,
         vlan_id: nic.user.vlan_id,
+        confidential: nic.user.confidential_mode.resolve(features),
     };
     match TxQueue::new(dma, slot.vq, packets.len(), features, settings, ext) {
         Ok(tx) => {

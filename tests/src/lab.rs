@@ -253,6 +253,7 @@ impl QueuePair {
             insert_priority: caps.priority_tagging,
             insert_vlan: caps.vlan_tagging,
             vlan_id: user.vlan_id,
+            confidential: caps.confidential,
         };
         let tx = TxQueue::new(
             qemu.arena(),
@@ -268,6 +269,7 @@ impl QueuePair {
             buffer_size: caps.rx_buffer_size,
             strip_vlan: false,
             software_checksum: caps.rx_checksum_in_software,
+            // ISSUE-16 RX bounce (wire when RxSettings has it): bounce: caps.confidential,
             context_tag: k,
         };
         let rx = RxQueue::new(

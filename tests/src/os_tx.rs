@@ -213,6 +213,16 @@ impl OsTx {
         self.buffers.iter().filter(|b| b.is_some()).count()
     }
 
+    /// Device address ranges `[start, end)` of the frame buffers the OS still holds — the memory
+    /// its fragments' logical addresses point into.
+    pub fn held_ranges(&self) -> Vec<(u64, u64)> {
+        self.buffers
+            .iter()
+            .flatten()
+            .map(|r| (r.device(), r.device() + r.len() as u64))
+            .collect()
+    }
+
     /// Whether the driver owns packets (NetAdapterCx calls TX Advance only then).
     pub fn driver_owns_packets(&self) -> bool {
         self.rings.packets.begin_index() != self.rings.packets.end_index()

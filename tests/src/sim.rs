@@ -70,6 +70,7 @@ pub fn tx_engine(
         insert_priority: caps.priority_tagging,
         insert_vlan: caps.vlan_tagging,
         vlan_id,
+        confidential: caps.confidential,
     };
     TxQueue::new(ram.arena(), vq, packets, adapter.features(), settings, ext).unwrap()
 }
@@ -101,6 +102,7 @@ pub fn machine(features: Features, backend: Backend, user: &UserSettings, seed: 
         buffer_size: caps.rx_buffer_size,
         strip_vlan: caps.vlan_tagging,
         software_checksum: caps.rx_checksum_in_software,
+        // ISSUE-16 RX bounce (wire when RxSettings has it): bounce: caps.confidential,
         context_tag: 0,
     };
     let rx = RxQueue::new(

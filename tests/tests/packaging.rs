@@ -163,6 +163,10 @@ fn inf_enum_values_match_the_core_meaning() {
     assert_eq!(with("*PriorityVLANTag", 2).priority_vlan_tag, 2);
     assert!(!with("*LsoV2IPv6", 0).lso_v6);
     assert_eq!(with("VlanID", 4095).vlan_id, 4095);
+    // ConfidentialMode: 0 Off, 1 Auto (on iff ACCESS_PLATFORM), 2 On.
+    use virtionet::config::ConfidentialMode as C;
+    let c = |v| with("ConfidentialMode", v).confidential_mode;
+    assert_eq!((c(0), c(1), c(2)), (C::Off, C::Auto, C::On));
     assert_eq!(
         with("VlanID", 4096).vlan_id,
         0,

@@ -155,6 +155,37 @@ fn jumbo_frames_with_host_mtu_9000() {
     assert_eq!(m.adapter.capabilities().mtu, 9000);
 }
 
+/// Confidential mode forced on by the keyword (issue 16): every frame is copied into the TX
+/// engine's shared buffers, and still crosses to the host byte for byte, both ways.
+#[test]
+fn confidential_mode_forced_on_by_the_keyword() {
+    let user = UserSettings {
+        confidential_mode: virtionet::config::ConfidentialMode::On,
+        ..Default::default()
+    };
+    let m = traffic("", false, 1000, 1514, &user);
+    assert!(!m.adapter.features().contains(Features::ACCESS_PLATFORM));
+    assert!(m.adapter.capabilities().confidential);
+    assert!(m.tx.is_confidential());
+    assert_eq!(m.tx.bounce_stats().copied, 1000, "every frame copied");
+}
+
+/// QEMU's `iommu_platform=on` offers VIRTIO_F_ACCESS_PLATFORM: the driver accepts it, and in
+/// the default `ConfidentialMode` (Auto) the datapath runs confidential — over the real device.
+#[test]
+fn access_platform_turns_confidential_mode_on() {
+    let m = traffic(
+        "iommu_platform=on",
+        false,
+        500,
+        1514,
+        &UserSettings::default(),
+    );
+    assert!(m.adapter.features().contains(Features::ACCESS_PLATFORM));
+    assert!(m.tx.is_confidential());
+    assert_eq!(m.tx.bounce_stats().copied, 500);
+}
+
 #[test]
 fn msix_vectors_fire_into_guest_ram() {
     let mut m = traffic("", true, 200, 1514, &UserSettings::default());

@@ -112,6 +112,12 @@ fn tcp_rsc_ipv6_from_kernel() {
 }
 
 fn stream(tag: &str, v6: bool, forwarded: bool) {
+    stream_with(tag, v6, forwarded, &UserSettings::default());
+}
+
+/// A 4 MiB TCP stream from the guest's TCP sender to the Linux kernel in a network namespace,
+/// with LSO; `forwarded`: through a second namespace (the kernel segments in software).
+fn stream_with(tag: &str, v6: bool, forwarded: bool, user: &UserSettings) {
     let ns = NetNs::new(&format!("vnet{}{tag}", std::process::id() % 100_000)).expect("netns");
     let tap_mac = setup_tap(&ns, "vtap0", MAC).expect("tap");
     let far = forwarded.then(|| {
@@ -124,8 +130,8 @@ fn stream(tag: &str, v6: bool, forwarded: bool) {
         tap: Some(("vtap0".into(), ns.name.clone())),
         ..Default::default()
     };
-    let mut m = QemuMachine::start(&opts, &UserSettings::default(), false, 11)
-        .unwrap_or_else(|e| panic!("QEMU with tap: {e}"));
+    let mut m =
+        QemuMachine::start(&opts, user, false, 11).unwrap_or_else(|e| panic!("QEMU with tap: {e}"));
     let f = m.adapter.features();
     assert!(
         f.contains(Features::NET_CSUM | Features::NET_HOST_TSO4 | Features::NET_HOST_TSO6),
@@ -186,6 +192,15 @@ fn stream(tag: &str, v6: bool, forwarded: bool) {
         "{tag}: the driver sent LSO packets, not MSS frames"
     );
     assert_eq!(m.tx.stats().offload_errors + m.tx.stats().device_faults, 0);
+    let confidential = user.confidential_mode == virtionet::config::ConfidentialMode::On;
+    assert_eq!(m.tx.is_confidential(), confidential, "{tag}");
+    if confidential {
+        assert_eq!(
+            m.tx.bounce_stats().copied,
+            m.tx.stats().sent.frames(),
+            "{tag}: every packet sent from a shared buffer"
+        );
+    }
 }
 
 #[test]
@@ -206,6 +221,17 @@ fn tcp_lso_ipv4_forwarded_with_offloads_off() {
 #[test]
 fn tcp_lso_ipv6_forwarded_with_offloads_off() {
     stream("d", true, true);
+}
+
+/// Confidential mode forced on by the keyword (issue 16): the LSO packets are copied into the
+/// TX engine's shared buffers, and the stream still reaches the Linux kernel intact.
+#[test]
+fn tcp_lso_ipv4_local_in_confidential_mode() {
+    let user = UserSettings {
+        confidential_mode: virtionet::config::ConfidentialMode::On,
+        ..Default::default()
+    };
+    stream_with("g", false, false, &user);
 }
 
 /// Builds an IPv4/UDP frame (IP header checksum filled; the UDP checksum left to the offload).

@@ -185,6 +185,7 @@ fn short_frames_are_padded_and_vlan_tags_inserted() {
         insert_priority: true,
         insert_vlan: true,
         vlan_id: 0,
+        confidential: false,
     };
     let mut b = setup(2, settings, 64);
     let short = eth([2, 0, 0, 0, 0, 1], 0x0806, &[1, 2, 3, 4]);

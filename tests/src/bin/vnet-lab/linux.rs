@@ -4,7 +4,7 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use virtio::Features;
-use virtionet::config::{Capabilities, UserSettings};
+use virtionet::config::{Capabilities, ConfidentialMode, UserSettings};
 use virtionet::events::Event;
 use virtionet::stats::{RxStats, TxStats};
 use vnet_harness::lab::QemuMachine;
@@ -24,12 +24,14 @@ struct Args {
     accel: Option<Accel>,
     pcap: Option<String>,
     mib: usize,
+    confidential: ConfidentialMode,
 }
 
 fn usage() -> ! {
     eprintln!(
         "usage: vnet-lab [--peer qemu|tap|inproc] [--frames N] [--size BYTES] [--runs K] [--latency N]\n\
-         \x20               [--mib M] [--props virtio-net-pci-properties] [--accel kvm|tcg] [--pcap FILE]"
+         \x20               [--mib M] [--props virtio-net-pci-properties] [--accel kvm|tcg] [--pcap FILE]\n\
+         \x20               [--confidential off|auto|on]"
     );
     std::process::exit(2);
 }
@@ -45,6 +47,7 @@ fn parse() -> Args {
         accel: None,
         pcap: None,
         mib: 64,
+        confidential: ConfidentialMode::Auto,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -65,6 +68,14 @@ fn parse() -> Args {
             }
             "--pcap" => a.pcap = Some(v()),
             "--mib" => a.mib = v().parse().unwrap_or_else(|_| usage()),
+            "--confidential" => {
+                a.confidential = match v().as_str() {
+                    "off" => ConfidentialMode::Off,
+                    "auto" => ConfidentialMode::Auto,
+                    "on" => ConfidentialMode::On,
+                    _ => usage(),
+                }
+            }
             "-h" | "--help" => usage(),
             _ => usage(),
         }
@@ -134,6 +145,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 fn print_caps(c: &Capabilities) {
     println!("capabilities the driver declares to NetAdapterCx:");
+    println!(
+        "  confidential mode {}",
+        if c.confidential {
+            "on (TX copied into shared buffers)"
+        } else {
+            "off"
+        }
+    );
     println!(
         "  MTU {}  address {:02x?}  link speed {} Gbit/s",
         c.mtu,
@@ -295,6 +314,7 @@ fn run_qemu(a: &Args) -> Result<(), String> {
     };
     let user = UserSettings {
         jumbo_packet: (a.size as u32).max(1514),
+        confidential_mode: a.confidential,
         ..Default::default()
     };
     let mut pcap = Pcap::new(a.pcap.as_deref());
@@ -577,6 +597,7 @@ fn run_tap(a: &Args) -> Result<(), String> {
 fn run_inproc(a: &Args) -> Result<(), String> {
     let user = UserSettings {
         jumbo_packet: (a.size as u32).max(1514),
+        confidential_mode: a.confidential,
         ..Default::default()
     };
     let mut m = sim::machine(DEFAULT_FEATURES, Backend::Loopback, &user, 1);
