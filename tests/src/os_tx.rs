@@ -38,11 +38,23 @@ pub struct OsTx {
     /// The rings.
     pub rings: QueueRings,
     buffers: Vec<Option<DmaRegion>>,
+    /// Frames in the OS's private memory (see [`OsTx::set_private`]): the bytes, and the
+    /// logical address given for them.
+    private: Option<Vec<Option<PrivateFrame>>>,
+    /// The next private logical address.
+    private_next: u64,
     /// Frames in posting order that the driver has not returned yet.
     pub outstanding: std::collections::VecDeque<u32>,
     /// Packets returned to the OS so far.
     pub returned: u64,
 }
+
+/// A frame in the OS's private memory: its bytes and the logical address given for them.
+type PrivateFrame = (Box<[u8]>, u64);
+
+/// Where the logical addresses of private frames start: far above any guest RAM or MMIO a
+/// harness machine has, so a device that is handed one finds nothing there.
+pub const PRIVATE_LOGICAL_BASE: u64 = 0x7f00_0000_0000;
 
 fn violation(rule: &str, detail: String) -> ! {
     panic!("NetAdapterCx verifier: {rule}: {detail}");
@@ -74,9 +86,20 @@ impl OsTx {
         Self {
             rings,
             buffers: (0..packets).map(|_| None).collect(),
+            private: None,
+            private_next: PRIVATE_LOGICAL_BASE,
             outstanding: Default::default(),
             returned: 0,
         }
+    }
+
+    /// Frames posted from now on live in the OS's private memory, as in a confidential VM
+    /// (SEV-SNP, TDX): the host (QEMU) cannot read it. Their fragments' virtual addresses point
+    /// into process memory outside guest RAM, and their logical addresses into an unmapped range
+    /// from [`PRIVATE_LOGICAL_BASE`], so a driver that hands one to the device breaks the
+    /// device's DMA (QEMU marks the device broken) instead of quietly working.
+    pub fn set_private(&mut self, on: bool) {
+        self.private = on.then(|| (0..self.rings.packets.len()).map(|_| None).collect());
     }
 
     /// The extension handles a driver would get at queue creation, validated against the rings.
@@ -139,7 +162,15 @@ impl OsTx {
         let f_first = self.rings.fragments.end_index();
         let fmask = self.rings.fragments.len() - 1;
         // The frame's buffer in DMA memory (one region; fragments are pieces of it).
-        let region = if frame.bytes.is_empty() {
+        let private = match &self.private {
+            Some(_) if !frame.bytes.is_empty() => {
+                let la = self.private_next;
+                self.private_next += (frame.bytes.len() as u64).next_multiple_of(64);
+                Some((frame.bytes.clone().into_boxed_slice(), la))
+            }
+            _ => None,
+        };
+        let region = if frame.bytes.is_empty() || private.is_some() {
             None
         } else {
             let r = arena
@@ -158,19 +189,23 @@ impl OsTx {
         let mut at = 0usize;
         for (k, &len) in lens.iter().enumerate() {
             let i = (f_first + k as u32) & fmask;
-            let r = region.as_ref().expect("region");
+            let (base_va, base_la) = match (&private, &region) {
+                (Some((b, la)), _) => (b.as_ptr() as usize as u64, *la),
+                (None, Some(r)) => (r.cpu().as_ptr() as usize as u64, r.device()),
+                (None, None) => unreachable!("a fragment without a buffer"),
+            };
             let mut frag = NetFragment::default();
             frag.set_valid_length(len as u32).unwrap();
             frag.set_capacity(len as u32).unwrap();
             let e = self.rings.fragments.element_bytes_mut(i).unwrap();
             e.fill(0);
             e[..8].copy_from_slice(&frag.to_bits().to_le_bytes());
-            let va = r.cpu().as_ptr().wrapping_add(at) as usize as u64;
+            let va = base_va + at as u64;
             if let Some(o) = va_off {
                 e[o..o + 8].copy_from_slice(&va.to_le_bytes());
             }
             if let Some(o) = la_off {
-                e[o..o + 8].copy_from_slice(&(r.device() + at as u64).to_le_bytes());
+                e[o..o + 8].copy_from_slice(&(base_la + at as u64).to_le_bytes());
             }
             at += len;
         }
@@ -198,6 +233,9 @@ impl OsTx {
             e[o + 2] = q.tx_tagging_raw();
         }
         self.buffers[p_idx as usize] = region;
+        if let Some(slots) = &mut self.private {
+            slots[p_idx as usize] = private;
+        }
         self.rings
             .packets
             .set_end_index((p_idx + 1) & (self.rings.packets.len() - 1));
@@ -211,6 +249,12 @@ impl OsTx {
     /// Frame buffers the OS still holds (posted and not yet completed).
     pub fn held_buffers(&self) -> usize {
         self.buffers.iter().filter(|b| b.is_some()).count()
+            + self
+                .private
+                .iter()
+                .flatten()
+                .filter(|b| b.is_some())
+                .count()
     }
 
     /// Device address ranges `[start, end)` of the frame buffers the OS still holds — the memory
@@ -220,6 +264,13 @@ impl OsTx {
             .iter()
             .flatten()
             .map(|r| (r.device(), r.device() + r.len() as u64))
+            .chain(
+                self.private
+                    .iter()
+                    .flatten()
+                    .flatten()
+                    .map(|(b, la)| (*la, la + b.len() as u64)),
+            )
             .collect()
     }
 
@@ -334,6 +385,9 @@ impl OsTx {
             }
             if let Some(r) = self.buffers[c as usize].take() {
                 arena.free(r);
+            }
+            if let Some(slots) = &mut self.private {
+                slots[c as usize] = None;
             }
             q.packets.element_bytes_mut(c).unwrap().fill(0);
             done.push(c);

@@ -266,13 +266,11 @@ impl Queue {
             }
         };
         let os = match dir {
-            Dir::Tx => Os::Tx(OsTx::with_extensions(
-                TX_PACKETS,
-                frags(TX_FRAGMENTS),
-                &p,
-                &f,
-                rng,
-            )),
+            Dir::Tx => {
+                let mut tx = OsTx::with_extensions(TX_PACKETS, frags(TX_FRAGMENTS), &p, &f, rng);
+                tx.set_private(state().config.private_os_memory);
+                Os::Tx(tx)
+            }
             Dir::Rx => Os::Rx(OsRx::with_extensions(
                 RX_PACKETS,
                 frags(RX_FRAGMENTS),

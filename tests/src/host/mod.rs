@@ -92,6 +92,9 @@ pub struct HostConfig {
     /// The longest physically contiguous common buffer the machine can still supply (a
     /// fragmented, long-running guest); `None`: any.
     pub largest_common_buffer: Option<usize>,
+    /// The stack's transmit frames live in private memory the device cannot reach (a
+    /// confidential VM; [`crate::os_tx::OsTx::set_private`]).
+    pub private_os_memory: bool,
 }
 
 impl Default for HostConfig {
@@ -101,6 +104,7 @@ impl Default for HostConfig {
             interrupts: Interrupts::Msix(MESSAGE_NUMBER_LIMIT),
             seed: 1,
             largest_common_buffer: None,
+            private_os_memory: false,
         }
     }
 }
