@@ -136,8 +136,24 @@ impl<B: Bars> Adapter<B> {
         transport.reset(plan.reset_polls)?;
         transport.acknowledge();
         let offered = transport.device_features();
-        let features = transport.negotiate(wanted_features(offered, user))?;
-        let config = NetConfig::read(&transport, features).map_err(AdapterError::Config)?;
+        let mut features = transport.negotiate(wanted_features(offered, user))?;
+        let mut config = NetConfig::read(&transport, features).map_err(AdapterError::Config)?;
+        let multi_negotiated = features.intersects(Features::NET_MQ | Features::NET_RSS);
+        if multi_negotiated
+            && features.contains(Features::NET_CTRL_VQ)
+            && net::ctrl_queue_index(config.max_queue_pairs.unwrap_or(1)).is_none()
+        {
+            // max_virtqueue_pairs = 0x8000 (the spec's maximum) puts the control queue at
+            // 0x10000, which queue_select cannot name: refuse multi-queue (negotiate again
+            // without MQ and RSS, after a reset) so the control queue is queue 2 and one pair
+            // runs. Restore negotiates the same reduced set.
+            transport.reset(plan.reset_polls)?;
+            transport.acknowledge();
+            let wanted =
+                wanted_features(offered, user).difference(Features::NET_MQ | Features::NET_RSS);
+            features = transport.negotiate(wanted)?;
+            config = NetConfig::read(&transport, features).map_err(AdapterError::Config)?;
+        }
         let caps = derive(features, &config, user, plan.random_mac);
         let max_pairs = config.max_queue_pairs.unwrap_or(1).max(1);
         let multi = features.intersects(Features::NET_MQ | Features::NET_RSS)
@@ -269,7 +285,13 @@ impl<B: Bars> Adapter<B> {
             let multi = self
                 .features
                 .intersects(Features::NET_MQ | Features::NET_RSS);
-            let index = net::ctrl_queue_index(if multi { max_pairs } else { 1 });
+            // Checked (`start` renegotiates when it would not fit): never a wrapped index that
+            // would program a receive queue's registers with the control queue's ring.
+            let index = net::ctrl_queue_index(if multi { max_pairs } else { 1 }).ok_or(
+                AdapterError::Config(virtio::net::ConfigError::Invalid(
+                    "control queue index beyond 0xffff",
+                )),
+            )?;
             let qc = QueueConfig {
                 max_indirect: 0,
                 ..self.queue_config(index, plan)?

@@ -63,6 +63,32 @@ pub struct Misbehaviour {
     pub unstable_config_reads: u32,
 }
 
+/// One register access the driver made to a BAR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    /// BAR index.
+    pub bar: u8,
+    /// Offset in the BAR.
+    pub offset: u64,
+    /// Width in bytes.
+    pub size: u8,
+    /// A write (else a read).
+    pub write: bool,
+}
+
+impl Access {
+    /// Whether the access lies inside BAR `bar` of `bar_len` bytes (`None`: no such BAR) and is
+    /// naturally aligned — what a mapped BAR and the PCI bus require.
+    pub fn is_valid(&self, bar_len: Option<u64>) -> bool {
+        let inside = bar_len.is_some_and(|len| {
+            self.offset
+                .checked_add(u64::from(self.size))
+                .is_some_and(|end| end <= len)
+        });
+        inside && self.offset % u64::from(self.size.max(1)) == 0
+    }
+}
+
 /// Everything the model holds.
 #[derive(Debug, Clone)]
 pub struct ModelState {
@@ -95,6 +121,16 @@ pub struct ModelState {
     pub kicks: Vec<u16>,
     /// Deliberate misbehaviour.
     pub misbehave: Misbehaviour,
+    /// Size of each memory BAR (`None`: absent); BAR 4 holds the registers.
+    pub bar_lens: [Option<u64>; 6],
+    /// Queue indices enabled (`queue_enable` written non-zero) since the last reset, in order.
+    pub enabled: Vec<u16>,
+    /// Every BAR access, in order, while `record_accesses` is set.
+    pub accesses: Vec<Access>,
+    /// Record every access in `accesses` (off by default: long runs make millions).
+    pub record_accesses: bool,
+    /// Accesses outside a BAR or not naturally aligned (always recorded).
+    pub bad_accesses: Vec<Access>,
 }
 
 /// The register model.
@@ -171,6 +207,11 @@ impl VirtioPciModel {
                 isr: 0,
                 kicks: Vec::new(),
                 misbehave: Misbehaviour::default(),
+                bar_lens: [None, None, None, None, Some(BAR_LEN), None],
+                enabled: Vec::new(),
+                accesses: Vec::new(),
+                record_accesses: false,
+                bad_accesses: Vec::new(),
             }),
         }
     }
@@ -193,12 +234,13 @@ impl VirtioPciModel {
 
     fn read(&self, bar: u8, off: u64, size: u8) -> u64 {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.note(bar, off, size, false);
         let ones = if size == 8 {
             u64::MAX
         } else {
             (1u64 << (size * 8)) - 1
         };
-        if s.misbehave.removed || bar != BAR || off + u64::from(size) > BAR_LEN {
+        if s.misbehave.removed || bar != BAR || !s.inside_registers(off, size) {
             return ones;
         }
         match off {
@@ -226,7 +268,8 @@ impl VirtioPciModel {
 
     fn write(&self, bar: u8, off: u64, size: u8, v: u64) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if s.misbehave.removed || bar != BAR || off + u64::from(size) > BAR_LEN {
+        s.note(bar, off, size, true);
+        if s.misbehave.removed || bar != BAR || !s.inside_registers(off, size) {
             return;
         }
         if off < ISR {
@@ -238,6 +281,34 @@ impl VirtioPciModel {
 }
 
 impl ModelState {
+    fn inside_registers(&self, off: u64, size: u8) -> bool {
+        let len = self
+            .bar_lens
+            .get(usize::from(BAR))
+            .copied()
+            .flatten()
+            .unwrap_or(0)
+            .min(BAR_LEN);
+        off.checked_add(u64::from(size))
+            .is_some_and(|end| end <= len)
+    }
+
+    fn note(&mut self, bar: u8, offset: u64, size: u8, write: bool) {
+        let a = Access {
+            bar,
+            offset,
+            size,
+            write,
+        };
+        let len = self.bar_lens.get(usize::from(bar)).copied().flatten();
+        if !a.is_valid(len) {
+            self.bad_accesses.push(a);
+        }
+        if self.record_accesses {
+            self.accesses.push(a);
+        }
+    }
+
     fn queue(&mut self) -> Option<&mut QueueRegs> {
         let i = usize::from(self.queue_select);
         self.queues.get_mut(i)
@@ -313,6 +384,7 @@ impl ModelState {
                         return;
                     }
                     self.resets += 1;
+                    self.enabled.clear();
                     self.driver_features = 0;
                     for q in &mut self.queues {
                         *q = QueueRegs {
@@ -345,8 +417,12 @@ impl ModelState {
                 }
             }
             28 => {
+                let index = self.queue_select;
                 if let Some(q) = self.queue() {
                     q.enable = v as u16;
+                    if v != 0 {
+                        self.enabled.push(index);
+                    }
                 }
             }
             32 | 36 | 40 | 44 | 48 | 52 => {
@@ -385,7 +461,7 @@ impl PciConfig for VirtioPciModel {
 
 impl Bars for &VirtioPciModel {
     fn bar_len(&self, bar: u8) -> Option<u64> {
-        (bar == BAR).then_some(BAR_LEN)
+        self.with(|s| s.bar_lens.get(usize::from(bar)).copied().flatten())
     }
     fn read8(&self, bar: u8, offset: u64) -> u8 {
         self.read(bar, offset, 1) as u8

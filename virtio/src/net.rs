@@ -8,18 +8,22 @@ use crate::hal::Bars;
 use crate::pci::{DeviceConfig, Transport, TransportError};
 
 /// Queue index of receive queue `pair` (§5.1.2: receiveq1, transmitq1, … controlq last).
+/// Pairs are numbered below `max_virtqueue_pairs` (at most 0x8000), so `pair` < 0x8000 and the
+/// index fits; a larger `pair` wraps (never panics) and names no pair's queue.
 pub const fn rx_queue_index(pair: u16) -> u16 {
-    pair * 2
+    pair.wrapping_mul(2)
 }
 
-/// Queue index of transmit queue `pair`.
+/// Queue index of transmit queue `pair` (`pair` < 0x8000, as for [`rx_queue_index`]).
 pub const fn tx_queue_index(pair: u16) -> u16 {
-    pair * 2 + 1
+    pair.wrapping_mul(2).wrapping_add(1)
 }
 
-/// Queue index of the control queue for `max_pairs` queue pairs (2 × pairs; 2 without MQ).
-pub const fn ctrl_queue_index(max_pairs: u16) -> u16 {
-    max_pairs * 2
+/// Queue index of the control queue for `max_pairs` queue pairs (2 × pairs; 2 without MQ), or
+/// `None` when it does not fit `queue_select`: `max_virtqueue_pairs` = 0x8000, the spec's
+/// maximum, puts the control queue at 0x10000, which a driver cannot name.
+pub const fn ctrl_queue_index(max_pairs: u16) -> Option<u16> {
+    max_pairs.checked_mul(2)
 }
 
 /// `VIRTIO_NET_S_LINK_UP`.
@@ -378,7 +382,9 @@ mod tests {
     fn queue_indices() {
         assert_eq!((rx_queue_index(0), tx_queue_index(0)), (0, 1));
         assert_eq!((rx_queue_index(3), tx_queue_index(3)), (6, 7));
-        assert_eq!(ctrl_queue_index(1), 2);
-        assert_eq!(ctrl_queue_index(4), 8);
+        assert_eq!(ctrl_queue_index(1), Some(2));
+        assert_eq!(ctrl_queue_index(4), Some(8));
+        assert_eq!(ctrl_queue_index(0x7fff), Some(0xfffe));
+        assert_eq!(ctrl_queue_index(0x8000), None);
     }
 }

@@ -478,14 +478,19 @@ impl<B: Bars> Transport<B> {
 
     /// The maximum size of queue `index` (0 if it does not exist). `num_queues` is read again
     /// each time: a device may add queues when features are negotiated (QEMU's virtio-net
-    /// realizes one queue pair and adds the others when MQ is accepted).
+    /// realizes one queue pair and adds the others when MQ is accepted). `num_queues` = 0xffff
+    /// is a real count (0x7fff pairs and a control queue); a removed device is told by its
+    /// `queue_size` reading all-ones (above the spec's 0x8000), which is reported as 0.
     pub fn queue_max_size(&self, index: u16) -> u16 {
         let n = self.read16(common::NUM_QUEUES);
-        if n == 0xffff || index >= n {
+        if index >= n {
             return 0;
         }
         self.write16(common::QUEUE_SELECT, index);
-        self.read16(common::QUEUE_SIZE)
+        match self.read16(common::QUEUE_SIZE) {
+            0xffff => 0,
+            max => max,
+        }
     }
 
     /// Programs queue `index` (size, ring addresses, MSI-X vector, read back) and enables it;
