@@ -91,3 +91,123 @@ fn the_largest_addressable_pair_count_still_works() {
     a.stop(ram.arena(), 10).unwrap();
     assert_eq!(ram.arena().outstanding(), 0);
 }
+
+mod capabilities {
+    use virtio::pci::{Capabilities, Transport, TransportError, cfg_type};
+    use vnet_harness::pci_model::VirtioPciModel;
+
+    fn model() -> VirtioPciModel {
+        VirtioPciModel::new(
+            super::Features::VERSION_1.bits(),
+            3,
+            256,
+            4,
+            super::net_config(1),
+        )
+    }
+
+    /// Capability offsets in the model's config space: common 0x40, notify 0x50, ISR 0x64,
+    /// device 0x74.
+    fn set32(m: &VirtioPciModel, at: usize, v: u32) {
+        m.with(|s| s.config_space[at..at + 4].copy_from_slice(&v.to_le_bytes()));
+    }
+
+    fn probe_refused(m: &VirtioPciModel, want: TransportError) {
+        m.with(|s| s.record_accesses = true);
+        let r = Transport::probe(m, m).map(|_| ());
+        assert_eq!(r, Err(want));
+        assert_eq!(
+            m.with(|s| s.accesses.clone()),
+            vec![],
+            "refused before any register access"
+        );
+    }
+
+    #[test]
+    fn an_unaligned_common_configuration_is_refused_before_any_access() {
+        let m = model();
+        set32(&m, 0x40 + 8, 2);
+        probe_refused(
+            &m,
+            TransportError::Misaligned {
+                cfg_type: cfg_type::COMMON,
+            },
+        );
+    }
+
+    #[test]
+    fn an_unaligned_device_configuration_is_refused() {
+        let m = model();
+        set32(&m, 0x74 + 8, 0x2001);
+        probe_refused(
+            &m,
+            TransportError::Misaligned {
+                cfg_type: cfg_type::DEVICE,
+            },
+        );
+    }
+
+    #[test]
+    fn an_odd_notify_offset_or_multiplier_is_refused() {
+        let m = model();
+        set32(&m, 0x50 + 8, 0x3001);
+        set32(&m, 0x50 + 12, 0x800);
+        probe_refused(
+            &m,
+            TransportError::Misaligned {
+                cfg_type: cfg_type::NOTIFY,
+            },
+        );
+        let m = model();
+        set32(&m, 0x50 + 16, 3);
+        probe_refused(
+            &m,
+            TransportError::Misaligned {
+                cfg_type: cfg_type::NOTIFY,
+            },
+        );
+    }
+
+    #[test]
+    fn regions_too_short_for_their_registers_are_refused() {
+        // An ISR region of 0 bytes, a notify region of 1: the registers would lie outside them.
+        let m = model();
+        set32(&m, 0x64 + 12, 0);
+        probe_refused(
+            &m,
+            TransportError::RegionTooShort {
+                cfg_type: cfg_type::ISR,
+            },
+        );
+        let m = model();
+        set32(&m, 0x50 + 12, 1);
+        probe_refused(
+            &m,
+            TransportError::RegionTooShort {
+                cfg_type: cfg_type::NOTIFY,
+            },
+        );
+    }
+
+    #[test]
+    fn a_capability_running_past_config_space_is_refused() {
+        // The last capability moved to 0xf8 with cap_len 16: its fields would be read at
+        // 0x100..0x108, outside the 256 bytes of conventional config space.
+        let m = model();
+        m.with(|s| {
+            let cap: Vec<u8> = s.config_space[0x98..0xa4].to_vec(); // the MSI-X capability
+            s.config_space[0x98..0xa4].fill(0);
+            s.config_space[0x85] = 0xf0;
+            s.config_space[0xf0..0xfc].copy_from_slice(&cap);
+            s.config_space[0xf1] = 0xf8;
+            s.config_space[0xf8] = 0x09;
+            s.config_space[0xf9] = 0;
+            s.config_space[0xfa] = 16;
+            s.config_space[0xfb] = cfg_type::DEVICE;
+        });
+        assert_eq!(
+            Capabilities::read(&m, &&m),
+            Err(TransportError::BadCapabilityList)
+        );
+    }
+}

@@ -135,6 +135,18 @@ pub enum TransportError {
         /// BAR.
         bar: u8,
     },
+    /// A capability's offset (or `notify_off_multiplier`) breaks the alignment its registers
+    /// need (§4.1.4: common and device configuration 4-byte aligned, notify 2-byte aligned with
+    /// an even multiplier), which would make register accesses unaligned.
+    Misaligned {
+        /// cfg_type.
+        cfg_type: u8,
+    },
+    /// A capability's region is too short to hold its registers (ISR: 1 byte, notify: 2).
+    RegionTooShort {
+        /// cfg_type.
+        cfg_type: u8,
+    },
     /// Reads return all-ones: the device is gone (surprise removal).
     SurpriseRemoved,
     /// The device did not finish resetting in the allowed polls.
@@ -173,6 +185,15 @@ impl fmt::Display for TransportError {
             Self::RegionOutsideBar { cfg_type, bar } => {
                 write!(f, "virtio capability {cfg_type} lies outside BAR {bar}")
             }
+            Self::Misaligned { cfg_type } => {
+                write!(f, "virtio capability {cfg_type} is misaligned")
+            }
+            Self::RegionTooShort { cfg_type } => {
+                write!(
+                    f,
+                    "virtio capability {cfg_type} is too short for its registers"
+                )
+            }
             Self::SurpriseRemoved => f.write_str("device removed (reads return all-ones)"),
             Self::ResetTimeout => f.write_str("device did not complete reset"),
             Self::NotModern => f.write_str("device does not offer VIRTIO_F_VERSION_1"),
@@ -204,6 +225,29 @@ const CAP_ID_VENDOR: u8 = 0x09;
 const CAP_ID_MSIX: u8 = 0x11;
 /// At most 48 capabilities fit in the 192 bytes after the header.
 const MAX_CAPS: usize = 48;
+
+/// Size of conventional PCI configuration space.
+const CONFIG_SPACE: u16 = 256;
+
+/// The alignment and length a capability's registers need (§4.1.4.3–4.1.4.6), checked before
+/// any register is accessed: common and device configuration 4-byte aligned (their 32-bit
+/// fields are then naturally aligned); notify 2-byte aligned with an even multiplier (every
+/// queue's 16-bit notify register is then aligned) and at least 2 bytes; ISR at least 1 byte.
+fn check_region(ty: u8, region: &Region, multiplier: u32) -> Result<(), TransportError> {
+    let (align, min_len) = match ty {
+        cfg_type::COMMON | cfg_type::DEVICE => (4, 0),
+        cfg_type::NOTIFY => (2, 2),
+        cfg_type::ISR => (1, 1),
+        _ => (1, 0),
+    };
+    if region.offset % align != 0 || (ty == cfg_type::NOTIFY && multiplier % 2 != 0) {
+        return Err(TransportError::Misaligned { cfg_type: ty });
+    }
+    if region.length < min_len {
+        return Err(TransportError::RegionTooShort { cfg_type: ty });
+    }
+    Ok(())
+}
 
 impl Capabilities {
     /// Walks the capability list of `cfg` and validates every region against `bars`.
@@ -237,7 +281,17 @@ impl Capabilities {
                 }
                 CAP_ID_VENDOR => {
                     let cap_len = cfg.read8(at + 2);
+                    // The capability must lie inside conventional config space: its fields are
+                    // read only up to `cap_len`, never past 0xff.
+                    if at + u16::from(cap_len) > CONFIG_SPACE {
+                        return Err(TransportError::BadCapabilityList);
+                    }
                     let ty = cfg.read8(at + 3);
+                    if cap_len < 16 {
+                        // Too short to name a region (every virtio capability has 16 bytes).
+                        ptr = next;
+                        continue;
+                    }
                     let region = Region {
                         bar: cfg.read8(at + 4),
                         offset: u64::from(cfg.read32(at + 8)),
@@ -277,6 +331,7 @@ impl Capabilities {
                         if ty == cfg_type::NOTIFY {
                             multiplier = cfg.read32(at + 16);
                         }
+                        check_region(ty, &region, multiplier)?;
                         *slot = Some(region);
                     }
                 }
@@ -594,10 +649,13 @@ pub struct DeviceConfig<'a, B> {
 }
 
 impl<B: Bars> DeviceConfig<'_, B> {
+    /// Where field `offset` of `size` bytes is in the BAR: inside the structure and naturally
+    /// aligned (the structure is 4-byte aligned, `Capabilities::read`), else an error.
     fn at(&self, offset: u32, size: u32) -> Result<u64, TransportError> {
         if offset
             .checked_add(size)
             .is_none_or(|end| end > self.region.length)
+            || offset % size.max(1) != 0
         {
             return Err(TransportError::ConfigOutOfRange);
         }
