@@ -211,3 +211,82 @@ mod capabilities {
         );
     }
 }
+
+mod control_timeout {
+    use super::*;
+    use offload::filter::{PacketFilter, RxFilter};
+    use virtionet::adapter::ControlProgress;
+
+    /// A device that takes control commands and never completes them (nothing serves the
+    /// register model's queues).
+    fn silent_device() -> VirtioPciModel {
+        let features = Features::VERSION_1
+            | Features::NET_MAC
+            | Features::NET_CTRL_VQ
+            | Features::NET_CTRL_RX
+            | Features::NET_CTRL_RX_EXTRA;
+        VirtioPciModel::new(features.bits(), 3, 256, 0, net_config(1))
+    }
+
+    /// Polls until the control queue is idle, at most `bound` times.
+    fn poll_until_idle(
+        a: &mut Adapter<&VirtioPciModel>,
+        bound: u32,
+    ) -> Option<(u32, ControlProgress)> {
+        (1..=bound).find_map(|n| match a.poll_control() {
+            ControlProgress::Pending => None,
+            p => Some((n, p)),
+        })
+    }
+
+    #[test]
+    fn a_command_the_device_never_completes_times_out() {
+        let m = silent_device();
+        let ram = GuestRam::new(16 << 20);
+        let mut a = Adapter::start(&m, &m, ram.arena(), &UserSettings::default(), &PLAN).unwrap();
+        let mac = [0x52, 0x54, 0, 0x12, 0x34, 0x56];
+        let filter = RxFilter::new(
+            mac,
+            PacketFilter(PacketFilter::DIRECTED | PacketFilter::PROMISCUOUS),
+        );
+        let _ = a.set_receive_filter(&filter);
+        let r = poll_until_idle(&mut a, 100_000);
+        let Some((polls, progress)) = r else {
+            panic!("control queue still Pending after 100000 polls of a silent device");
+        };
+        assert!(
+            polls <= virtionet::adapter::CONTROL_TIMEOUT_POLLS + 1,
+            "timed out after {polls} polls"
+        );
+        assert!(
+            matches!(progress, ControlProgress::Idle { errors } if errors >= 1),
+            "{progress:?}"
+        );
+        assert_eq!(a.control_timeouts(), 1, "counted once");
+        assert!(
+            a.control_broken(),
+            "the command's buffer is still the device's"
+        );
+        assert!(!a.control_busy(), "nothing more will run until a reset");
+        // Marked broken: nothing more reaches the device, and later polls return at once.
+        let kicks = m.with(|s| s.kicks.len());
+        let _ = a.set_receive_filter(&RxFilter::new(mac, PacketFilter(PacketFilter::DIRECTED)));
+        assert!(matches!(a.poll_control(), ControlProgress::Idle { .. }));
+        assert_eq!(m.with(|s| s.kicks.len()), kicks);
+        let mut ev: Vec<virtionet::events::Event> = Vec::new();
+        a.drain_events(&mut ev);
+        assert!(
+            ev.iter()
+                .any(|e| matches!(e, virtionet::events::Event::ControlTimeout { .. })),
+            "{ev:?}"
+        );
+        // A reset and restore make the queue usable again: the wanted state is sent anew.
+        a.reset_device(&PLAN).unwrap();
+        a.restore(&PLAN, &[]).unwrap();
+        assert!(!a.control_broken());
+        assert!(a.control_busy(), "the filter is sent again after the reset");
+        assert_eq!(a.poll_control(), ControlProgress::Pending);
+        a.stop(ram.arena(), 10).unwrap();
+        assert_eq!(ram.arena().outstanding(), 0);
+    }
+}
