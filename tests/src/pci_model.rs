@@ -240,18 +240,18 @@ impl VirtioPciModel {
         } else {
             (1u64 << (size * 8)) - 1
         };
-        if s.misbehave.removed || bar != BAR || !s.inside_registers(off, size) {
+        if s.misbehave.removed || !s.inside_bar(bar, off, size) {
             return ones;
         }
-        match off {
-            o if o < ISR => s.read_common(o, size),
-            ISR => {
+        match s.decode(bar, off, size) {
+            Some((Structure::Common, o)) => s.read_common(o, size),
+            Some((Structure::Isr, 0)) => {
                 let v = s.isr;
                 s.isr = 0;
                 u64::from(v)
             }
-            o if (DEVICE..NOTIFY).contains(&o) => {
-                let i = (o - DEVICE) as usize;
+            Some((Structure::Device, o)) => {
+                let i = o as usize;
                 if s.misbehave.unstable_config_reads > 0 {
                     s.misbehave.unstable_config_reads -= 1;
                     s.generation = s.generation.wrapping_add(1);
@@ -269,28 +269,82 @@ impl VirtioPciModel {
     fn write(&self, bar: u8, off: u64, size: u8, v: u64) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
         s.note(bar, off, size, true);
-        if s.misbehave.removed || bar != BAR || !s.inside_registers(off, size) {
+        if s.misbehave.removed || !s.inside_bar(bar, off, size) {
             return;
         }
-        if off < ISR {
-            s.write_common(off, v);
-        } else if off >= NOTIFY {
-            s.kicks.push(v as u16);
+        match s.decode(bar, off, size) {
+            Some((Structure::Common, o)) => s.write_common(o, v),
+            Some((Structure::Notify, _)) => s.kicks.push(v as u16),
+            _ => {}
         }
     }
 }
 
+/// The structures a capability can place in a BAR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Structure {
+    Common,
+    Notify,
+    Isr,
+    Device,
+}
+
 impl ModelState {
-    fn inside_registers(&self, off: u64, size: u8) -> bool {
-        let len = self
-            .bar_lens
-            .get(usize::from(BAR))
-            .copied()
-            .flatten()
-            .unwrap_or(0)
-            .min(BAR_LEN);
-        off.checked_add(u64::from(size))
-            .is_some_and(|end| end <= len)
+    fn inside_bar(&self, bar: u8, off: u64, size: u8) -> bool {
+        let len = self.bar_lens.get(usize::from(bar)).copied().flatten();
+        len.is_some_and(|len| {
+            off.checked_add(u64::from(size))
+                .is_some_and(|end| end <= len)
+        })
+    }
+
+    /// Which structure an access hits, and the offset in it: the device decodes its registers
+    /// where its own capability list says they are (the first capability of each type, as a
+    /// driver reads them), so a driver following a rewritten list reaches the registers it
+    /// means. Overlapping structures decode in the order common, ISR, device, notify.
+    fn decode(&self, bar: u8, off: u64, size: u8) -> Option<(Structure, u64)> {
+        let cs = &self.config_space;
+        let mut found: [Option<(u8, u64, u64)>; 4] = [None; 4];
+        let mut ptr = usize::from(cs[0x34] & !3);
+        for _ in 0..48 {
+            if ptr < 0x40 || ptr + 16 > cs.len() {
+                break;
+            }
+            if cs[ptr] == 0x09 && cs[ptr + 2] >= 16 {
+                let slot = match cs[ptr + 3] {
+                    1 => Some(0),
+                    3 => Some(1),
+                    4 => Some(2),
+                    2 => Some(3),
+                    _ => None,
+                };
+                let word = |at: usize| {
+                    u64::from(u32::from_le_bytes([
+                        cs[at],
+                        cs[at + 1],
+                        cs[at + 2],
+                        cs[at + 3],
+                    ]))
+                };
+                if let Some(i) = slot
+                    && found[i].is_none()
+                {
+                    found[i] = Some((cs[ptr + 4], word(ptr + 8), word(ptr + 12)));
+                }
+            }
+            ptr = usize::from(cs[ptr + 1] & !3);
+        }
+        let kinds = [
+            Structure::Common,
+            Structure::Isr,
+            Structure::Device,
+            Structure::Notify,
+        ];
+        let end = off + u64::from(size);
+        kinds.iter().zip(found).find_map(|(k, f)| {
+            let (b, start, len) = f?;
+            (b == bar && off >= start && end <= start + len).then(|| (*k, off - start))
+        })
     }
 
     fn note(&mut self, bar: u8, offset: u64, size: u8, write: bool) {
