@@ -208,7 +208,13 @@ impl<B: Bars> Adapter<B> {
             a.release_queues(dma);
             return Err(e);
         }
-        a.transport.set_config_vector(vectors.config())?;
+        if let Err(e) = a.transport.set_config_vector(vectors.config()) {
+            // Every queue exists by now: give their memory back too (the device never got
+            // DRIVER_OK, and FAILED tells it the driver gave up).
+            a.transport.fail();
+            a.release_queues(dma);
+            return Err(e.into());
+        }
         a.transport.driver_ok();
         a.events.push(Event::BringUp {
             offered: offered.bits(),

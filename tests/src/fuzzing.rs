@@ -459,6 +459,7 @@ pub fn bringup(ram: &GuestRam, data: &[u8]) -> bool {
         s.misbehave.stuck_reset = mis & 2 != 0 && mis & 0x40 != 0;
         s.misbehave.max_vector = (mis & 4 != 0).then(|| u16::from(inp.u8() % 8));
         s.misbehave.unstable_config_reads = u32::from(mis >> 3 & 3) * 4;
+        s.misbehave.reject_config_vector = mis & 0x21 == 0x20;
     });
     let plan = BringUp {
         reset_polls: 1 + u32::from(inp.u8() % 4),

@@ -61,6 +61,8 @@ pub struct Misbehaviour {
     pub removed: bool,
     /// Bump `config_generation` on this many device-config reads (then stop).
     pub unstable_config_reads: u32,
+    /// `config_msix_vector` reads back as NO_VECTOR whatever is written.
+    pub reject_config_vector: bool,
 }
 
 /// One register access the driver made to a BAR.
@@ -428,7 +430,13 @@ impl ModelState {
                 1 => self.driver_features = keep(self.driver_features, true) | (v << 32),
                 _ => {}
             },
-            16 => self.config_vector = self.accept_vector(v as u16),
+            16 => {
+                self.config_vector = if self.misbehave.reject_config_vector {
+                    0xffff
+                } else {
+                    self.accept_vector(v as u16)
+                }
+            }
             20 => {
                 let mut v = v as u8;
                 self.status_writes.push(v);

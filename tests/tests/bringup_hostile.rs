@@ -290,3 +290,27 @@ mod control_timeout {
         assert_eq!(ram.arena().outstanding(), 0);
     }
 }
+
+#[test]
+fn a_failed_start_frees_every_dma_region() {
+    // The device takes every queue and then refuses the configuration vector: the last step
+    // of Adapter::start fails after the queues (and the control queue's buffer) exist.
+    let features = Features::VERSION_1 | Features::NET_MAC | Features::NET_CTRL_VQ;
+    let m = VirtioPciModel::new(features.bits(), 3, 256, 4, net_config(1));
+    m.with(|s| s.misbehave.reject_config_vector = true);
+    let ram = GuestRam::new(16 << 20);
+    let plan = BringUp {
+        msix_messages: 4,
+        ..PLAN
+    };
+    let r = Adapter::start(&m, &m, ram.arena(), &UserSettings::default(), &plan);
+    assert!(r.is_err(), "the vector was refused");
+    assert_eq!(
+        ram.arena().outstanding(),
+        0,
+        "{} regions leaked",
+        ram.arena().outstanding()
+    );
+    // The device was told the driver gave up.
+    assert_ne!(m.with(|s| s.status) & virtio::pci::status::FAILED, 0);
+}
