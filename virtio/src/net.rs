@@ -312,7 +312,7 @@ impl NetHeader {
 
     /// Encodes into the first 12 bytes of `out`; `None` if `out` is shorter.
     pub fn write(&self, out: &mut [u8]) -> Option<()> {
-        let out = out.get_mut(..Self::SIZE)?;
+        let out: &mut [u8; Self::SIZE] = out.get_mut(..Self::SIZE)?.try_into().ok()?;
         out[0] = self.flags;
         out[1] = self.gso_type;
         out[2..4].copy_from_slice(&self.hdr_len.to_le_bytes());
@@ -325,22 +325,21 @@ impl NetHeader {
 
     /// Decodes from the first 12 bytes of `b`; `None` if `b` is shorter.
     pub fn read(b: &[u8]) -> Option<Self> {
-        let b = b.get(..Self::SIZE)?;
-        let le = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+        let b: &[u8; Self::SIZE] = b.get(..Self::SIZE)?.try_into().ok()?;
         Some(Self {
             flags: b[0],
             gso_type: b[1],
-            hdr_len: le(2),
-            gso_size: le(4),
-            csum_start: le(6),
-            csum_offset: le(8),
-            num_buffers: le(10),
+            hdr_len: u16::from_le_bytes([b[2], b[3]]),
+            gso_size: u16::from_le_bytes([b[4], b[5]]),
+            csum_start: u16::from_le_bytes([b[6], b[7]]),
+            csum_offset: u16::from_le_bytes([b[8], b[9]]),
+            num_buffers: u16::from_le_bytes([b[10], b[11]]),
         })
     }
 
     /// The hash-report fields (value, type) that follow the header, from a 20-byte header.
     pub fn read_hash(b: &[u8]) -> Option<(u32, u16)> {
-        let b = b.get(Self::SIZE..Self::SIZE_WITH_HASH)?;
+        let b: &[u8; 8] = b.get(Self::SIZE..Self::SIZE_WITH_HASH)?.try_into().ok()?;
         Some((
             u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
             u16::from_le_bytes([b[4], b[5]]),

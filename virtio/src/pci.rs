@@ -240,7 +240,9 @@ fn check_region(ty: u8, region: &Region, multiplier: u32) -> Result<(), Transpor
         cfg_type::ISR => (1, 1),
         _ => (1, 0),
     };
-    if region.offset % align != 0 || (ty == cfg_type::NOTIFY && multiplier % 2 != 0) {
+    if !region.offset.is_multiple_of(align)
+        || (ty == cfg_type::NOTIFY && !multiplier.is_multiple_of(2))
+    {
         return Err(TransportError::Misaligned { cfg_type: ty });
     }
     if region.length < min_len {
@@ -271,31 +273,33 @@ impl Capabilities {
             if ptr < 0x40 || seen == MAX_CAPS {
                 return Err(TransportError::BadCapabilityList);
             }
-            seen += 1;
+            seen = seen.saturating_add(1);
             let at = u16::from(ptr);
             let id = cfg.read8(at);
-            let next = cfg.read8(at + 1) & !3;
+            let next = cfg.read8(at.saturating_add(1)) & !3;
             match id {
                 CAP_ID_MSIX => {
-                    msix_vectors.get_or_insert((cfg.read16(at + 2) & 0x7ff) + 1);
+                    msix_vectors.get_or_insert(
+                        (cfg.read16(at.saturating_add(2)) & 0x7ff).saturating_add(1),
+                    );
                 }
                 CAP_ID_VENDOR => {
-                    let cap_len = cfg.read8(at + 2);
+                    let cap_len = cfg.read8(at.saturating_add(2));
                     // The capability must lie inside conventional config space: its fields are
                     // read only up to `cap_len`, never past 0xff.
-                    if at + u16::from(cap_len) > CONFIG_SPACE {
+                    if at.saturating_add(u16::from(cap_len)) > CONFIG_SPACE {
                         return Err(TransportError::BadCapabilityList);
                     }
-                    let ty = cfg.read8(at + 3);
+                    let ty = cfg.read8(at.saturating_add(3));
                     if cap_len < 16 {
                         // Too short to name a region (every virtio capability has 16 bytes).
                         ptr = next;
                         continue;
                     }
                     let region = Region {
-                        bar: cfg.read8(at + 4),
-                        offset: u64::from(cfg.read32(at + 8)),
-                        length: cfg.read32(at + 12),
+                        bar: cfg.read8(at.saturating_add(4)),
+                        offset: u64::from(cfg.read32(at.saturating_add(8))),
+                        length: cfg.read32(at.saturating_add(12)),
                     };
                     let slot = match ty {
                         cfg_type::COMMON => &mut common,
@@ -329,7 +333,7 @@ impl Capabilities {
                             });
                         }
                         if ty == cfg_type::NOTIFY {
-                            multiplier = cfg.read32(at + 16);
+                            multiplier = cfg.read32(at.saturating_add(16));
                         }
                         check_region(ty, &region, multiplier)?;
                         *slot = Some(region);
@@ -417,33 +421,33 @@ impl<B: Bars> Transport<B> {
         self.num_queues
     }
 
+    /// BAR offset of common-configuration register `off` (the region was checked to lie inside
+    /// its BAR; a sum that would overflow saturates to an offset outside every BAR).
+    const fn reg(&self, off: u64) -> u64 {
+        self.caps.common.offset.saturating_add(off)
+    }
+
     fn read8(&self, off: u64) -> u8 {
-        self.bars
-            .read8(self.caps.common.bar, self.caps.common.offset + off)
+        self.bars.read8(self.caps.common.bar, self.reg(off))
     }
     fn read16(&self, off: u64) -> u16 {
-        self.bars
-            .read16(self.caps.common.bar, self.caps.common.offset + off)
+        self.bars.read16(self.caps.common.bar, self.reg(off))
     }
     fn read32(&self, off: u64) -> u32 {
-        self.bars
-            .read32(self.caps.common.bar, self.caps.common.offset + off)
+        self.bars.read32(self.caps.common.bar, self.reg(off))
     }
     fn write8(&self, off: u64, v: u8) {
-        self.bars
-            .write8(self.caps.common.bar, self.caps.common.offset + off, v);
+        self.bars.write8(self.caps.common.bar, self.reg(off), v);
     }
     fn write16(&self, off: u64, v: u16) {
-        self.bars
-            .write16(self.caps.common.bar, self.caps.common.offset + off, v);
+        self.bars.write16(self.caps.common.bar, self.reg(off), v);
     }
     fn write32(&self, off: u64, v: u32) {
-        self.bars
-            .write32(self.caps.common.bar, self.caps.common.offset + off, v);
+        self.bars.write32(self.caps.common.bar, self.reg(off), v);
     }
     fn write64(&self, off: u64, v: u64) {
         self.write32(off, v as u32);
-        self.write32(off + 4, (v >> 32) as u32);
+        self.write32(off.saturating_add(4), (v >> 32) as u32);
     }
 
     /// `device_status`.
@@ -573,15 +577,16 @@ impl<B: Bars> Transport<B> {
         if vector != NO_VECTOR && self.read16(common::QUEUE_MSIX_VECTOR) != vector {
             return Err(TransportError::VectorRejected(vector));
         }
+        // u16 × u32 fits u64; the offset is even (the multiplier is, `check_region`).
         let off = u64::from(self.read16(common::QUEUE_NOTIFY_OFF))
-            * u64::from(self.caps.notify_off_multiplier);
-        if off + 2 > u64::from(self.caps.notify.length) {
+            .saturating_mul(u64::from(self.caps.notify_off_multiplier));
+        if off.saturating_add(2) > u64::from(self.caps.notify.length) {
             return Err(TransportError::NotifyOutsideRegion(index));
         }
         self.write16(common::QUEUE_ENABLE, 1);
         Ok(Notifier {
             bar: self.caps.notify.bar,
-            offset: self.caps.notify.offset + off,
+            offset: self.caps.notify.offset.saturating_add(off),
             queue: index,
         })
     }
@@ -655,11 +660,11 @@ impl<B: Bars> DeviceConfig<'_, B> {
         if offset
             .checked_add(size)
             .is_none_or(|end| end > self.region.length)
-            || offset % size.max(1) != 0
+            || !offset.is_multiple_of(size.max(1))
         {
             return Err(TransportError::ConfigOutOfRange);
         }
-        Ok(self.region.offset + u64::from(offset))
+        Ok(self.region.offset.saturating_add(u64::from(offset)))
     }
 
     /// Length of the structure.
