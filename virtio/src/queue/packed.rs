@@ -39,7 +39,10 @@ pub struct PackedQueue {
     indirect: Option<IndirectTables>,
     slots: Vec<Slot>,
     /// Free buffer ids (a stack; the shadow, not device memory, says which are free).
+    /// Free buffer ids: a stack of `free_len` entries in a table of `size` reserved at creation
+    /// (pushing never grows it: no allocation, no capacity panic on the datapath).
     free_ids: Vec<u16>,
+    free_len: usize,
     num_free: u16,
     next_avail: u16,
     avail_wrap: bool,
@@ -66,8 +69,7 @@ impl PackedQueue {
         let len = device_off.wrapping_add(4);
         // The shadow first: a failure then leaves no DMA memory to give back.
         let slots = new_slots(n)?;
-        let mut free_ids = super::filled(0u16, usize::from(n))?;
-        free_ids.clear();
+        let free_ids = super::filled(0u16, usize::from(n))?;
         let region = dma.alloc(len, 4096).ok_or(QueueError::OutOfMemory)?;
         let indirect = match IndirectTables::new(dma, n, config.max_indirect) {
             Ok(t) => t,
@@ -88,6 +90,7 @@ impl PackedQueue {
             indirect,
             slots,
             free_ids,
+            free_len: 0,
             num_free: n,
             next_avail: 0,
             avail_wrap: true,
@@ -104,8 +107,10 @@ impl PackedQueue {
 
     fn init_shadow(&mut self) {
         self.slots.fill(Slot::default());
-        self.free_ids.clear();
-        self.free_ids.extend((0..self.size).rev());
+        for (slot, id) in self.free_ids.iter_mut().zip((0..self.size).rev()) {
+            *slot = id;
+        }
+        self.free_len = self.free_ids.len();
         self.num_free = self.size;
         self.next_avail = 0;
         self.avail_wrap = true;
@@ -143,7 +148,7 @@ impl PackedQueue {
     }
 
     pub(crate) fn in_flight(&self) -> u16 {
-        self.size.saturating_sub(self.free_ids.len() as u16)
+        self.size.saturating_sub(self.free_len as u16)
     }
 
     pub(crate) const fn is_broken(&self) -> bool {
@@ -172,7 +177,7 @@ impl PackedQueue {
     pub(crate) fn can_add(&self, segments: usize) -> bool {
         !self.broken
             && segments > 0
-            && !self.free_ids.is_empty()
+            && self.free_len != 0
             && self
                 .ring_descs(segments)
                 .is_some_and(|d| d <= usize::from(self.num_free))
@@ -210,7 +215,9 @@ impl PackedQueue {
         if descs > usize::from(self.num_free) {
             return Err(QueueError::Full);
         }
-        let id = self.free_ids.pop().ok_or(QueueError::Full)?;
+        let top = self.free_len.checked_sub(1).ok_or(QueueError::Full)?;
+        let id = *self.free_ids.get(top).ok_or(QueueError::Full)?;
+        self.free_len = top;
         let head = self.next_avail;
         let mut head_flags = 0;
         if descs == 1 && total > 1 {
@@ -363,7 +370,11 @@ impl PackedQueue {
         if let Some(s) = self.slots.get_mut(usize::from(id)) {
             s.in_flight = false;
         }
-        self.free_ids.push(id);
+        // At most `size` ids are ever free (the id was in flight), so the slot exists.
+        if let Some(slot) = self.free_ids.get_mut(self.free_len) {
+            *slot = id;
+            self.free_len = self.free_len.wrapping_add(1);
+        }
         if self.event_idx && self.notifications {
             self.write_driver_event(EVENT_FLAGS_DESC);
         }
