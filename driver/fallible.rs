@@ -80,3 +80,16 @@ mod tests {
         assert_eq!(filled(0u32, usize::MAX / 2), Err(OutOfMemory));
     }
 }
+
+/// Pushes `value` within the capacity reserved at creation: never allocates (false, and `value`
+/// dropped, when full). The datapath's tables use it so that no growth path — an allocation and
+/// a capacity-overflow panic — is left in the code (`nopanic/`).
+#[inline]
+pub fn push_within<T>(v: &mut Vec<T>, value: T) -> bool {
+    if v.len() < v.capacity() {
+        v.push(value);
+        true
+    } else {
+        false
+    }
+}
