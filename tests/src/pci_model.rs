@@ -87,7 +87,7 @@ impl Access {
                 .checked_add(u64::from(self.size))
                 .is_some_and(|end| end <= len)
         });
-        inside && self.offset % u64::from(self.size.max(1)) == 0
+        inside && self.offset.is_multiple_of(u64::from(self.size.max(1)))
     }
 }
 
