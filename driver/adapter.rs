@@ -21,6 +21,16 @@ use crate::devstate::{DeviceControl, RssConfig, Steering};
 use crate::events::{Event, EventLog, EventSink};
 use crate::rss::{RssError, RssSettings};
 
+/// Polls of a pending control command before it is given up on (`Adapter::poll_control`).
+/// The glue polls on the control queue's interrupt and whenever it queues a command; a device
+/// answers a command within one or two polls (QEMU completes it during the kick). A command
+/// still unanswered after this many polls times out: it is counted
+/// ([`Adapter::control_timeouts`]), reported ([`Event::ControlTimeout`]), and the control
+/// queue is marked broken until the next device reset — the command's descriptors and buffer
+/// still belong to the device, which may write them at any time, so they cannot be reused.
+/// [`Adapter::restore`] resets the queue and sends the wanted state again.
+pub const CONTROL_TIMEOUT_POLLS: u32 = 1000;
+
 /// Bring-up failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AdapterError {
@@ -95,6 +105,12 @@ pub struct Adapter<B> {
     /// What the device's control state should be, and what it acknowledged.
     control: DeviceControl,
     command_errors: u32,
+    /// Polls of the pending control command so far.
+    control_polls: u32,
+    /// Control commands that timed out (since bring-up).
+    control_timeouts: u32,
+    /// The control queue timed out and waits for a reset.
+    control_broken: bool,
     link_up: bool,
     events: EventLog,
 }
@@ -136,8 +152,24 @@ impl<B: Bars> Adapter<B> {
         transport.reset(plan.reset_polls)?;
         transport.acknowledge();
         let offered = transport.device_features();
-        let features = transport.negotiate(wanted_features(offered, user))?;
-        let config = NetConfig::read(&transport, features).map_err(AdapterError::Config)?;
+        let mut features = transport.negotiate(wanted_features(offered, user))?;
+        let mut config = NetConfig::read(&transport, features).map_err(AdapterError::Config)?;
+        let multi_negotiated = features.intersects(Features::NET_MQ | Features::NET_RSS);
+        if multi_negotiated
+            && features.contains(Features::NET_CTRL_VQ)
+            && net::ctrl_queue_index(config.max_queue_pairs.unwrap_or(1)).is_none()
+        {
+            // max_virtqueue_pairs = 0x8000 (the spec's maximum) puts the control queue at
+            // 0x10000, which queue_select cannot name: refuse multi-queue (negotiate again
+            // without MQ and RSS, after a reset) so the control queue is queue 2 and one pair
+            // runs. Restore negotiates the same reduced set.
+            transport.reset(plan.reset_polls)?;
+            transport.acknowledge();
+            let wanted =
+                wanted_features(offered, user).difference(Features::NET_MQ | Features::NET_RSS);
+            features = transport.negotiate(wanted)?;
+            config = NetConfig::read(&transport, features).map_err(AdapterError::Config)?;
+        }
         let caps = derive(features, &config, user, plan.random_mac);
         let max_pairs = config.max_queue_pairs.unwrap_or(1).max(1);
         let multi = features.intersects(Features::NET_MQ | Features::NET_RSS)
@@ -165,6 +197,9 @@ impl<B: Bars> Adapter<B> {
             ctrl: None,
             control: DeviceControl::new(features),
             command_errors: 0,
+            control_polls: 0,
+            control_timeouts: 0,
+            control_broken: false,
             link_up: config.link_up(),
             events: EventLog::default(),
         };
@@ -173,7 +208,13 @@ impl<B: Bars> Adapter<B> {
             a.release_queues(dma);
             return Err(e);
         }
-        a.transport.set_config_vector(vectors.config())?;
+        if let Err(e) = a.transport.set_config_vector(vectors.config()) {
+            // Every queue exists by now: give their memory back too (the device never got
+            // DRIVER_OK, and FAILED tells it the driver gave up).
+            a.transport.fail();
+            a.release_queues(dma);
+            return Err(e.into());
+        }
         a.transport.driver_ok();
         a.events.push(Event::BringUp {
             offered: offered.bits(),
@@ -269,7 +310,13 @@ impl<B: Bars> Adapter<B> {
             let multi = self
                 .features
                 .intersects(Features::NET_MQ | Features::NET_RSS);
-            let index = net::ctrl_queue_index(if multi { max_pairs } else { 1 });
+            // Checked (`start` renegotiates when it would not fit): never a wrapped index that
+            // would program a receive queue's registers with the control queue's ring.
+            let index = net::ctrl_queue_index(if multi { max_pairs } else { 1 }).ok_or(
+                AdapterError::Config(virtio::net::ConfigError::Invalid(
+                    "control queue index beyond 0xffff",
+                )),
+            )?;
             let qc = QueueConfig {
                 max_indirect: 0,
                 ..self.queue_config(index, plan)?
@@ -400,6 +447,8 @@ impl<B: Bars> Adapter<B> {
         }
         if let Some((ctrl, n)) = self.ctrl.as_mut() {
             ctrl.reset();
+            self.control_broken = false;
+            self.control_polls = 0;
             let addrs = ctrl.queue().addresses();
             let size = ctrl.queue().size();
             let index = n.queue();
@@ -658,9 +707,30 @@ impl<B: Bars> Adapter<B> {
             // No control queue: nothing can be sent (the software filter covers the rest).
             return ControlProgress::Idle { errors: 0 };
         };
+        if self.control_broken {
+            return ControlProgress::Idle {
+                errors: core::mem::take(&mut self.command_errors),
+            };
+        }
         if ctrl.is_pending() {
             match ctrl.poll() {
-                None => return ControlProgress::Pending,
+                None => {
+                    self.control_polls = self.control_polls.saturating_add(1);
+                    if self.control_polls < CONTROL_TIMEOUT_POLLS {
+                        return ControlProgress::Pending;
+                    }
+                    // Timed out: the queue is broken until a reset (see CONTROL_TIMEOUT_POLLS);
+                    // what was wanted stays wanted and is sent again after `restore`.
+                    self.control_broken = true;
+                    self.control_timeouts = self.control_timeouts.saturating_add(1);
+                    self.events.push(Event::ControlTimeout {
+                        polls: self.control_polls,
+                    });
+                    let errors = core::mem::take(&mut self.command_errors).saturating_add(1);
+                    self.events
+                        .push(Event::ControlCommandsFailed { count: errors });
+                    return ControlProgress::Idle { errors };
+                }
                 Some(Ok(())) => self.control.completed(true),
                 Some(Err(_)) => {
                     self.command_errors += 1;
@@ -671,6 +741,7 @@ impl<B: Bars> Adapter<B> {
         while let Some(r) = self.control.send_next(|c| ctrl.submit(c)) {
             match r {
                 Ok(kick) => {
+                    self.control_polls = 0;
                     if kick {
                         self.transport.notify(notifier);
                     }
@@ -687,8 +758,20 @@ impl<B: Bars> Adapter<B> {
         ControlProgress::Idle { errors }
     }
 
-    /// Whether control commands are queued or running.
+    /// Whether control commands are queued or running (false while the queue is broken:
+    /// nothing runs until a reset).
     pub fn control_busy(&self) -> bool {
-        self.ctrl.is_some() && self.control.busy()
+        self.ctrl.is_some() && !self.control_broken && self.control.busy()
+    }
+
+    /// Whether a control command timed out and the queue waits for a device reset
+    /// ([`CONTROL_TIMEOUT_POLLS`]).
+    pub const fn control_broken(&self) -> bool {
+        self.control_broken
+    }
+
+    /// Control commands that timed out since bring-up.
+    pub const fn control_timeouts(&self) -> u32 {
+        self.control_timeouts
     }
 }

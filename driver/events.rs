@@ -39,6 +39,12 @@ pub enum Event {
         /// Whether it succeeded.
         ok: bool,
     },
+    /// A control command went unanswered for `polls` polls
+    /// ([`crate::adapter::CONTROL_TIMEOUT_POLLS`]): the control queue is broken until a reset.
+    ControlTimeout {
+        /// Polls made.
+        polls: u32,
+    },
     /// Control commands the device refused or failed.
     ControlCommandsFailed {
         /// How many since the last report.

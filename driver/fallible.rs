@@ -59,6 +59,19 @@ pub fn collect<T>(iter: impl ExactSizeIterator<Item = T>) -> Result<Vec<T>, OutO
     Ok(v)
 }
 
+/// Pushes `value` within the capacity reserved at creation: never allocates (false, and `value`
+/// dropped, when full). The datapath's tables use it so that no growth path — an allocation and
+/// a capacity-overflow panic — is left in the code (`nopanic/`).
+#[inline]
+pub fn push_within<T>(v: &mut Vec<T>, value: T) -> bool {
+    if v.len() < v.capacity() {
+        v.push(value);
+        true
+    } else {
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,11 +18,43 @@
 #![deny(missing_docs)]
 
 extern crate alloc;
-#[cfg(not(windows))]
+#[cfg(any(test, all(not(windows), not(feature = "no-std-host"))))]
 extern crate std;
 
 #[cfg(all(windows, not(test)))]
 extern crate wdk_panic;
+
+/// `no-std-host` (only for `nopanic/`, the link-time panic check): the panic handler calls a
+/// function defined nowhere, so a panic path the optimiser keeps in an exported entry point
+/// fails the link; the allocator always fails (the datapath never allocates).
+#[cfg(all(not(windows), not(test), feature = "no-std-host"))]
+mod no_std_host {
+    use core::alloc::{GlobalAlloc, Layout};
+
+    unsafe extern "C" {
+        /// Defined nowhere: referenced only from the panic handler.
+        fn virtionet_nopanic_panic_reached() -> !;
+    }
+
+    #[panic_handler]
+    fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+        // SAFETY: never defined, so never called: a reachable panic fails the link instead.
+        unsafe { virtionet_nopanic_panic_reached() }
+    }
+
+    struct NoAlloc;
+
+    // SAFETY: returns null (allocation failure) for every request, which GlobalAlloc permits.
+    unsafe impl GlobalAlloc for NoAlloc {
+        unsafe fn alloc(&self, _: Layout) -> *mut u8 {
+            core::ptr::null_mut()
+        }
+        unsafe fn dealloc(&self, _: *mut u8, _: Layout) {}
+    }
+
+    #[global_allocator]
+    static ALLOCATOR: NoAlloc = NoAlloc;
+}
 
 #[cfg(all(windows, not(test)))]
 #[global_allocator]

@@ -34,7 +34,11 @@ pub unsafe fn copy_out(frags: &[FrameFragment], mut from: usize, out: &mut [u8])
         let start = f.va.wrapping_add(from);
         // SAFETY: the caller guarantees `va` is readable for `len` bytes; from + n ≤ len.
         let src = unsafe { core::slice::from_raw_parts(start, n) };
-        out[done..done + n].copy_from_slice(src);
+        // done + n ≤ out.len() by the min above.
+        let Some(dst) = out.get_mut(done..done + n) else {
+            break;
+        };
+        dst.copy_from_slice(src);
         done += n;
         from = 0;
         if done == out.len() {

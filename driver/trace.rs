@@ -162,6 +162,15 @@ pub fn write(e: &Event) {
                 bool8("Ok", &ok),
             );
         }
+        Event::ControlTimeout { polls } => {
+            tlg::write_event!(
+                VIRTIONET,
+                "ControlTimeout",
+                level(Error),
+                keyword(keyword::FAULT),
+                u32("Polls", &polls),
+            );
+        }
         Event::ControlCommandsFailed { count } => {
             tlg::write_event!(
                 VIRTIONET,

@@ -562,14 +562,19 @@ impl TxQueue {
             if f.valid_length() == 0 {
                 continue;
             }
-            frags.push(FrameFragment {
+            let frag = FrameFragment {
                 va: va
                     .virtual_address
                     .cast::<u8>()
                     .wrapping_add(f.offset() as usize),
                 la: la.logical_address.wrapping_add(u64::from(f.offset())),
                 len: f.valid_length(),
-            });
+            };
+            // Fewer than MAX_SEGMENTS fragments (post_one), so this always fits.
+            if !crate::fallible::push_within(frags, frag) {
+                self.stats.bad_packets += 1;
+                return Posted::Done;
+            }
             total += f.valid_length() as usize;
         }
         let n = frags.len();
@@ -690,19 +695,28 @@ impl TxQueue {
                 give_back(&mut self.bounce, buffer);
                 return Posted::Done;
             }
-            segs.push(Segment {
+            let seg = Segment {
                 addr: b.device(),
                 len: (slot_len + rest) as u32,
-            });
+            };
+            if !crate::fallible::push_within(segs, seg) {
+                self.stats.bad_packets += 1;
+                give_back(&mut self.bounce, buffer);
+                return Posted::Done;
+            }
         } else {
             let Some(slot_dev) = slot_dev else {
                 self.stats.bad_packets += 1;
                 return Posted::Done;
             };
-            segs.push(Segment {
+            let seg = Segment {
                 addr: slot_dev,
                 len: slot_len as u32,
-            });
+            };
+            if !crate::fallible::push_within(segs, seg) {
+                self.stats.bad_packets += 1;
+                return Posted::Done;
+            }
             if skip < total {
                 let mut skip = skip;
                 for f in frags.iter() {
@@ -711,10 +725,14 @@ impl TxQueue {
                         skip -= len;
                         continue;
                     }
-                    segs.push(Segment {
+                    let seg = Segment {
                         addr: f.la + skip as u64,
                         len: (len - skip) as u32,
-                    });
+                    };
+                    if !crate::fallible::push_within(segs, seg) {
+                        self.stats.bad_packets += 1;
+                        return Posted::Done;
+                    }
                     skip = 0;
                 }
             }
@@ -770,16 +788,17 @@ fn short_frame(
     let len = match tag {
         Some(t) => insert_vlan(frame, t, slot).map_err(|_| ())?,
         None => {
-            slot[..total].copy_from_slice(frame);
+            slot.get_mut(..total).ok_or(())?.copy_from_slice(frame);
             total
         }
     };
     let mut hdr = NetHeader::default();
     if wants_offload {
-        match prepare(&mut slot[..len], len, req, dev) {
+        let body = slot.get_mut(..len).ok_or(())?;
+        match prepare(body, len, req, dev) {
             Ok((_, TxAction::Offload(h))) => hdr = h,
             Ok((_, TxAction::SoftwareChecksum)) => {
-                if offload::segment::fill_l4_checksum(&mut slot[..len]).is_err() {
+                if offload::segment::fill_l4_checksum(body).is_err() {
                     stats.offload_errors += 1;
                     return Err(());
                 }
@@ -791,7 +810,7 @@ fn short_frame(
         }
     }
     let pad = padding(len);
-    slot[len..len + pad].fill(0);
+    slot.get_mut(len..len + pad).ok_or(())?.fill(0);
     if pad > 0 {
         stats.padded += 1;
     }
@@ -823,17 +842,18 @@ fn rewrite_headers(
         }
     };
     let slot = slot.get_mut(NetHeader::SIZE..).ok_or(())?;
+    let parsed = headers.get(..hlen).ok_or(())?;
     let len = match tag {
-        Some(t) => insert_vlan(&headers[..hlen], t, slot).map_err(|_| ())?,
+        Some(t) => insert_vlan(parsed, t, slot).map_err(|_| ())?,
         None => {
-            slot[..hlen].copy_from_slice(&headers[..hlen]);
+            slot.get_mut(..hlen).ok_or(())?.copy_from_slice(parsed);
             hlen
         }
     };
     let frame_len = total + (len - hlen);
     let mut hdr = NetHeader::default();
     if wants_offload {
-        match prepare(&mut slot[..len], frame_len, req, dev) {
+        match prepare(slot.get_mut(..len).ok_or(())?, frame_len, req, dev) {
             Ok((_, TxAction::Offload(h))) => hdr = h,
             Ok((_, TxAction::Segment(_))) => {
                 stats.unsegmentable += 1;

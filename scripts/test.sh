@@ -67,6 +67,9 @@ cargo clippy -p virtionet --features glue-host --locked -- -D warnings
 step "tests"
 cargo test --workspace --locked
 
+step "link-time panic check (nopanic/: no panic path the optimiser cannot remove in the entry points)"
+bash scripts/nopanic.sh
+
 step "core crates type-check for the Windows kernel target"
 if [ "$have_windows_target" = 1 ]; then
     cargo check --locked --target x86_64-pc-windows-msvc -p netring -p virtio -p offload

@@ -81,8 +81,15 @@ impl MappedBars {
         }
     }
 
+    /// The address of a `width`-byte register at `offset` in `bar`: inside the mapping and
+    /// naturally aligned (an unaligned volatile access is undefined behaviour), else `None` —
+    /// the access then reads all-ones and drops writes, as for a missing device. The core
+    /// validates capability alignment first (`Capabilities::read`); this is the last line.
     fn at(&self, bar: u8, offset: u64, width: u64) -> Option<*mut u8> {
         let b = self.bars.get(usize::from(bar))?.as_ref()?;
+        if width == 0 || !offset.is_multiple_of(width) {
+            return None;
+        }
         (offset.checked_add(width)? <= b.len).then(|| b.va.as_ptr().wrapping_add(offset as usize))
     }
 }

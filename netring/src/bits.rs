@@ -4,7 +4,8 @@ use crate::FieldError;
 
 /// Mask of `width` low bits (`width` ≤ 63 everywhere in this crate).
 pub(crate) const fn mask(width: u32) -> u64 {
-    (1u64 << width) - 1
+    // width ≤ 63: the shift is defined and the result ≥ 1.
+    (1u64 << width).wrapping_sub(1)
 }
 
 /// Reads `width` bits starting at bit `shift`.

@@ -353,7 +353,7 @@ impl<T: Payload> Bound<'_, T> {
     pub fn read(&self, index: u32) -> T {
         let p = self
             .base
-            .wrapping_add((index & self.mask) as usize * self.stride)
+            .wrapping_add(((index & self.mask) as usize).wrapping_mul(self.stride))
             .cast::<T>();
         // SAFETY: `bind` checked the handle against the ring (enabled, same stride, offset and
         // stride multiples of T's alignment, payload inside the element after the ring's own

@@ -104,7 +104,8 @@ impl NetFragment {
 
     /// `Offset + ValidLength ≤ Capacity`.
     pub const fn is_consistent(self) -> bool {
-        self.offset() as u64 + self.valid_length() as u64 <= self.capacity() as u64
+        // Two fields of at most 2^32 each: the sum fits u64.
+        (self.offset() as u64).wrapping_add(self.valid_length() as u64) <= self.capacity() as u64
     }
 }
 

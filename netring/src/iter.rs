@@ -173,12 +173,12 @@ impl Iterator for FragmentRange {
             return None;
         }
         let i = self.first.wrapping_add(self.taken) & self.mask;
-        self.taken += 1;
+        self.taken = self.taken.wrapping_add(1); // < count (checked above)
         Some(i)
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
-        let n = (self.count - self.taken) as usize;
+        let n = self.count.saturating_sub(self.taken) as usize;
         (n, Some(n))
     }
 }

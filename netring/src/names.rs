@@ -17,6 +17,14 @@ use crate::{ExtensionSpec, ExtensionType};
 ///
 /// `N` must be `s.len() + 1` and `s` ASCII; both are checked during constant evaluation (a wrong
 /// use fails the build, it cannot fail at run time).
+// Evaluated only in constants (every use is a `const`/`static` initialiser): the assertions,
+// the indexing (`i < b.len() = N - 1`) and the arithmetic run in the compiler, never in the
+// driver.
+#[allow(
+    clippy::indexing_slicing,
+    clippy::arithmetic_side_effects,
+    clippy::panic
+)]
 pub const fn utf16z<const N: usize>(s: &str) -> [u16; N] {
     let b = s.as_bytes();
     assert!(b.len() + 1 == N, "N must be the string length plus one");

@@ -88,17 +88,29 @@ const_assert_eq!(size_of::<NetRingCollection>(), 24);
 impl NetRingCollection {
     /// `NetRingCollectionGetPacketRing`.
     pub const fn packet_ring(&self) -> *mut NetRing {
-        self.rings[NetRingType::Packet as usize]
+        // A constant index into a fixed array of NetRingTypeMax (3) entries: checked at compile
+        // time.
+        #[allow(clippy::indexing_slicing)]
+        let r = self.rings[NetRingType::Packet as usize];
+        r
     }
 
     /// `NetRingCollectionGetFragmentRing`.
     pub const fn fragment_ring(&self) -> *mut NetRing {
-        self.rings[NetRingType::Fragment as usize]
+        // A constant index into a fixed array of NetRingTypeMax (3) entries: checked at compile
+        // time.
+        #[allow(clippy::indexing_slicing)]
+        let r = self.rings[NetRingType::Fragment as usize];
+        r
     }
 
     /// `NetRingCollectionGetDataBufferRing` / `...FragmentReturnContextRing` (may be null).
     pub const fn data_buffer_ring(&self) -> *mut NetRing {
-        self.rings[NetRingType::DataBuffer as usize]
+        // A constant index into a fixed array of NetRingTypeMax (3) entries: checked at compile
+        // time.
+        #[allow(clippy::indexing_slicing)]
+        let r = self.rings[NetRingType::DataBuffer as usize];
+        r
     }
 }
 
@@ -185,10 +197,11 @@ impl<'a, E: Element> Ring<'a, E> {
                 number_of_elements: len,
             });
         }
-        if h.element_index_mask != len - 1 {
+        // len ≥ 2 (checked above).
+        if h.element_index_mask != len.wrapping_sub(1) {
             return Err(RingError::BadIndexMask {
                 mask: h.element_index_mask,
-                expected: len - 1,
+                expected: len.wrapping_sub(1),
             });
         }
         let stride = usize::from(h.element_stride);
@@ -210,7 +223,7 @@ impl<'a, E: Element> Ring<'a, E> {
         Ok(Self {
             header,
             len,
-            mask: len - 1,
+            mask: len.wrapping_sub(1),
             stride,
             _memory: PhantomData,
         })
@@ -333,7 +346,8 @@ impl<'a, E: Element> Ring<'a, E> {
     /// Whether the `count` elements from `first` all lie in `[BeginIndex, EndIndex)`.
     pub fn owns_span(&self, first: u32, count: u32) -> bool {
         first < self.len
-            && u64::from(first.wrapping_sub(self.begin_index()) & self.mask) + u64::from(count)
+            && u64::from(first.wrapping_sub(self.begin_index()) & self.mask)
+                .wrapping_add(u64::from(count)) // two u32: fits u64
                 <= u64::from(self.owned_count())
     }
 
@@ -386,7 +400,11 @@ impl<'a, E: Element> Ring<'a, E> {
 
     /// Address of element 0 (`Buffer`).
     pub(crate) fn elements_addr(&self) -> usize {
-        self.header.as_ptr().addr() + NET_RING_HEADER_SIZE
+        // The ring's memory follows its header: the address cannot wrap.
+        self.header
+            .as_ptr()
+            .addr()
+            .wrapping_add(NET_RING_HEADER_SIZE)
     }
 
     /// Pointer to element `index`, which must be inside the ring.
@@ -401,7 +419,9 @@ impl<'a, E: Element> Ring<'a, E> {
     }
 
     fn masked_element_ptr(&self, index: u32) -> NonNull<u8> {
-        let offset = NET_RING_HEADER_SIZE + (index & self.mask) as usize * self.stride;
+        // Inside the ring (see below): no overflow.
+        let offset = NET_RING_HEADER_SIZE
+            .wrapping_add(((index & self.mask) as usize).wrapping_mul(self.stride));
         // SAFETY: the masked index is below NumberOfElements, so the offset is inside the
         // 64 + len × stride bytes the caller of `from_raw` vouched for (whose product was checked
         // not to overflow).

@@ -278,3 +278,251 @@ pub fn offload_segment(data: &[u8]) {
     }
     assert_eq!(payload, frame[hl..]);
 }
+
+/// Reads fuzz input as little fields; zeros once it runs out (every input is a device).
+struct Input<'a>(&'a [u8]);
+
+impl Input<'_> {
+    fn u8(&mut self) -> u8 {
+        match self.0.split_first() {
+            Some((&b, rest)) => {
+                self.0 = rest;
+                b
+            }
+            None => 0,
+        }
+    }
+    fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.u8(), self.u8()])
+    }
+    fn u32(&mut self) -> u32 {
+        u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
+    }
+    /// A 16-bit device value, biased to the edges the driver's arithmetic must survive.
+    fn edgy16(&mut self) -> u16 {
+        match self.u8() % 8 {
+            0 => 0,
+            1 => 1,
+            2 => 0x8000,
+            3 => 0x7fff,
+            4 => 0xffff,
+            5 => u16::from(self.u8()),
+            _ => self.u16(),
+        }
+    }
+}
+
+/// The regions of the capabilities the driver accepted: every register access must lie in one.
+fn regions(caps: &virtio::pci::Capabilities) -> Vec<virtio::pci::Region> {
+    let mut r = vec![caps.common, caps.notify, caps.isr];
+    r.extend(caps.device);
+    r
+}
+
+fn inside(r: &[virtio::pci::Region], a: &crate::pci_model::Access) -> bool {
+    r.iter().any(|r| {
+        r.bar == a.bar
+            && a.offset >= r.offset
+            && a.offset.saturating_add(u64::from(a.size)) <= r.offset + u64::from(r.length)
+    })
+}
+
+/// Checks what the driver did to the registers so far: every access inside a BAR, naturally
+/// aligned and inside a capability region the walk accepted (none at all if it refused the
+/// capabilities), and no queue enabled twice since the last reset.
+fn check_accesses(m: &crate::pci_model::VirtioPciModel, accepted: &[virtio::pci::Region]) {
+    m.with(|s| {
+        assert!(
+            s.bad_accesses.is_empty(),
+            "access outside a BAR or unaligned: {:?}",
+            s.bad_accesses.first()
+        );
+        if let Some(a) = s.accesses.iter().find(|a| !inside(accepted, a)) {
+            panic!("access outside every accepted capability region: {a:?} ({accepted:?})");
+        }
+        s.accesses.clear();
+        let mut seen = HashSet::new();
+        for q in &s.enabled {
+            assert!(
+                seen.insert(*q),
+                "queue {q} programmed twice: {:?}",
+                s.enabled
+            );
+        }
+    });
+}
+
+/// Bring-up over the virtio-pci register model with the device's every value taken from the
+/// input: the capability list (bytes rewritten anywhere in config space: odd and unaligned
+/// offsets and lengths, BARs, the notify multiplier), BAR sizes, num_queues, each queue's
+/// maximum size and notify offset, the device configuration (max_virtqueue_pairs with 0x8000
+/// likely, RSS limits, MTU, MAC), offered features, rejected vectors or features, a reset that
+/// never finishes, a configuration that keeps changing, status and generation changes between
+/// steps; then `Adapter::start`, a configuration change, control polling, `reset_device` and
+/// `restore`, and `stop`. Nothing may panic, every register access must be inside a BAR,
+/// aligned and inside an accepted capability region, no queue index may be programmed twice
+/// between resets, and every DMA region must be freed whatever failed. Returns whether
+/// `Adapter::start` succeeded (for the smoke run's reach).
+pub fn bringup(ram: &GuestRam, data: &[u8]) -> bool {
+    use crate::pci_model::{BAR_LEN, VirtioPciModel};
+    use virtio::Features;
+    use virtionet::adapter::{Adapter, BringUp};
+    use virtionet::config::UserSettings;
+
+    let arena = ram.arena();
+    let before = arena.outstanding();
+    let mut inp = Input(data);
+    // Features: mostly the interesting virtio-net set, sometimes anything.
+    let mut features = if inp.u8() & 1 == 0 {
+        u64::from(inp.u32()) | (u64::from(inp.u32()) << 32)
+    } else {
+        let menu = [
+            Features::NET_MAC,
+            Features::NET_STATUS,
+            Features::NET_MQ,
+            Features::NET_RSS,
+            Features::NET_CTRL_VQ,
+            Features::NET_CTRL_RX,
+            Features::NET_MTU,
+            Features::RING_PACKED,
+            Features::RING_EVENT_IDX,
+            Features::RING_INDIRECT_DESC,
+            Features::NET_HASH_REPORT,
+            Features::NET_CTRL_VLAN,
+            Features::NET_CSUM,
+            Features::NET_MRG_RXBUF,
+            Features::NET_SPEED_DUPLEX,
+            Features::NET_CTRL_GUEST_OFFLOADS,
+        ];
+        let pick = inp.u16();
+        menu.iter()
+            .enumerate()
+            .filter(|(i, _)| pick & (1 << i) != 0)
+            .fold(Features::VERSION_1.bits(), |f, (_, b)| f | b.bits())
+    };
+    if inp.u8() & 7 == 0 {
+        features &= !Features::VERSION_1.bits();
+    }
+    let num_queues = match inp.u8() {
+        0xff => 0xffff,
+        0xfe => 0xfffe,
+        n => u16::from(n % 20),
+    };
+    let msix = u16::from(inp.u8() % 20);
+    let mut config = vec![0u8; usize::from(inp.u8() % 40)];
+    for b in config.iter_mut() {
+        *b = inp.u8();
+    }
+    // max_virtqueue_pairs (bytes 8–9) biased to the spec's edges.
+    if config.len() >= 10 {
+        config[8..10].copy_from_slice(&inp.edgy16().to_le_bytes());
+    }
+    let default_size = inp.edgy16();
+    let m = VirtioPciModel::new(features, num_queues, default_size, msix, config);
+    m.with(|s| {
+        s.record_accesses = true;
+        // Per-queue maximum sizes and notify offsets for the first few queues.
+        for i in 0..12 {
+            if inp.u8() & 1 != 0 {
+                let (max_size, notify_off) = (inp.edgy16(), inp.edgy16());
+                if let Some(q) = s.queues.get_mut(i) {
+                    q.max_size = max_size;
+                    q.notify_off = notify_off;
+                }
+            }
+        }
+        // BARs: sometimes other sizes, sometimes extra BARs.
+        for bar in 0..6 {
+            match inp.u8() % 8 {
+                0 => s.bar_lens[bar] = None,
+                1 => s.bar_lens[bar] = Some(u64::from(inp.u32())),
+                2 => s.bar_lens[bar] = Some(BAR_LEN),
+                _ => {}
+            }
+        }
+        // Rewrites of config space (the capability list): single bytes or 32-bit fields.
+        for _ in 0..inp.u8() % 16 {
+            let at = usize::from(inp.u8());
+            if inp.u8() & 1 == 0 {
+                s.config_space[at] = inp.u8();
+            } else {
+                let v = inp.u32().to_le_bytes();
+                for (k, b) in v.iter().enumerate() {
+                    if let Some(c) = s.config_space.get_mut(at + k) {
+                        *c = *b;
+                    }
+                }
+            }
+        }
+        let mis = inp.u8();
+        s.misbehave.reject_features = mis & 1 != 0 && mis & 0x80 != 0;
+        s.misbehave.stuck_reset = mis & 2 != 0 && mis & 0x40 != 0;
+        s.misbehave.max_vector = (mis & 4 != 0).then(|| u16::from(inp.u8() % 8));
+        s.misbehave.unstable_config_reads = u32::from(mis >> 3 & 3) * 4;
+        s.misbehave.reject_config_vector = mis & 0x21 == 0x20;
+    });
+    let plan = BringUp {
+        reset_polls: 1 + u32::from(inp.u8() % 4),
+        max_queue_size: inp.edgy16().min(1024),
+        queue_pairs: u16::from(inp.u8() % 17),
+        msix_messages: u16::from(inp.u8() % 20),
+        random_mac: [2, 0, 0, 0, 0, 7],
+        pairs_need_rss: inp.u8() & 1 != 0,
+    };
+    let user = UserSettings::default();
+    let accepted = match virtio::pci::Capabilities::read(&m, &&m) {
+        Ok(c) => regions(&c),
+        Err(_) => Vec::new(),
+    };
+    let started = Adapter::start(&m, &m, arena, &user, &plan);
+    check_accesses(&m, &accepted);
+    let mut a = match started {
+        Ok(a) => a,
+        Err(_) => {
+            assert_eq!(
+                arena.outstanding(),
+                before,
+                "a failed start freed every DMA region"
+            );
+            return false;
+        }
+    };
+    assert!(a.queue_pairs() >= 1);
+    // The device changes things between steps: status, generation, configuration, ISR.
+    for _ in 0..inp.u8() % 4 {
+        let what = inp.u8();
+        m.with(|s| match what % 5 {
+            0 => s.status |= 64,
+            1 => s.generation = s.generation.wrapping_add(1),
+            2 => {
+                let i = usize::from(inp.u8());
+                let v = inp.u8();
+                if let Some(b) = s.device_config.get_mut(i % 40) {
+                    *b = v;
+                }
+            }
+            3 => s.isr = inp.u8(),
+            _ => s.misbehave.removed = inp.u8() & 1 != 0,
+        });
+        let _ = a.config_changed();
+        for _ in 0..4 {
+            let _ = a.poll_control();
+        }
+        let _ = a.transport().read_isr();
+        let _ = a.needs_reset();
+        check_accesses(&m, &accepted);
+    }
+    // Reset and restore (the adapter still holds every queue: no engines took them).
+    if a.reset_device(&plan).is_ok() {
+        let _ = a.restore(&plan, &[]);
+        check_accesses(&m, &accepted);
+        for _ in 0..4 {
+            let _ = a.poll_control();
+        }
+        check_accesses(&m, &accepted);
+    }
+    let _ = a.stop(arena, plan.reset_polls);
+    check_accesses(&m, &accepted);
+    assert_eq!(arena.outstanding(), before, "stop freed every DMA region");
+    true
+}

@@ -61,6 +61,34 @@ pub struct Misbehaviour {
     pub removed: bool,
     /// Bump `config_generation` on this many device-config reads (then stop).
     pub unstable_config_reads: u32,
+    /// `config_msix_vector` reads back as NO_VECTOR whatever is written.
+    pub reject_config_vector: bool,
+}
+
+/// One register access the driver made to a BAR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Access {
+    /// BAR index.
+    pub bar: u8,
+    /// Offset in the BAR.
+    pub offset: u64,
+    /// Width in bytes.
+    pub size: u8,
+    /// A write (else a read).
+    pub write: bool,
+}
+
+impl Access {
+    /// Whether the access lies inside BAR `bar` of `bar_len` bytes (`None`: no such BAR) and is
+    /// naturally aligned — what a mapped BAR and the PCI bus require.
+    pub fn is_valid(&self, bar_len: Option<u64>) -> bool {
+        let inside = bar_len.is_some_and(|len| {
+            self.offset
+                .checked_add(u64::from(self.size))
+                .is_some_and(|end| end <= len)
+        });
+        inside && self.offset.is_multiple_of(u64::from(self.size.max(1)))
+    }
 }
 
 /// Everything the model holds.
@@ -95,6 +123,16 @@ pub struct ModelState {
     pub kicks: Vec<u16>,
     /// Deliberate misbehaviour.
     pub misbehave: Misbehaviour,
+    /// Size of each memory BAR (`None`: absent); BAR 4 holds the registers.
+    pub bar_lens: [Option<u64>; 6],
+    /// Queue indices enabled (`queue_enable` written non-zero) since the last reset, in order.
+    pub enabled: Vec<u16>,
+    /// Every BAR access, in order, while `record_accesses` is set.
+    pub accesses: Vec<Access>,
+    /// Record every access in `accesses` (off by default: long runs make millions).
+    pub record_accesses: bool,
+    /// Accesses outside a BAR or not naturally aligned (always recorded).
+    pub bad_accesses: Vec<Access>,
 }
 
 /// The register model.
@@ -171,6 +209,11 @@ impl VirtioPciModel {
                 isr: 0,
                 kicks: Vec::new(),
                 misbehave: Misbehaviour::default(),
+                bar_lens: [None, None, None, None, Some(BAR_LEN), None],
+                enabled: Vec::new(),
+                accesses: Vec::new(),
+                record_accesses: false,
+                bad_accesses: Vec::new(),
             }),
         }
     }
@@ -193,23 +236,24 @@ impl VirtioPciModel {
 
     fn read(&self, bar: u8, off: u64, size: u8) -> u64 {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        s.note(bar, off, size, false);
         let ones = if size == 8 {
             u64::MAX
         } else {
             (1u64 << (size * 8)) - 1
         };
-        if s.misbehave.removed || bar != BAR || off + u64::from(size) > BAR_LEN {
+        if s.misbehave.removed || !s.inside_bar(bar, off, size) {
             return ones;
         }
-        match off {
-            o if o < ISR => s.read_common(o, size),
-            ISR => {
+        match s.decode(bar, off, size) {
+            Some((Structure::Common, o)) => s.read_common(o, size),
+            Some((Structure::Isr, 0)) => {
                 let v = s.isr;
                 s.isr = 0;
                 u64::from(v)
             }
-            o if (DEVICE..NOTIFY).contains(&o) => {
-                let i = (o - DEVICE) as usize;
+            Some((Structure::Device, o)) => {
+                let i = o as usize;
                 if s.misbehave.unstable_config_reads > 0 {
                     s.misbehave.unstable_config_reads -= 1;
                     s.generation = s.generation.wrapping_add(1);
@@ -226,18 +270,101 @@ impl VirtioPciModel {
 
     fn write(&self, bar: u8, off: u64, size: u8, v: u64) {
         let mut s = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if s.misbehave.removed || bar != BAR || off + u64::from(size) > BAR_LEN {
+        s.note(bar, off, size, true);
+        if s.misbehave.removed || !s.inside_bar(bar, off, size) {
             return;
         }
-        if off < ISR {
-            s.write_common(off, v);
-        } else if off >= NOTIFY {
-            s.kicks.push(v as u16);
+        match s.decode(bar, off, size) {
+            Some((Structure::Common, o)) => s.write_common(o, v),
+            Some((Structure::Notify, _)) => s.kicks.push(v as u16),
+            _ => {}
         }
     }
 }
 
+/// The structures a capability can place in a BAR.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Structure {
+    Common,
+    Notify,
+    Isr,
+    Device,
+}
+
 impl ModelState {
+    fn inside_bar(&self, bar: u8, off: u64, size: u8) -> bool {
+        let len = self.bar_lens.get(usize::from(bar)).copied().flatten();
+        len.is_some_and(|len| {
+            off.checked_add(u64::from(size))
+                .is_some_and(|end| end <= len)
+        })
+    }
+
+    /// Which structure an access hits, and the offset in it: the device decodes its registers
+    /// where its own capability list says they are (the first capability of each type, as a
+    /// driver reads them), so a driver following a rewritten list reaches the registers it
+    /// means. Overlapping structures decode in the order common, ISR, device, notify.
+    fn decode(&self, bar: u8, off: u64, size: u8) -> Option<(Structure, u64)> {
+        let cs = &self.config_space;
+        let mut found: [Option<(u8, u64, u64)>; 4] = [None; 4];
+        let mut ptr = usize::from(cs[0x34] & !3);
+        for _ in 0..48 {
+            if ptr < 0x40 || ptr + 16 > cs.len() {
+                break;
+            }
+            if cs[ptr] == 0x09 && cs[ptr + 2] >= 16 {
+                let slot = match cs[ptr + 3] {
+                    1 => Some(0),
+                    3 => Some(1),
+                    4 => Some(2),
+                    2 => Some(3),
+                    _ => None,
+                };
+                let word = |at: usize| {
+                    u64::from(u32::from_le_bytes([
+                        cs[at],
+                        cs[at + 1],
+                        cs[at + 2],
+                        cs[at + 3],
+                    ]))
+                };
+                if let Some(i) = slot
+                    && found[i].is_none()
+                {
+                    found[i] = Some((cs[ptr + 4], word(ptr + 8), word(ptr + 12)));
+                }
+            }
+            ptr = usize::from(cs[ptr + 1] & !3);
+        }
+        let kinds = [
+            Structure::Common,
+            Structure::Isr,
+            Structure::Device,
+            Structure::Notify,
+        ];
+        let end = off + u64::from(size);
+        kinds.iter().zip(found).find_map(|(k, f)| {
+            let (b, start, len) = f?;
+            (b == bar && off >= start && end <= start + len).then(|| (*k, off - start))
+        })
+    }
+
+    fn note(&mut self, bar: u8, offset: u64, size: u8, write: bool) {
+        let a = Access {
+            bar,
+            offset,
+            size,
+            write,
+        };
+        let len = self.bar_lens.get(usize::from(bar)).copied().flatten();
+        if !a.is_valid(len) {
+            self.bad_accesses.push(a);
+        }
+        if self.record_accesses {
+            self.accesses.push(a);
+        }
+    }
+
     fn queue(&mut self) -> Option<&mut QueueRegs> {
         let i = usize::from(self.queue_select);
         self.queues.get_mut(i)
@@ -303,7 +430,13 @@ impl ModelState {
                 1 => self.driver_features = keep(self.driver_features, true) | (v << 32),
                 _ => {}
             },
-            16 => self.config_vector = self.accept_vector(v as u16),
+            16 => {
+                self.config_vector = if self.misbehave.reject_config_vector {
+                    0xffff
+                } else {
+                    self.accept_vector(v as u16)
+                }
+            }
             20 => {
                 let mut v = v as u8;
                 self.status_writes.push(v);
@@ -313,6 +446,7 @@ impl ModelState {
                         return;
                     }
                     self.resets += 1;
+                    self.enabled.clear();
                     self.driver_features = 0;
                     for q in &mut self.queues {
                         *q = QueueRegs {
@@ -345,8 +479,12 @@ impl ModelState {
                 }
             }
             28 => {
+                let index = self.queue_select;
                 if let Some(q) = self.queue() {
                     q.enable = v as u16;
+                    if v != 0 {
+                        self.enabled.push(index);
+                    }
                 }
             }
             32 | 36 | 40 | 44 | 48 | 52 => {
@@ -385,7 +523,7 @@ impl PciConfig for VirtioPciModel {
 
 impl Bars for &VirtioPciModel {
     fn bar_len(&self, bar: u8) -> Option<u64> {
-        (bar == BAR).then_some(BAR_LEN)
+        self.with(|s| s.bar_lens.get(usize::from(bar)).copied().flatten())
     }
     fn read8(&self, bar: u8, offset: u64) -> u8 {
         self.read(bar, offset, 1) as u8

@@ -263,7 +263,7 @@ impl Command<'_> {
                     return Err(CtrlError::InvalidArgument("max_tx_vq is 0"));
                 }
                 w.put(&hash_types.to_le_bytes())?;
-                w.put(&((len - 1) as u16).to_le_bytes())?;
+                w.put(&(len.saturating_sub(1) as u16).to_le_bytes())?;
                 w.put(&unclassified_queue.to_le_bytes())?;
                 for q in indirection_table {
                     w.put(&q.to_le_bytes())?;
@@ -360,7 +360,8 @@ impl ControlQueue {
                 len: len as u32,
             }],
             &[Segment {
-                addr: base + COMMAND_BUFFER as u64,
+                // Inside the buffer (COMMAND_BUFFER + 16 bytes): never wraps.
+                addr: base.wrapping_add(COMMAND_BUFFER as u64),
                 len: 1,
             }],
         )?;

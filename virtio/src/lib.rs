@@ -9,6 +9,18 @@
 
 #![no_std]
 #![deny(missing_docs)]
+// No panic a device or the OS can reach (issue 16): indexing, unchecked arithmetic, unwrap,
+// expect and panic are denied outside tests; each allowed site says why it cannot fire.
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects,
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic
+    )
+)]
 
 extern crate alloc;
 

@@ -8,18 +8,22 @@ use crate::hal::Bars;
 use crate::pci::{DeviceConfig, Transport, TransportError};
 
 /// Queue index of receive queue `pair` (§5.1.2: receiveq1, transmitq1, … controlq last).
+/// Pairs are numbered below `max_virtqueue_pairs` (at most 0x8000), so `pair` < 0x8000 and the
+/// index fits; a larger `pair` wraps (never panics) and names no pair's queue.
 pub const fn rx_queue_index(pair: u16) -> u16 {
-    pair * 2
+    pair.wrapping_mul(2)
 }
 
-/// Queue index of transmit queue `pair`.
+/// Queue index of transmit queue `pair` (`pair` < 0x8000, as for [`rx_queue_index`]).
 pub const fn tx_queue_index(pair: u16) -> u16 {
-    pair * 2 + 1
+    pair.wrapping_mul(2).wrapping_add(1)
 }
 
-/// Queue index of the control queue for `max_pairs` queue pairs (2 × pairs; 2 without MQ).
-pub const fn ctrl_queue_index(max_pairs: u16) -> u16 {
-    max_pairs * 2
+/// Queue index of the control queue for `max_pairs` queue pairs (2 × pairs; 2 without MQ), or
+/// `None` when it does not fit `queue_select`: `max_virtqueue_pairs` = 0x8000, the spec's
+/// maximum, puts the control queue at 0x10000, which a driver cannot name.
+pub const fn ctrl_queue_index(max_pairs: u16) -> Option<u16> {
+    max_pairs.checked_mul(2)
 }
 
 /// `VIRTIO_NET_S_LINK_UP`.
@@ -308,7 +312,7 @@ impl NetHeader {
 
     /// Encodes into the first 12 bytes of `out`; `None` if `out` is shorter.
     pub fn write(&self, out: &mut [u8]) -> Option<()> {
-        let out = out.get_mut(..Self::SIZE)?;
+        let out: &mut [u8; Self::SIZE] = out.get_mut(..Self::SIZE)?.try_into().ok()?;
         out[0] = self.flags;
         out[1] = self.gso_type;
         out[2..4].copy_from_slice(&self.hdr_len.to_le_bytes());
@@ -321,22 +325,21 @@ impl NetHeader {
 
     /// Decodes from the first 12 bytes of `b`; `None` if `b` is shorter.
     pub fn read(b: &[u8]) -> Option<Self> {
-        let b = b.get(..Self::SIZE)?;
-        let le = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+        let b: &[u8; Self::SIZE] = b.get(..Self::SIZE)?.try_into().ok()?;
         Some(Self {
             flags: b[0],
             gso_type: b[1],
-            hdr_len: le(2),
-            gso_size: le(4),
-            csum_start: le(6),
-            csum_offset: le(8),
-            num_buffers: le(10),
+            hdr_len: u16::from_le_bytes([b[2], b[3]]),
+            gso_size: u16::from_le_bytes([b[4], b[5]]),
+            csum_start: u16::from_le_bytes([b[6], b[7]]),
+            csum_offset: u16::from_le_bytes([b[8], b[9]]),
+            num_buffers: u16::from_le_bytes([b[10], b[11]]),
         })
     }
 
     /// The hash-report fields (value, type) that follow the header, from a 20-byte header.
     pub fn read_hash(b: &[u8]) -> Option<(u32, u16)> {
-        let b = b.get(Self::SIZE..Self::SIZE_WITH_HASH)?;
+        let b: &[u8; 8] = b.get(Self::SIZE..Self::SIZE_WITH_HASH)?.try_into().ok()?;
         Some((
             u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
             u16::from_le_bytes([b[4], b[5]]),
@@ -378,7 +381,9 @@ mod tests {
     fn queue_indices() {
         assert_eq!((rx_queue_index(0), tx_queue_index(0)), (0, 1));
         assert_eq!((rx_queue_index(3), tx_queue_index(3)), (6, 7));
-        assert_eq!(ctrl_queue_index(1), 2);
-        assert_eq!(ctrl_queue_index(4), 8);
+        assert_eq!(ctrl_queue_index(1), Some(2));
+        assert_eq!(ctrl_queue_index(4), Some(8));
+        assert_eq!(ctrl_queue_index(0x7fff), Some(0xfffe));
+        assert_eq!(ctrl_queue_index(0x8000), None);
     }
 }

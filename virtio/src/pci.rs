@@ -135,6 +135,18 @@ pub enum TransportError {
         /// BAR.
         bar: u8,
     },
+    /// A capability's offset (or `notify_off_multiplier`) breaks the alignment its registers
+    /// need (§4.1.4: common and device configuration 4-byte aligned, notify 2-byte aligned with
+    /// an even multiplier), which would make register accesses unaligned.
+    Misaligned {
+        /// cfg_type.
+        cfg_type: u8,
+    },
+    /// A capability's region is too short to hold its registers (ISR: 1 byte, notify: 2).
+    RegionTooShort {
+        /// cfg_type.
+        cfg_type: u8,
+    },
     /// Reads return all-ones: the device is gone (surprise removal).
     SurpriseRemoved,
     /// The device did not finish resetting in the allowed polls.
@@ -173,6 +185,15 @@ impl fmt::Display for TransportError {
             Self::RegionOutsideBar { cfg_type, bar } => {
                 write!(f, "virtio capability {cfg_type} lies outside BAR {bar}")
             }
+            Self::Misaligned { cfg_type } => {
+                write!(f, "virtio capability {cfg_type} is misaligned")
+            }
+            Self::RegionTooShort { cfg_type } => {
+                write!(
+                    f,
+                    "virtio capability {cfg_type} is too short for its registers"
+                )
+            }
             Self::SurpriseRemoved => f.write_str("device removed (reads return all-ones)"),
             Self::ResetTimeout => f.write_str("device did not complete reset"),
             Self::NotModern => f.write_str("device does not offer VIRTIO_F_VERSION_1"),
@@ -205,6 +226,31 @@ const CAP_ID_MSIX: u8 = 0x11;
 /// At most 48 capabilities fit in the 192 bytes after the header.
 const MAX_CAPS: usize = 48;
 
+/// Size of conventional PCI configuration space.
+const CONFIG_SPACE: u16 = 256;
+
+/// The alignment and length a capability's registers need (§4.1.4.3–4.1.4.6), checked before
+/// any register is accessed: common and device configuration 4-byte aligned (their 32-bit
+/// fields are then naturally aligned); notify 2-byte aligned with an even multiplier (every
+/// queue's 16-bit notify register is then aligned) and at least 2 bytes; ISR at least 1 byte.
+fn check_region(ty: u8, region: &Region, multiplier: u32) -> Result<(), TransportError> {
+    let (align, min_len) = match ty {
+        cfg_type::COMMON | cfg_type::DEVICE => (4, 0),
+        cfg_type::NOTIFY => (2, 2),
+        cfg_type::ISR => (1, 1),
+        _ => (1, 0),
+    };
+    if !region.offset.is_multiple_of(align)
+        || (ty == cfg_type::NOTIFY && !multiplier.is_multiple_of(2))
+    {
+        return Err(TransportError::Misaligned { cfg_type: ty });
+    }
+    if region.length < min_len {
+        return Err(TransportError::RegionTooShort { cfg_type: ty });
+    }
+    Ok(())
+}
+
 impl Capabilities {
     /// Walks the capability list of `cfg` and validates every region against `bars`.
     ///
@@ -227,21 +273,33 @@ impl Capabilities {
             if ptr < 0x40 || seen == MAX_CAPS {
                 return Err(TransportError::BadCapabilityList);
             }
-            seen += 1;
+            seen = seen.saturating_add(1);
             let at = u16::from(ptr);
             let id = cfg.read8(at);
-            let next = cfg.read8(at + 1) & !3;
+            let next = cfg.read8(at.saturating_add(1)) & !3;
             match id {
                 CAP_ID_MSIX => {
-                    msix_vectors.get_or_insert((cfg.read16(at + 2) & 0x7ff) + 1);
+                    msix_vectors.get_or_insert(
+                        (cfg.read16(at.saturating_add(2)) & 0x7ff).saturating_add(1),
+                    );
                 }
                 CAP_ID_VENDOR => {
-                    let cap_len = cfg.read8(at + 2);
-                    let ty = cfg.read8(at + 3);
+                    let cap_len = cfg.read8(at.saturating_add(2));
+                    // The capability must lie inside conventional config space: its fields are
+                    // read only up to `cap_len`, never past 0xff.
+                    if at.saturating_add(u16::from(cap_len)) > CONFIG_SPACE {
+                        return Err(TransportError::BadCapabilityList);
+                    }
+                    let ty = cfg.read8(at.saturating_add(3));
+                    if cap_len < 16 {
+                        // Too short to name a region (every virtio capability has 16 bytes).
+                        ptr = next;
+                        continue;
+                    }
                     let region = Region {
-                        bar: cfg.read8(at + 4),
-                        offset: u64::from(cfg.read32(at + 8)),
-                        length: cfg.read32(at + 12),
+                        bar: cfg.read8(at.saturating_add(4)),
+                        offset: u64::from(cfg.read32(at.saturating_add(8))),
+                        length: cfg.read32(at.saturating_add(12)),
                     };
                     let slot = match ty {
                         cfg_type::COMMON => &mut common,
@@ -275,8 +333,9 @@ impl Capabilities {
                             });
                         }
                         if ty == cfg_type::NOTIFY {
-                            multiplier = cfg.read32(at + 16);
+                            multiplier = cfg.read32(at.saturating_add(16));
                         }
+                        check_region(ty, &region, multiplier)?;
                         *slot = Some(region);
                     }
                 }
@@ -362,33 +421,33 @@ impl<B: Bars> Transport<B> {
         self.num_queues
     }
 
+    /// BAR offset of common-configuration register `off` (the region was checked to lie inside
+    /// its BAR; a sum that would overflow saturates to an offset outside every BAR).
+    const fn reg(&self, off: u64) -> u64 {
+        self.caps.common.offset.saturating_add(off)
+    }
+
     fn read8(&self, off: u64) -> u8 {
-        self.bars
-            .read8(self.caps.common.bar, self.caps.common.offset + off)
+        self.bars.read8(self.caps.common.bar, self.reg(off))
     }
     fn read16(&self, off: u64) -> u16 {
-        self.bars
-            .read16(self.caps.common.bar, self.caps.common.offset + off)
+        self.bars.read16(self.caps.common.bar, self.reg(off))
     }
     fn read32(&self, off: u64) -> u32 {
-        self.bars
-            .read32(self.caps.common.bar, self.caps.common.offset + off)
+        self.bars.read32(self.caps.common.bar, self.reg(off))
     }
     fn write8(&self, off: u64, v: u8) {
-        self.bars
-            .write8(self.caps.common.bar, self.caps.common.offset + off, v);
+        self.bars.write8(self.caps.common.bar, self.reg(off), v);
     }
     fn write16(&self, off: u64, v: u16) {
-        self.bars
-            .write16(self.caps.common.bar, self.caps.common.offset + off, v);
+        self.bars.write16(self.caps.common.bar, self.reg(off), v);
     }
     fn write32(&self, off: u64, v: u32) {
-        self.bars
-            .write32(self.caps.common.bar, self.caps.common.offset + off, v);
+        self.bars.write32(self.caps.common.bar, self.reg(off), v);
     }
     fn write64(&self, off: u64, v: u64) {
         self.write32(off, v as u32);
-        self.write32(off + 4, (v >> 32) as u32);
+        self.write32(off.saturating_add(4), (v >> 32) as u32);
     }
 
     /// `device_status`.
@@ -478,14 +537,19 @@ impl<B: Bars> Transport<B> {
 
     /// The maximum size of queue `index` (0 if it does not exist). `num_queues` is read again
     /// each time: a device may add queues when features are negotiated (QEMU's virtio-net
-    /// realizes one queue pair and adds the others when MQ is accepted).
+    /// realizes one queue pair and adds the others when MQ is accepted). `num_queues` = 0xffff
+    /// is a real count (0x7fff pairs and a control queue); a removed device is told by its
+    /// `queue_size` reading all-ones (above the spec's 0x8000), which is reported as 0.
     pub fn queue_max_size(&self, index: u16) -> u16 {
         let n = self.read16(common::NUM_QUEUES);
-        if n == 0xffff || index >= n {
+        if index >= n {
             return 0;
         }
         self.write16(common::QUEUE_SELECT, index);
-        self.read16(common::QUEUE_SIZE)
+        match self.read16(common::QUEUE_SIZE) {
+            0xffff => 0,
+            max => max,
+        }
     }
 
     /// Programs queue `index` (size, ring addresses, MSI-X vector, read back) and enables it;
@@ -513,15 +577,16 @@ impl<B: Bars> Transport<B> {
         if vector != NO_VECTOR && self.read16(common::QUEUE_MSIX_VECTOR) != vector {
             return Err(TransportError::VectorRejected(vector));
         }
+        // u16 × u32 fits u64; the offset is even (the multiplier is, `check_region`).
         let off = u64::from(self.read16(common::QUEUE_NOTIFY_OFF))
-            * u64::from(self.caps.notify_off_multiplier);
-        if off + 2 > u64::from(self.caps.notify.length) {
+            .saturating_mul(u64::from(self.caps.notify_off_multiplier));
+        if off.saturating_add(2) > u64::from(self.caps.notify.length) {
             return Err(TransportError::NotifyOutsideRegion(index));
         }
         self.write16(common::QUEUE_ENABLE, 1);
         Ok(Notifier {
             bar: self.caps.notify.bar,
-            offset: self.caps.notify.offset + off,
+            offset: self.caps.notify.offset.saturating_add(off),
             queue: index,
         })
     }
@@ -589,14 +654,17 @@ pub struct DeviceConfig<'a, B> {
 }
 
 impl<B: Bars> DeviceConfig<'_, B> {
+    /// Where field `offset` of `size` bytes is in the BAR: inside the structure and naturally
+    /// aligned (the structure is 4-byte aligned, `Capabilities::read`), else an error.
     fn at(&self, offset: u32, size: u32) -> Result<u64, TransportError> {
         if offset
             .checked_add(size)
             .is_none_or(|end| end > self.region.length)
+            || !offset.is_multiple_of(size.max(1))
         {
             return Err(TransportError::ConfigOutOfRange);
         }
-        Ok(self.region.offset + u64::from(offset))
+        Ok(self.region.offset.saturating_add(u64::from(offset)))
     }
 
     /// Length of the structure.

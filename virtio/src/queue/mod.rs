@@ -196,7 +196,10 @@ impl IndirectTables {
         if max <= 1 {
             return Ok(None);
         }
-        let len = usize::from(ids) * usize::from(max) * 16;
+        let len = usize::from(ids)
+            .checked_mul(usize::from(max))
+            .and_then(|n| n.checked_mul(16))
+            .ok_or(QueueError::OutOfMemory)?;
         let region = dma.alloc(len, 16).ok_or(QueueError::OutOfMemory)?;
         // SAFETY: the allocator hands out zeroed, 16-aligned memory valid for `len` bytes until
         // freed, which `VirtQueue::free` does after the last use of `mem`.
@@ -212,25 +215,41 @@ impl IndirectTables {
         writable: &[Segment],
         chained: bool,
     ) -> (u64, u32) {
-        let base = usize::from(id) * usize::from(self.max) * 16;
-        let total = readable.len() + writable.len();
+        // id < ids and the tables hold ids × max × 16 bytes (checked in `new`): no overflow; the
+        // chain has at most `max` segments (the caller's check). `Shared` bounds-checks anyway.
+        let base = usize::from(id)
+            .wrapping_mul(usize::from(self.max))
+            .wrapping_mul(16);
+        let total = readable.len().saturating_add(writable.len());
         let all = readable
             .iter()
             .map(|s| (s, 0))
             .chain(writable.iter().map(|s| (s, DESC_F_WRITE)));
         for (i, (seg, write)) in all.enumerate() {
-            let off = base + i * 16;
+            let off = base.wrapping_add(i.wrapping_mul(16));
             if chained {
                 // Split layout: flags then next; NEXT links the table entries in order.
-                let next = if i + 1 < total { DESC_F_NEXT } else { 0 };
-                self.mem
-                    .write_desc(off, seg.addr, seg.len, write | next, (i + 1) as u16);
+                let next = if i.wrapping_add(1) < total {
+                    DESC_F_NEXT
+                } else {
+                    0
+                };
+                self.mem.write_desc(
+                    off,
+                    seg.addr,
+                    seg.len,
+                    write | next,
+                    i.wrapping_add(1) as u16,
+                );
             } else {
                 // Packed layout: id then flags; entries are sequential, NEXT is not used.
                 self.mem.write_desc(off, seg.addr, seg.len, 0, write);
             }
         }
-        (self.region.device() + base as u64, (total * 16) as u32)
+        (
+            self.region.device().wrapping_add(base as u64),
+            total.wrapping_mul(16) as u32,
+        )
     }
 }
 

@@ -39,7 +39,10 @@ pub struct PackedQueue {
     indirect: Option<IndirectTables>,
     slots: Vec<Slot>,
     /// Free buffer ids (a stack; the shadow, not device memory, says which are free).
+    /// Free buffer ids: a stack of `free_len` entries in a table of `size` reserved at creation
+    /// (pushing never grows it: no allocation, no capacity panic on the datapath).
     free_ids: Vec<u16>,
+    free_len: usize,
     num_free: u16,
     next_avail: u16,
     avail_wrap: bool,
@@ -61,12 +64,12 @@ impl PackedQueue {
             return Err(QueueError::BadConfig);
         }
         let driver_off = 16 * usize::from(n);
-        let device_off = driver_off + 4;
-        let len = device_off + 4;
+        // size ≤ 32768: the ring is under 2^20 bytes.
+        let device_off = driver_off.wrapping_add(4);
+        let len = device_off.wrapping_add(4);
         // The shadow first: a failure then leaves no DMA memory to give back.
         let slots = new_slots(n)?;
-        let mut free_ids = super::filled(0u16, usize::from(n))?;
-        free_ids.clear();
+        let free_ids = super::filled(0u16, usize::from(n))?;
         let region = dma.alloc(len, 4096).ok_or(QueueError::OutOfMemory)?;
         let indirect = match IndirectTables::new(dma, n, config.max_indirect) {
             Ok(t) => t,
@@ -87,6 +90,7 @@ impl PackedQueue {
             indirect,
             slots,
             free_ids,
+            free_len: 0,
             num_free: n,
             next_avail: 0,
             avail_wrap: true,
@@ -103,8 +107,10 @@ impl PackedQueue {
 
     fn init_shadow(&mut self) {
         self.slots.fill(Slot::default());
-        self.free_ids.clear();
-        self.free_ids.extend((0..self.size).rev());
+        for (slot, id) in self.free_ids.iter_mut().zip((0..self.size).rev()) {
+            *slot = id;
+        }
+        self.free_len = self.free_ids.len();
         self.num_free = self.size;
         self.next_avail = 0;
         self.avail_wrap = true;
@@ -127,8 +133,9 @@ impl PackedQueue {
         let base = self.region.device();
         QueueAddresses {
             desc: base,
-            driver: base + self.driver_off as u64,
-            device: base + self.device_off as u64,
+            // Inside the ring's DMA region: never wraps.
+            driver: base.wrapping_add(self.driver_off as u64),
+            device: base.wrapping_add(self.device_off as u64),
         }
     }
 
@@ -141,7 +148,7 @@ impl PackedQueue {
     }
 
     pub(crate) fn in_flight(&self) -> u16 {
-        self.size - self.free_ids.len() as u16
+        self.size.saturating_sub(self.free_len as u16)
     }
 
     pub(crate) const fn is_broken(&self) -> bool {
@@ -170,7 +177,7 @@ impl PackedQueue {
     pub(crate) fn can_add(&self, segments: usize) -> bool {
         !self.broken
             && segments > 0
-            && !self.free_ids.is_empty()
+            && self.free_len != 0
             && self
                 .ring_descs(segments)
                 .is_some_and(|d| d <= usize::from(self.num_free))
@@ -184,7 +191,7 @@ impl PackedQueue {
 
     #[inline]
     fn advance_avail(&mut self) {
-        self.next_avail += 1;
+        self.next_avail = self.next_avail.wrapping_add(1); // < size, reset below
         if self.next_avail == self.size {
             self.next_avail = 0;
             self.avail_wrap = !self.avail_wrap;
@@ -200,7 +207,7 @@ impl PackedQueue {
         if self.broken {
             return Err(QueueError::Broken);
         }
-        let total = readable.len() + writable.len();
+        let total = readable.len().saturating_add(writable.len());
         if total == 0 {
             return Err(QueueError::EmptyChain);
         }
@@ -208,7 +215,9 @@ impl PackedQueue {
         if descs > usize::from(self.num_free) {
             return Err(QueueError::Full);
         }
-        let id = self.free_ids.pop().ok_or(QueueError::Full)?;
+        let top = self.free_len.checked_sub(1).ok_or(QueueError::Full)?;
+        let id = *self.free_ids.get(top).ok_or(QueueError::Full)?;
+        self.free_len = top;
         let head = self.next_avail;
         let mut head_flags = 0;
         if descs == 1 && total > 1 {
@@ -227,15 +236,18 @@ impl PackedQueue {
             for (i, (seg, write)) in all.enumerate() {
                 let idx = self.next_avail;
                 let flags = write
-                    | if i + 1 < total { DESC_F_NEXT } else { 0 }
+                    | if i.wrapping_add(1) < total {
+                        DESC_F_NEXT
+                    } else {
+                        0
+                    }
                     | Self::avail_bits(self.avail_wrap);
                 self.write_body(idx, seg.addr, seg.len, id);
                 if i == 0 {
                     head_flags = flags;
                 } else {
                     // Not yet reachable: the device stops at the unpublished head.
-                    self.mem
-                        .store16(usize::from(idx) * 16 + 14, flags, Ordering::Relaxed);
+                    self.mem.store16(flags_off(idx), flags, Ordering::Relaxed);
                 }
                 self.advance_avail();
             }
@@ -248,9 +260,9 @@ impl PackedQueue {
             // before the batch's first head is published.
             Some(_) => self
                 .mem
-                .store16(usize::from(head) * 16 + 14, head_flags, Ordering::Release),
+                .store16(flags_off(head), head_flags, Ordering::Release),
         }
-        self.num_free -= descs as u16;
+        self.num_free = self.num_free.saturating_sub(descs as u16); // descs ≤ num_free, checked
         self.added = self.added.wrapping_add(descs as u16);
         if let Some(slot) = self.slots.get_mut(usize::from(id)) {
             *slot = Slot {
@@ -267,8 +279,10 @@ impl PackedQueue {
     fn write_body(&self, idx: u16, addr: u64, len: u32, id: u16) {
         let off = usize::from(idx) * 16;
         self.mem.store64(off, addr, Ordering::Relaxed);
-        self.mem.store32(off + 8, len, Ordering::Relaxed);
-        self.mem.store16(off + 12, id, Ordering::Relaxed);
+        self.mem
+            .store32(off.wrapping_add(8), len, Ordering::Relaxed);
+        self.mem
+            .store16(off.wrapping_add(12), id, Ordering::Relaxed);
     }
 
     #[inline]
@@ -277,13 +291,14 @@ impl PackedQueue {
             return false;
         };
         // Release: every descriptor of the batch is visible before the head flags (§2.8.21).
-        self.mem
-            .store16(usize::from(head) * 16 + 14, flags, Ordering::Release);
+        self.mem.store16(flags_off(head), flags, Ordering::Release);
         // The publication before reading the device's suppression state.
         fence(Ordering::SeqCst);
         let added = core::mem::replace(&mut self.added, 0);
         let off_wrap = self.mem.load16(self.device_off, Ordering::Relaxed);
-        let event_flags = self.mem.load16(self.device_off + 2, Ordering::Relaxed);
+        let event_flags = self
+            .mem
+            .load16(self.device_off.wrapping_add(2), Ordering::Relaxed);
         match event_flags {
             EVENT_FLAGS_DISABLE => false,
             EVENT_FLAGS_DESC if self.event_idx => {
@@ -302,9 +317,7 @@ impl PackedQueue {
 
     #[inline]
     fn used_at_next(&self, order: Ordering) -> bool {
-        let flags = self
-            .mem
-            .load16(usize::from(self.next_used) * 16 + 14, order);
+        let flags = self.mem.load16(flags_off(self.next_used), order);
         let avail = flags & DESC_F_AVAIL != 0;
         let used = flags & DESC_F_USED != 0;
         avail == used && used == self.used_wrap
@@ -330,8 +343,8 @@ impl PackedQueue {
             return Ok(None);
         }
         let off = usize::from(self.next_used) * 16;
-        let id = self.mem.load16(off + 12, Ordering::Relaxed);
-        let len = self.mem.load32(off + 8, Ordering::Relaxed);
+        let id = self.mem.load16(off.wrapping_add(12), Ordering::Relaxed);
+        let len = self.mem.load32(off.wrapping_add(8), Ordering::Relaxed);
         let Some(slot) = self.slots.get(usize::from(id)).copied() else {
             return self.fault(QueueError::DeviceIdOutOfRange { id: u32::from(id) });
         };
@@ -345,18 +358,23 @@ impl PackedQueue {
                 max: slot.writable,
             });
         }
-        let next = u32::from(self.next_used) + u32::from(slot.descs);
+        // next_used < size and descs ≤ size: the sum is under 2^17.
+        let next = u32::from(self.next_used).wrapping_add(u32::from(slot.descs));
         if next >= u32::from(self.size) {
-            self.next_used = (next - u32::from(self.size)) as u16;
+            self.next_used = next.wrapping_sub(u32::from(self.size)) as u16;
             self.used_wrap = !self.used_wrap;
         } else {
             self.next_used = next as u16;
         }
-        self.num_free += slot.descs;
+        self.num_free = self.num_free.saturating_add(slot.descs);
         if let Some(s) = self.slots.get_mut(usize::from(id)) {
             s.in_flight = false;
         }
-        self.free_ids.push(id);
+        // At most `size` ids are ever free (the id was in flight), so the slot exists.
+        if let Some(slot) = self.free_ids.get_mut(self.free_len) {
+            *slot = id;
+            self.free_len = self.free_len.wrapping_add(1);
+        }
         if self.event_idx && self.notifications {
             self.write_driver_event(EVENT_FLAGS_DESC);
         }
@@ -371,7 +389,7 @@ impl PackedQueue {
                 .store16(self.driver_off, off_wrap, Ordering::Relaxed);
         }
         self.mem
-            .store16(self.driver_off + 2, flags, Ordering::Release);
+            .store16(self.driver_off.wrapping_add(2), flags, Ordering::Release);
     }
 
     pub(crate) fn enable_notifications(&mut self) -> bool {
@@ -402,4 +420,11 @@ impl PackedQueue {
         }
         self.init_shadow();
     }
+}
+
+/// Offset of descriptor `idx`'s flags (16 bytes a descriptor, flags at 14); `idx` < 32768, so
+/// it never wraps (and `Shared` bounds-checks every offset).
+#[inline]
+const fn flags_off(idx: u16) -> usize {
+    (idx as usize).wrapping_mul(16).wrapping_add(14)
 }

@@ -33,8 +33,9 @@ impl Shared {
     /// already aligned, so this only makes misalignment impossible rather than checked).
     #[inline]
     fn field(&self, offset: usize, size: usize) -> Option<*mut u8> {
-        let offset = offset & !(size - 1);
-        (offset < self.len && self.len - offset >= size)
+        // `size` is a power of two ≥ 1; `len - offset` only once `offset < len`.
+        let offset = offset & !size.wrapping_sub(1);
+        (offset < self.len && self.len.wrapping_sub(offset) >= size)
             .then(|| self.base.as_ptr().wrapping_add(offset))
     }
 
@@ -60,7 +61,8 @@ impl Shared {
     /// Copies `bytes` to `offset` (byte stores; for control-path buffers, not the datapath).
     pub(crate) fn write_bytes(&self, offset: usize, bytes: &[u8]) {
         for (i, b) in bytes.iter().enumerate() {
-            self.store8(offset + i, *b, Ordering::Relaxed);
+            // A wrapped offset is outside the region, and `store8` drops it.
+            self.store8(offset.wrapping_add(i), *b, Ordering::Relaxed);
         }
     }
 

@@ -60,9 +60,13 @@ impl SplitQueue {
             return Err(QueueError::BadConfig);
         }
         let nn = usize::from(n);
-        let avail_off = 16 * nn;
-        let used_off = (avail_off + 6 + 2 * nn).next_multiple_of(4);
-        let len = used_off + 6 + 8 * nn;
+        // n ≤ 32768: every size and offset below is under 2^20 and cannot overflow.
+        #[allow(clippy::arithmetic_side_effects)]
+        let (avail_off, used_off, len) = {
+            let avail_off = 16 * nn;
+            let used_off = (avail_off + 6 + 2 * nn).next_multiple_of(4);
+            (avail_off, used_off, used_off + 6 + 8 * nn)
+        };
         // The shadow first: a failure then leaves no DMA memory to give back.
         let next = super::filled(0u16, nn)?;
         let slots = new_slots(n)?;
@@ -81,7 +85,7 @@ impl SplitQueue {
             region,
             mem,
             size: n,
-            mask: n - 1,
+            mask: n.wrapping_sub(1), // n ≥ 1 (checked above)
             indirect_max: indirect.as_ref().map_or(0, |t| t.max),
             avail_off,
             used_off,
@@ -125,19 +129,23 @@ impl SplitQueue {
 
     #[inline]
     fn write_desc(&self, idx: u16, addr: u64, len: u32, flags: u16, next: u16) {
-        let off = usize::from(idx & self.mask) * 16;
+        let off = usize::from(idx & self.mask).wrapping_mul(16);
         let tail = u64::from(len) | (u64::from(flags) << 32) | (u64::from(next) << 48);
         // SAFETY: see above — descriptor `idx & mask` lies in the table, 16-aligned.
         let lo = unsafe { self.mem.atomic::<AtomicU64>(off) };
         lo.store(addr.to_le(), Ordering::Relaxed);
         // SAFETY: the second half of the same descriptor.
-        let hi = unsafe { self.mem.atomic::<AtomicU64>(off + 8) };
+        let hi = unsafe { self.mem.atomic::<AtomicU64>(off.wrapping_add(8)) };
         hi.store(tail.to_le(), Ordering::Relaxed);
     }
 
     #[inline]
     fn store_avail_slot(&self, i: u16, head: u16) {
-        let off = self.avail_off + 4 + 2 * usize::from(i & self.mask);
+        // Offsets into the ring (under 2^20) never wrap; `Shared` bounds-checks them anyway.
+        let off = self
+            .avail_off
+            .wrapping_add(4)
+            .wrapping_add(2 * usize::from(i & self.mask));
         // SAFETY: see above — avail.ring[i & mask].
         let a = unsafe { self.mem.atomic::<AtomicU16>(off) };
         a.store(head.to_le(), Ordering::Relaxed);
@@ -145,11 +153,14 @@ impl SplitQueue {
 
     #[inline]
     fn load_used_elem(&self, i: u16) -> (u32, u32) {
-        let off = self.used_off + 4 + 8 * usize::from(i & self.mask);
+        let off = self
+            .used_off
+            .wrapping_add(4)
+            .wrapping_add(usize::from(i & self.mask).wrapping_mul(8));
         // SAFETY: see above — used.ring[i & mask].id.
         let id = unsafe { self.mem.atomic::<AtomicU32>(off) };
         // SAFETY: used.ring[i & mask].len.
-        let len = unsafe { self.mem.atomic::<AtomicU32>(off + 4) };
+        let len = unsafe { self.mem.atomic::<AtomicU32>(off.wrapping_add(4)) };
         (
             u32::from_le(id.load(Ordering::Relaxed)),
             u32::from_le(len.load(Ordering::Relaxed)),
@@ -167,8 +178,9 @@ impl SplitQueue {
         let base = self.region.device();
         QueueAddresses {
             desc: base,
-            driver: base + self.avail_off as u64,
-            device: base + self.used_off as u64,
+            // Inside the ring's DMA region: never wraps.
+            driver: base.wrapping_add(self.avail_off as u64),
+            device: base.wrapping_add(self.used_off as u64),
         }
     }
 
@@ -223,7 +235,7 @@ impl SplitQueue {
         if self.broken {
             return Err(QueueError::Broken);
         }
-        let total = readable.len() + writable.len();
+        let total = readable.len().saturating_add(writable.len());
         if total == 0 {
             return Err(QueueError::EmptyChain);
         }
@@ -244,7 +256,7 @@ impl SplitQueue {
             let mut remaining = total;
             for (segs, write) in [(readable, 0), (writable, DESC_F_WRITE)] {
                 for seg in segs {
-                    remaining -= 1;
+                    remaining = remaining.saturating_sub(1);
                     let link = self.next_of(idx);
                     let flags = write | if remaining > 0 { DESC_F_NEXT } else { 0 };
                     self.write_desc(idx, seg.addr, seg.len, flags, link);
@@ -254,8 +266,9 @@ impl SplitQueue {
             }
         }
         self.free_head = idx;
-        self.num_free -= descs as u16;
-        self.in_flight += 1;
+        // descs ≤ num_free (checked above); in_flight < size.
+        self.num_free = self.num_free.saturating_sub(descs as u16);
+        self.in_flight = self.in_flight.saturating_add(1);
         if let Some(slot) = self.slots.get_mut(usize::from(head)) {
             *slot = Slot {
                 in_flight: true,
@@ -287,15 +300,20 @@ impl SplitQueue {
             return false;
         }
         // Descriptors and ring slots before the index (§2.7.13: memory barrier before idx).
-        self.mem
-            .store16(self.avail_off + 2, self.avail_idx, Ordering::Release);
+        self.mem.store16(
+            self.avail_off.wrapping_add(2),
+            self.avail_idx,
+            Ordering::Release,
+        );
         // The index store before reading the device's suppression state (§2.7.13 step 4).
         fence(Ordering::SeqCst);
         let old = self.published;
         self.published = self.avail_idx;
         if self.event_idx {
             let avail_event = self.mem.load16(
-                self.used_off + 4 + 8 * usize::from(self.size),
+                self.used_off
+                    .wrapping_add(4)
+                    .wrapping_add(8 * usize::from(self.size)),
                 Ordering::Relaxed,
             );
             need_event(avail_event, self.avail_idx, old)
@@ -306,7 +324,11 @@ impl SplitQueue {
 
     #[inline]
     pub(crate) fn has_used(&self) -> bool {
-        !self.broken && self.mem.load16(self.used_off + 2, Ordering::Acquire) != self.last_used
+        !self.broken
+            && self
+                .mem
+                .load16(self.used_off.wrapping_add(2), Ordering::Acquire)
+                != self.last_used
     }
 
     #[inline]
@@ -321,7 +343,9 @@ impl SplitQueue {
             return Err(QueueError::Broken);
         }
         if self.used_seen == self.last_used {
-            let published = self.mem.load16(self.used_off + 2, Ordering::Acquire);
+            let published = self
+                .mem
+                .load16(self.used_off.wrapping_add(2), Ordering::Acquire);
             if published == self.last_used {
                 return Ok(None);
             }
@@ -352,8 +376,9 @@ impl SplitQueue {
             *link = self.free_head;
         }
         self.free_head = id16;
-        self.num_free += descs;
-        self.in_flight -= 1;
+        // The chain was in flight: its descriptors return (≤ size), in_flight ≥ 1.
+        self.num_free = self.num_free.saturating_add(descs);
+        self.in_flight = self.in_flight.saturating_sub(1);
         self.last_used = self.last_used.wrapping_add(1);
         if self.event_idx && self.notifications {
             self.write_used_event(self.last_used);
@@ -364,7 +389,9 @@ impl SplitQueue {
     #[inline]
     fn write_used_event(&self, v: u16) {
         self.mem.store16(
-            self.avail_off + 4 + 2 * usize::from(self.size),
+            self.avail_off
+                .wrapping_add(4)
+                .wrapping_add(2 * usize::from(self.size)),
             v,
             Ordering::Relaxed,
         );
