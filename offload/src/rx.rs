@@ -7,7 +7,7 @@ use virtio::Features;
 use virtio::net::{NetHeader, gso, hdr_flags};
 
 use crate::checksum::Checksum;
-use crate::segment::{verify_ipv4_checksum, verify_l4_checksum};
+use crate::segment::{verify_ipv4_checksum, verify_l4_checksum_with};
 use crate::wire::{VlanTag, ethertype};
 use crate::{L4, Layout};
 
@@ -56,6 +56,21 @@ pub struct RxMetadata {
 /// given only for an unfragmented TCP/UDP layout: NetAdapterCx forwards RX checksum results
 /// only when Layer4Type is Tcp or Udp (`reference/netadaptercx.md` §2.4).
 pub fn metadata(hdr: &NetHeader, frame: &[u8], total_len: usize, opt: RxOptions) -> RxMetadata {
+    metadata_with(hdr, frame, total_len, opt, |_, _| None)
+}
+
+/// [`metadata`] of a packet of `total_len` bytes whose first `frame.len()` bytes — a private
+/// copy holding at least the headers — are in `frame`, with `tail` summing the rest for software
+/// verification: called at most once with the frame positions `[frame.len(), end)` to sum
+/// (`None` when it cannot: the transport checksum is then not checked). Every decision is made
+/// on `frame`; `tail` contributes bytes to a sum, never a length or an offset.
+pub fn metadata_with(
+    hdr: &NetHeader,
+    frame: &[u8],
+    total_len: usize,
+    opt: RxOptions,
+    tail: impl FnOnce(usize, usize) -> Option<Checksum>,
+) -> RxMetadata {
     let (l, _) = Layout::parse_prefix(frame);
     if l.l2_len == 0 {
         return RxMetadata {
@@ -66,7 +81,6 @@ pub fn metadata(hdr: &NetHeader, frame: &[u8], total_len: usize, opt: RxOptions)
         };
     }
     let parsed = Some(l);
-    let whole = frame.len() == total_len;
     let l3 = match verify_ipv4_checksum(frame, &l) {
         Some(true) => Eval::Valid,
         Some(false) => Eval::Invalid,
@@ -81,8 +95,8 @@ pub fn metadata(hdr: &NetHeader, frame: &[u8], total_len: usize, opt: RxOptions)
         // DATA_VALID: the device checked it. NEEDS_CSUM: it came from a local sender with a
         // partial checksum; the data has not crossed a wire, so it is intact.
         Eval::Valid
-    } else if opt.software_verify && whole {
-        match verify_l4_checksum(frame, &l) {
+    } else if opt.software_verify {
+        match verify_l4_checksum_with(frame, &l, total_len, tail) {
             Some(true) => Eval::Valid,
             Some(false) => Eval::Invalid,
             None => Eval::NotChecked,

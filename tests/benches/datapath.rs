@@ -146,6 +146,7 @@ fn virtionet_rx(ram: &GuestRam, len: usize, iters: u64) -> Duration {
         buffer_size: 2048,
         strip_vlan: false,
         software_checksum: false,
+        bounce: false,
         context_tag: 0,
     };
     let f = Features::VERSION_1 | Features::NET_MRG_RXBUF | Features::NET_GUEST_CSUM;

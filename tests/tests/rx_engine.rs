@@ -50,6 +50,7 @@ fn setup_tagged(seed: u64, mergeable: bool, features: Features, context_tag: u16
         buffer_size,
         strip_vlan: true,
         software_checksum: true,
+        bounce: false,
         context_tag,
     };
     let rx = RxQueue::new(ram.arena(), vq, features, settings, ext).unwrap();
