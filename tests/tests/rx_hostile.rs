@@ -333,12 +333,9 @@ fn scribble_loop(s: &Scribbled, stop: &AtomicBool, writes: &AtomicUsize, seed: u
             // Flip the IPv4 IHL and the TCP data offset back and forth, fast: a parser that
             // reads one of them twice sees two values.
             // SAFETY: as below.
-            let (ihl, doff) = unsafe {
-                (
-                    &*(p as *const AtomicU8).wrapping_add(26),
-                    &*(p as *const AtomicU8).wrapping_add(58),
-                )
-            };
+            let ihl = unsafe { &*(p as *const AtomicU8).wrapping_add(26) };
+            // SAFETY: as below.
+            let doff = unsafe { &*(p as *const AtomicU8).wrapping_add(58) };
             for _ in 0..512 {
                 ihl.store(0x4f, Ordering::Relaxed);
                 doff.store(0x10, Ordering::Relaxed);
