@@ -2,7 +2,18 @@
 //! seed 004): the driver owns a pool of DMA buffers and keeps the RX virtqueue full of them
 //! independently of the OS; a filled buffer is attached to an OS fragment (its virtual and
 //! logical address and a return context), and comes back through `EvtAdapterReturnRxBuffer`
-//! to be posted again. Nothing is copied.
+//! to be posted again. The payload is not copied.
+//!
+//! The device is untrusted (issue 16): it may rewrite a buffer it completed at any time, also
+//! while the driver looks at it. The engine never forms a slice over device-writable memory and
+//! never reads a header byte twice: per packet it copies the virtio-net header and the first
+//! [`HEAD_COPY`] bytes once, with volatile reads, into a private buffer reserved at creation,
+//! and takes every decision on that copy. The few writes into the buffer (802.1Q strip, checksum
+//! completion) write the copy's values; bytes past the copy are read once, by volatile reads,
+//! only to be summed. Every value from the device is bounded before use (`num_buffers`, used
+//! lengths, RSC counts, empty continuation buffers): a bad one fails that packet, counted, and
+//! the queue goes on. In bounce mode ([`RxSettings::bounce`], confidential mode) the whole frame
+//! is copied into private memory before the OS sees it.
 //!
 //! Advance: repost returned buffers; reap completions into a pending queue; turn pending frames
 //! into packets at the front of the OS's packet ring — one fragment per buffer (several with
@@ -256,7 +267,11 @@ unsafe fn write_to_device(dst: *mut u8, src: &[u8]) {
 }
 
 /// Bounce mode's private buffers: ordinary (non-shared) memory reserved at creation, as many
-/// and as large as the DMA pool's; each one is free or with the OS.
+/// and as large as the DMA pool's; each one is free or with the OS. The global allocator is the
+/// WDK's nonpaged pool, which is what an indicated fragment needs: the OS builds its MDL over
+/// the virtual address and Capacity (`MmBuildMdlForNonPagedPool`: nonpaged, virtually
+/// contiguous) and never uses a logical address for received data — the logical-address
+/// extension is registered only with DMA capabilities, and is set to 0 for private fragments.
 struct PrivatePool {
     /// `count × buffer_size` bytes, from the global allocator (`fallible`); written only
     /// through raw pointers, the OS reads them by virtual address.
