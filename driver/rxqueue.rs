@@ -2,7 +2,18 @@
 //! seed 004): the driver owns a pool of DMA buffers and keeps the RX virtqueue full of them
 //! independently of the OS; a filled buffer is attached to an OS fragment (its virtual and
 //! logical address and a return context), and comes back through `EvtAdapterReturnRxBuffer`
-//! to be posted again. Nothing is copied.
+//! to be posted again. The payload is not copied.
+//!
+//! The device is untrusted (issue 16): it may rewrite a buffer it completed at any time, also
+//! while the driver looks at it. The engine never forms a slice over device-writable memory and
+//! never reads a header byte twice: per packet it copies the virtio-net header and the first
+//! [`HEAD_COPY`] bytes once, with volatile reads, into a private buffer reserved at creation,
+//! and takes every decision on that copy. The few writes into the buffer (802.1Q strip, checksum
+//! completion) write the copy's values; bytes past the copy are read once, by volatile reads,
+//! only to be summed. Every value from the device is bounded before use (`num_buffers`, used
+//! lengths, RSC counts, empty continuation buffers): a bad one fails that packet, counted, and
+//! the queue goes on. In bounce mode ([`RxSettings::bounce`], confidential mode) the whole frame
+//! is copied into private memory before the OS sees it.
 //!
 //! Advance: repost returned buffers; reap completions into a pending queue; turn pending frames
 //! into packets at the front of the OS's packet ring — one fragment per buffer (several with
@@ -13,6 +24,7 @@
 use alloc::vec::Vec;
 
 use alloc::boxed::Box;
+use core::ptr::NonNull;
 
 use netring::{
     Extension, FragmentRing, HashProtocolType, NetFragment, NetFragmentLogicalAddress,
@@ -22,7 +34,7 @@ use netring::{
 use offload::checksum::Checksum;
 use offload::filter::RxFilter;
 use offload::rss::Toeplitz;
-use offload::rx::{RxOptions, checksum_fix, metadata, strip_vlan};
+use offload::rx::{RxOptions, checksum_fix, metadata_with, strip_vlan};
 use virtio::Features;
 use virtio::hal::Dma;
 use virtio::net::NetHeader;
@@ -65,6 +77,12 @@ pub struct RxSettings {
     pub strip_vlan: bool,
     /// Verify checksums in software when the device gives no verdict.
     pub software_checksum: bool,
+    /// Confidential mode (`Capabilities::confidential`): copy every frame out of the shared
+    /// buffer into a private one (reserved at creation, as many and as large as the pool's)
+    /// before the OS sees it, and give the shared buffer back to the device at once; the OS
+    /// never reads memory the device can write. The private buffer is freed when the OS
+    /// returns it.
+    pub bounce: bool,
     /// Marks this queue's return contexts (the queue pair), so one `EvtAdapterReturnRxBuffer`
     /// for the whole adapter can tell the queues apart ([`context_pair`]).
     pub context_tag: u16,
@@ -110,6 +128,24 @@ pub struct RxAdvance {
     pub kicked: bool,
 }
 
+/// How many of the pool's buffers are in each state ([`RxQueue::buffer_counts`]); they add up
+/// to the pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RxBufferCounts {
+    /// Ready to be posted.
+    pub free: usize,
+    /// In the virtqueue.
+    pub posted: usize,
+    /// Filled by the device, waiting to be indicated.
+    pub pending: usize,
+    /// Attached to an indicated packet, not yet returned (never in bounce mode).
+    pub with_os: usize,
+    /// Bounce mode: private buffers with the OS.
+    pub private_with_os: usize,
+    /// Bounce mode: private buffers free.
+    pub private_free: usize,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Buf {
     /// Ready to be posted.
@@ -145,6 +181,15 @@ pub struct RxQueue {
     rss_table: Box<Toeplitz>,
     rss: Option<HashProtocolType>,
     stats: RxStats,
+    /// The private copy of the packet being indicated: the virtio-net header and the first
+    /// frame bytes, read once from the device's buffer ([`HEAD_COPY`]); every decision about
+    /// the packet is made on it.
+    head: Box<[u8; HEAD_COPY]>,
+    /// The buffers of the packet being indicated: where each one's data lies (a pool buffer,
+    /// or in bounce mode a private buffer) and its used length. Capacity: the virtqueue's size.
+    segs: Vec<(u32, u32)>,
+    /// Bounce mode ([`RxSettings::bounce`]): the private buffers frames are copied to.
+    private: Option<PrivatePool>,
     /// Buffers were published since the last kick (suppressed).
     unkicked: bool,
     /// Repeats a kick the device may have missed.
@@ -158,6 +203,145 @@ impl core::fmt::Debug for RxQueue {
             .field("pending", &self.pending_len)
             .field("stats", &self.stats)
             .finish()
+    }
+}
+
+/// The bytes of a received packet the engine copies out of the device's buffer before looking at
+/// it: the virtio-net header and the longest header chain the parser and NET_PACKET_LAYOUT can
+/// describe — Ethernet with two tags (22), the longest layer 3 NET_PACKET_LAYOUT's 9-bit length
+/// holds (511: IPv4 with options is at most 60, IPv6 with its extension headers up to 511), TCP
+/// with options (60) — 605 bytes. A frame whose headers go past it (only an IPv6 chain longer
+/// than the layout can report) parses to the layers that fit: a shallower layout, never a
+/// wrong one.
+pub const HEAD_COPY: usize = NetHeader::SIZE + 22 + 511 + 60;
+
+/// Copies `dst.len()` bytes from device-writable memory at `src` into private memory, reading
+/// each byte exactly once with volatile reads (8 bytes at a time where aligned): the compiler
+/// may neither re-read nor assume the bytes, and the copy is what the caller parses.
+///
+/// # Safety
+///
+/// `src` must be valid for reads of `dst.len()` bytes (bytes another agent may write at any
+/// time; no reference to them exists).
+unsafe fn copy_from_device(dst: &mut [u8], src: *const u8) {
+    let n = dst.len();
+    let mut i = 0;
+    // Byte reads up to an 8-byte boundary of the source.
+    let lead = src.align_offset(8).min(n);
+    while i < lead {
+        // SAFETY: i < n: inside the caller's range.
+        let v = unsafe { core::ptr::read_volatile(src.wrapping_add(i)) };
+        if let Some(d) = dst.get_mut(i) {
+            *d = v;
+        }
+        i += 1;
+    }
+    while i + 8 <= n {
+        // SAFETY: src + i is 8-byte aligned (past `lead`) and i + 8 <= n: inside the range.
+        let v = unsafe { core::ptr::read_volatile(src.wrapping_add(i).cast::<u64>()) };
+        if let Some(d) = dst.get_mut(i..i + 8) {
+            d.copy_from_slice(&v.to_ne_bytes());
+        }
+        i += 8;
+    }
+    while i < n {
+        // SAFETY: i < n.
+        let v = unsafe { core::ptr::read_volatile(src.wrapping_add(i)) };
+        if let Some(d) = dst.get_mut(i) {
+            *d = v;
+        }
+        i += 1;
+    }
+}
+
+/// Writes `src` into device-writable memory at `dst` with volatile writes.
+///
+/// # Safety
+///
+/// `dst` must be valid for writes of `src.len()` bytes.
+unsafe fn write_to_device(dst: *mut u8, src: &[u8]) {
+    for (i, &v) in src.iter().enumerate() {
+        // SAFETY: i < src.len(): inside the caller's range.
+        unsafe { core::ptr::write_volatile(dst.wrapping_add(i), v) };
+    }
+}
+
+/// Bounce mode's private buffers: ordinary (non-shared) memory reserved at creation, as many
+/// and as large as the DMA pool's; each one is free or with the OS. The global allocator is the
+/// WDK's nonpaged pool, which is what an indicated fragment needs: the OS builds its MDL over
+/// the virtual address and Capacity (`MmBuildMdlForNonPagedPool`: nonpaged, virtually
+/// contiguous) and never uses a logical address for received data — the logical-address
+/// extension is registered only with DMA capabilities, and is set to 0 for private fragments.
+struct PrivatePool {
+    /// `count × buffer_size` bytes, from the global allocator (`fallible`); written only
+    /// through raw pointers, the OS reads them by virtual address.
+    mem: NonNull<u8>,
+    layout: core::alloc::Layout,
+    buffer_size: u32,
+    with_os: Vec<bool>,
+    free: Vec<u32>,
+}
+
+// SAFETY: the pool owns its memory (no one else frees it); the engine that owns the pool is
+// used from one execution context at a time, as the DMA pool's memory is.
+unsafe impl Send for PrivatePool {}
+
+impl PrivatePool {
+    fn new(count: u32, buffer_size: u32) -> Result<Self, fallible::OutOfMemory> {
+        let bytes = (count as usize)
+            .checked_mul(buffer_size as usize)
+            .ok_or(fallible::OutOfMemory)?;
+        let layout =
+            core::alloc::Layout::from_size_align(bytes, 64).map_err(|_| fallible::OutOfMemory)?;
+        let with_os = fallible::filled(false, count as usize)?;
+        let free = fallible::collect((0..count).rev())?;
+        if layout.size() == 0 {
+            return Err(fallible::OutOfMemory);
+        }
+        // SAFETY: the layout's size is not zero.
+        let p = unsafe { alloc::alloc::alloc_zeroed(layout) };
+        let mem = NonNull::new(p).ok_or(fallible::OutOfMemory)?;
+        Ok(Self {
+            mem,
+            layout,
+            buffer_size,
+            with_os,
+            free,
+        })
+    }
+
+    /// Buffer `b`'s first byte (`buffer_size` bytes follow; `b` clamped to the pool).
+    fn cpu(&self, b: u32) -> *mut u8 {
+        let b = (b as usize).min(self.with_os.len().saturating_sub(1));
+        self.mem
+            .as_ptr()
+            .wrapping_add(b * self.buffer_size as usize)
+    }
+
+    fn set(&mut self, b: u32, with_os: bool) {
+        if let Some(s) = self.with_os.get_mut(b as usize) {
+            *s = with_os;
+        }
+    }
+
+    /// Frees buffer `b` (with the OS, or taken for a packet that was not indicated); `false` if
+    /// it was not taken. The free list has room for every buffer: the push never allocates.
+    fn release(&mut self, b: u32) -> bool {
+        match self.with_os.get_mut(b as usize) {
+            Some(s) if *s => {
+                *s = false;
+                self.free.push(b);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+impl Drop for PrivatePool {
+    fn drop(&mut self) {
+        // SAFETY: `mem` came from `alloc_zeroed` with `layout`, and is freed only here.
+        unsafe { alloc::alloc::dealloc(self.mem.as_ptr(), self.layout) };
     }
 }
 
@@ -205,9 +389,20 @@ impl RxQueue {
             // A power of two, so positions wrap with a mask (no division per packet).
             let pending = fallible::filled((0, 0), (n as usize).next_power_of_two())?;
             let rss_table = fallible::boxed(Toeplitz::EMPTY)?;
-            Ok::<_, fallible::OutOfMemory>((chain_buf, state, free, pending, rss_table))
+            let head = fallible::boxed([0u8; HEAD_COPY])?;
+            let segs = fallible::with_capacity(usize::from(vq.size()))?;
+            let private = if settings.bounce {
+                Some(PrivatePool::new(n, settings.buffer_size)?)
+            } else {
+                None
+            };
+            Ok::<_, fallible::OutOfMemory>((
+                (chain_buf, state, free, pending, rss_table),
+                (head, segs, private),
+            ))
         })();
-        let Ok((chain_buf, state, free, pending, rss_table)) = tables else {
+        let Ok(((chain_buf, state, free, pending, rss_table), (head, segs, private))) = tables
+        else {
             return Err(Rejected {
                 error: RxCreateError::OutOfMemory,
                 vq,
@@ -237,6 +432,9 @@ impl RxQueue {
             rss_table,
             rss: None,
             stats: RxStats::default(),
+            head,
+            segs,
+            private,
             unkicked: false,
             stall: StallGuard::default(),
         })
@@ -267,9 +465,31 @@ impl RxQueue {
         &self.stats
     }
 
-    /// Buffers the OS holds now.
+    /// Buffers the OS holds now (in bounce mode, private buffers).
     pub fn buffers_with_os(&self) -> usize {
-        self.state.iter().filter(|s| **s == Buf::WithOs).count()
+        match &self.private {
+            Some(p) => p.with_os.iter().filter(|s| **s).count(),
+            None => self.state.iter().filter(|s| **s == Buf::WithOs).count(),
+        }
+    }
+
+    /// The pool's buffers by state (walks the state table: for tests and diagnostics, not the
+    /// datapath).
+    pub fn buffer_counts(&self) -> RxBufferCounts {
+        let mut c = RxBufferCounts::default();
+        for s in &self.state {
+            match s {
+                Buf::Free => c.free += 1,
+                Buf::Posted => c.posted += 1,
+                Buf::Pending => c.pending += 1,
+                Buf::WithOs => c.with_os += 1,
+            }
+        }
+        if let Some(p) = &self.private {
+            c.private_with_os = p.with_os.iter().filter(|s| **s).count();
+            c.private_free = p.free.len();
+        }
+        c
     }
 
     /// Installs (or removes) the software receive filter, for filtering the device cannot do.
@@ -295,17 +515,6 @@ impl RxQueue {
         self.pool.cpu(b)
     }
 
-    /// The first `len` bytes of buffer `b` (which the device has filled and no one else uses).
-    fn buf_bytes(&mut self, b: u32, len: u32) -> &mut [u8] {
-        let len = len.min(self.buffer_size) as usize;
-        let p = self.buf_cpu(b.min(self.settings.buffers - 1));
-        // SAFETY: b < buffers (clamped), so the buffer's `buffer_size` bytes lie inside one chunk
-        // of the pool (`RxPool::cpu`); a Pending buffer is out of the device's hands (completed)
-        // and not yet given to the OS, so &mut self is
-        // its only user.
-        unsafe { core::slice::from_raw_parts_mut(p, len) }
-    }
-
     fn set_state(&mut self, b: u32, s: Buf) {
         if let Some(x) = self.state.get_mut(b as usize) {
             *x = s;
@@ -314,15 +523,6 @@ impl RxQueue {
 
     /// Appends to the pending ring. It holds one entry per buffer, and a buffer is pending at
     /// most once, so it cannot overflow.
-    /// Read-only view of a filled buffer (for parsing and hashing).
-    fn buf_view(&self, b: u32, len: u32) -> &[u8] {
-        let len = len.min(self.buffer_size) as usize;
-        let p = self.buf_cpu(b.min(self.settings.buffers - 1));
-        // SAFETY: as in `buf_bytes`: the buffer lies inside the pool and is out of the device's
-        // hands; &self keeps writers out for the slice's lifetime.
-        unsafe { core::slice::from_raw_parts(p, len) }
-    }
-
     fn push_pending(&mut self, b: u32, len: u32) {
         let mask = self.pending.len() - 1;
         if let Some(slot) = self
@@ -432,6 +632,62 @@ impl RxQueue {
         }
     }
 
+    /// Where the bytes of buffer `b` of a packet being indicated are: the DMA buffer, or in
+    /// bounce mode the private buffer they were copied to.
+    fn data_ptr(&self, b: u32) -> *mut u8 {
+        match &self.private {
+            Some(p) => p.cpu(b),
+            None => self.buf_cpu(b),
+        }
+    }
+
+    /// The one's-complement sum of the frame bytes `[from, to)` of the packet being indicated
+    /// (its buffers in `segs`, the frame starting `offset` bytes into the first), read where
+    /// they lie — the DMA buffers, or the private copies in bounce mode — each byte once, by
+    /// volatile reads. Called only for bytes past the private header copy.
+    ///
+    /// A device rewriting them meanwhile can only make this packet's verdict or completed
+    /// checksum wrong — which the OS, reading the same memory, sees as a bad packet anyway —
+    /// never a length or an offset: those all come from the private copy.
+    fn sum_frame(&self, offset: usize, from: usize, to: usize) -> Checksum {
+        let mut sum = Checksum::new();
+        let mut at = 0usize; // frame position of the current buffer's first frame byte
+        for (k, &(b, blen)) in self.segs.iter().enumerate() {
+            let (start, n) = if k == 0 {
+                (offset, (blen as usize).saturating_sub(offset))
+            } else {
+                (0, blen as usize)
+            };
+            let (lo, hi) = (from.max(at), to.min(at + n));
+            let p = self.data_ptr(b);
+            let mut pos = lo;
+            let mut chunk = [0u8; 256];
+            while pos < hi {
+                let take = (hi - pos).min(chunk.len());
+                // SAFETY: `p` is a buffer of `buffer_size` bytes (`data_ptr`), whose used length
+                // `blen` is at most `buffer_size` (checked before the packet is assembled), and
+                // `start + (pos - at) + take <= start + n = blen`.
+                unsafe { copy_from_device(&mut chunk[..take], p.wrapping_add(start + (pos - at))) };
+                sum.add_bytes(&chunk[..take]);
+                pos += take;
+            }
+            at += n;
+            if at >= to {
+                break;
+            }
+        }
+        sum
+    }
+
+    /// Gives back the first `k` pending buffers (a packet that is not indicated).
+    fn drop_pending(&mut self, k: usize) {
+        for i in 0..k {
+            let (b, _) = self.pending_at(i);
+            self.release(b);
+        }
+        self.pop_pending(k);
+    }
+
     fn indicate(
         &mut self,
         packets: &mut PacketRing<'_>,
@@ -442,24 +698,49 @@ impl RxQueue {
         let mut frag = fragments.begin_index();
         let mut pkt_free = packets.owned_count();
         let mut frag_free = fragments.owned_count();
+        // The most buffers a packet can ever have: the pool, the virtqueue and the OS's
+        // fragment ring (one slot of which the OS keeps free) bound it.
+        let max_count = (self.state.len())
+            .min(usize::from(self.vq.size()))
+            .min(fragments.len().saturating_sub(1) as usize)
+            .max(1);
         while self.pending_len > 0 {
             let (first, len) = self.pending_at(0);
-            if (len as usize) < NetHeader::SIZE + 14 {
-                self.stats.runts += 1;
-                self.pop_pending(1);
-                self.release(first);
+            if len > self.buffer_size {
+                // More bytes than the buffer has: nothing of it can be trusted to be a frame.
+                self.stats.bad_lengths += 1;
+                self.stats.device_faults += 1;
+                self.drop_pending(1);
                 continue;
             }
-            let hdr =
-                NetHeader::read(self.buf_bytes(first, NetHeader::SIZE as u32)).unwrap_or_default();
+            if (len as usize) < NetHeader::SIZE + 14 {
+                self.stats.runts += 1;
+                self.drop_pending(1);
+                continue;
+            }
+            // The private copy: the virtio-net header and the first frame bytes, read once.
+            let n = (len as usize).min(HEAD_COPY);
+            // `first` is a pool buffer (`buf_cpu`) of `buffer_size` bytes and
+            // n <= len <= buffer_size.
+            let src = self.buf_cpu(first);
+            // SAFETY: as above.
+            unsafe { copy_from_device(&mut self.head[..n], src) };
+            let hdr = NetHeader::read(&self.head[..NetHeader::SIZE]).unwrap_or_default();
             let count = if self.mergeable {
                 usize::from(hdr.num_buffers.max(1))
             } else {
                 1
             };
-            if count > self.state.len() {
+            // The device has filled buffers only out of those it was given and has not
+            // returned yet: the packet's are pending or still posted. A count past those, or
+            // past what can ever be indicated, never completes: the packet is dropped with the
+            // buffers that arrived, rather than waiting forever or stopping the queue.
+            let posted = usize::from(self.vq.in_flight());
+            if count > max_count || count > self.pending_len + posted {
+                self.stats.bad_buffer_counts += 1;
                 self.stats.device_faults += 1;
-                return Err(RxFault::BadBufferCount(hdr.num_buffers));
+                self.drop_pending(count.min(self.pending_len));
+                continue;
             }
             if self.pending_len < count {
                 break; // the rest of a merged packet has not arrived yet
@@ -468,32 +749,95 @@ impl RxQueue {
                 self.stats.os_ring_exhausted += 1;
                 break;
             }
-            let total: usize = (0..count)
-                .map(|k| self.pending_at(k).1 as usize)
-                .sum::<usize>()
-                - NetHeader::SIZE;
-            // Strip the tag in place (the MAC addresses move 4 bytes forward).
-            let mut offset = NetHeader::SIZE as u32;
-            let mut tag = None;
-            if self.settings.strip_vlan {
-                let b = self.buf_bytes(first, len);
-                if let Some(t) = strip_vlan(&mut b[NetHeader::SIZE..]) {
-                    tag = Some(t);
-                    offset += 4;
-                    self.stats.vlan_stripped += 1;
+            let mut total = len as usize - NetHeader::SIZE;
+            let mut bad_len = false;
+            for k in 1..count {
+                let blen = self.pending_at(k).1;
+                bad_len |= blen > self.buffer_size;
+                total += blen.min(self.buffer_size) as usize;
+            }
+            if bad_len {
+                self.stats.bad_lengths += 1;
+                self.stats.device_faults += 1;
+                self.drop_pending(count);
+                continue;
+            }
+            // Bounce mode: a private buffer for each buffer holding data, or the packet waits.
+            if let Some(p) = &self.private {
+                let needed = (0..count)
+                    .filter(|&k| k == 0 || self.pending_at(k).1 > 0)
+                    .count();
+                if p.free.len() < needed {
+                    self.stats.bounce_waits += 1;
+                    break;
                 }
             }
-            let frame_len = total - (offset as usize - NetHeader::SIZE);
-            let first_len = len - offset;
+            // Where each buffer's data lies from here on: the DMA buffer, or in bounce mode the
+            // private buffer it is copied to now (the header bytes from the copy that was
+            // parsed, the rest read once from the shared buffer).
+            self.segs.clear();
+            for k in 0..count {
+                let (b, blen) = self.pending_at(k);
+                let data = match &mut self.private {
+                    Some(p) if k == 0 || blen > 0 => {
+                        let Some(pb) = p.free.pop() else {
+                            break; // counted above: cannot happen
+                        };
+                        p.set(pb, true);
+                        let (src, dst) = (self.pool.cpu(b), p.cpu(pb));
+                        let blen = blen as usize;
+                        let skip = if k == 0 { n } else { 0 };
+                        if k == 0 {
+                            // SAFETY: `dst` is a private buffer of `buffer_size` >= len >= n
+                            // bytes; `head` is another allocation.
+                            unsafe { core::ptr::copy_nonoverlapping(self.head.as_ptr(), dst, n) };
+                        }
+                        // SAFETY: `src` and `dst` are buffers of `buffer_size` >= blen bytes;
+                        // `dst` is a private buffer just taken from the free list, so no one
+                        // else uses it.
+                        let rest = unsafe {
+                            core::slice::from_raw_parts_mut(dst.wrapping_add(skip), blen - skip)
+                        };
+                        // SAFETY: `src` holds `blen` bytes (see above).
+                        unsafe { copy_from_device(rest, src.wrapping_add(skip)) };
+                        pb
+                    }
+                    _ => b,
+                };
+                // Within the capacity reserved at creation (the virtqueue's size >= count).
+                self.segs.push((data, blen));
+            }
+            if self.private.is_some() {
+                self.stats.bounced += 1;
+            }
+            // Strip the tag in the copy (the MAC addresses move 4 bytes forward) and write the
+            // moved addresses, from the copy, where the OS will read the frame.
+            let mut offset = NetHeader::SIZE;
+            let mut tag = None;
+            if self.settings.strip_vlan
+                && let Some(t) = strip_vlan(&mut self.head[NetHeader::SIZE..n])
+            {
+                tag = Some(t);
+                offset += 4;
+                self.stats.vlan_stripped += 1;
+                let dst = self.data_ptr(self.segs.first().map_or(first, |s| s.0));
+                // SAFETY: the first buffer holds len >= n >= 30 bytes (strip_vlan needs 18
+                // frame bytes); bytes 16..28 are inside it.
+                unsafe { write_to_device(dst.wrapping_add(16), &self.head[16..28]) };
+            }
+            let frame_len = total - (offset - NetHeader::SIZE);
+            let first_len = len - offset as u32;
             let options = self.options;
+            let copied = n - offset;
             let (mut meta, dst, hash, fix) = {
-                let bytes = self
-                    .buf_view(first, len)
-                    .get(offset as usize..)
-                    .unwrap_or(&[]);
-                let meta = metadata(&hdr, bytes, frame_len, options);
+                let bytes = self.head.get(offset..n).unwrap_or(&[]);
+                let sum_tail = |from: usize, to: usize| Some(self.sum_frame(offset, from, to));
+                let meta = metadata_with(&hdr, bytes, frame_len, options, sum_tail);
                 let fix = checksum_fix(&hdr, &meta, bytes, frame_len, tag.is_some(), options);
-                let dst = [bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5]];
+                let mut dst = [0u8; 6];
+                if let Some(d) = bytes.get(..6) {
+                    dst.copy_from_slice(d);
+                }
                 let hash = match (self.rss, meta.parsed) {
                     (Some(types), Some(l)) => {
                         offload::rss::hash_frame(&self.rss_table, bytes, &l, types)
@@ -506,24 +850,26 @@ impl RxQueue {
                 && (!f.accepts(&dst) || !f.vlan_accepts(tag.map(|t| t.vid)))
             {
                 self.stats.filtered += 1;
-                for k in 0..count {
-                    let (b, _) = self.pending_at(k);
-                    self.release(b);
-                }
-                self.pop_pending(count);
+                self.release_bounced();
+                self.drop_pending(count);
                 continue;
             }
-            // The transport checksum the OS will be told is valid must be a real one.
+            // The transport checksum the OS will be told is valid must be a real one: computed
+            // over the copy for the bytes it holds and over the rest where it lies, written
+            // from the copy.
             match fix {
                 Ok(None) => {}
                 Ok(Some(fix)) => {
-                    let mut rest = Checksum::new();
-                    for k in 1..count {
-                        let (b, blen) = self.pending_at(k);
-                        rest.add_bytes(self.buf_view(b, blen));
-                    }
-                    if let Some(bytes) = self.buf_bytes(first, len).get_mut(offset as usize..) {
+                    let rest = self.sum_frame(offset, copied, frame_len);
+                    if let Some(bytes) = self.head.get_mut(offset..n) {
                         fix.apply(bytes, rest);
+                    }
+                    let at = offset + fix.field;
+                    let dst = self.data_ptr(self.segs.first().map_or(first, |s| s.0));
+                    if let Some(field) = self.head.get(at..at + 2) {
+                        // SAFETY: `checksum_fix` puts the field inside the copy, which is a
+                        // prefix of the first buffer's `len` bytes.
+                        unsafe { write_to_device(dst.wrapping_add(at), field) };
                     }
                     self.stats.checksums_completed += 1;
                 }
@@ -538,23 +884,43 @@ impl RxQueue {
                     );
                 }
             }
-            // Fragments: one per buffer.
+            if meta.rsc.is_some_and(|r| r.coalesced_segment_count == 0) {
+                // Zero coalesced segments is no RSC packet: a plain one.
+                meta.rsc = None;
+                self.stats.rsc_zero_segments += 1;
+                self.stats.device_faults += 1;
+            }
+            // Fragments: one per buffer that holds data; an empty continuation buffer is taken
+            // back (a zero-length fragment breaks the OS's contract).
+            let mut frags = 0u32;
             for k in 0..count {
                 let (b, blen) = self.pending_at(k);
+                if k > 0 && blen == 0 {
+                    self.stats.empty_fragments += 1;
+                    self.release(b);
+                    continue;
+                }
                 let (off, valid) = if k == 0 {
-                    (offset, first_len)
+                    (offset as u32, first_len)
                 } else {
                     (0, blen)
                 };
-                let idx = fragments.advance_index(frag, k as i32);
+                let idx = fragments.advance_index(frag, frags as i32);
                 let mut f = NetFragment::default();
-                // Offset ≤ 16 and lengths ≤ buffer_size < 2^26: the setters cannot fail.
+                // Offset <= 16 and lengths <= buffer_size < 2^26: the setters cannot fail.
                 let _ = f.set_capacity(self.buffer_size);
                 let _ = f.set_offset(off);
                 let _ = f.set_valid_length(valid);
                 *fragments.get_mut(idx).map_err(RxFault::Ring)? = f;
-                let va = self.buf_cpu(b);
-                let la = self.buf_device(b);
+                let (owner, va, la) = match &self.private {
+                    Some(p) => {
+                        let pb = self.segs.get(k).map_or(0, |s| s.0);
+                        // Private memory has no device address; the OS reads received
+                        // fragments by their virtual address.
+                        (pb, p.cpu(pb), 0)
+                    }
+                    None => (b, self.buf_cpu(b), self.buf_device(b)),
+                };
                 if let Ok(e) = self.ext.virtual_address.get_mut(fragments, idx) {
                     e.virtual_address = va.cast();
                 }
@@ -562,13 +928,21 @@ impl RxQueue {
                     e.logical_address = la;
                 }
                 if let Ok(e) = self.ext.return_context.get_mut(fragments, idx) {
-                    e.handle =
-                        core::ptr::without_provenance_mut(context_of(self.settings.context_tag, b));
+                    e.handle = core::ptr::without_provenance_mut(context_of(
+                        self.settings.context_tag,
+                        owner,
+                    ));
                 }
-                self.set_state(b, Buf::WithOs);
+                if self.private.is_some() {
+                    // Copied: the shared buffer goes back to the device on the next Advance.
+                    self.release(b);
+                } else {
+                    self.set_state(b, Buf::WithOs);
+                }
+                frags += 1;
             }
             let p = packets.get_mut(pkt).map_err(RxFault::Ring)?;
-            *p = NetPacket::new(frag, count as u16);
+            *p = NetPacket::new(frag, frags as u16);
             p.layout = meta.layout;
             if let Ok(c) = self.ext.checksum.get_mut(packets, pkt) {
                 *c = meta.checksum;
@@ -598,14 +972,25 @@ impl RxQueue {
             self.stats.received.count(&dst, frame_len as u64);
             self.pop_pending(count);
             pkt = packets.increment_index(pkt);
-            frag = fragments.advance_index(frag, count as i32);
+            frag = fragments.advance_index(frag, frags as i32);
             pkt_free -= 1;
-            frag_free -= count as u32;
+            frag_free -= frags;
             indicated += 1;
         }
         packets.set_begin_index(pkt).map_err(RxFault::Ring)?;
         fragments.set_begin_index(frag).map_err(RxFault::Ring)?;
         Ok(indicated)
+    }
+
+    /// Bounce mode: frees the private buffers a packet that is not indicated was copied to.
+    fn release_bounced(&mut self) {
+        if let Some(p) = &mut self.private {
+            for (k, &(pb, blen)) in self.segs.iter().enumerate() {
+                if k == 0 || blen > 0 {
+                    p.release(pb);
+                }
+            }
+        }
     }
 
     /// `EvtAdapterReturnRxBuffer`: the OS is done with the buffer behind `context` (called once
@@ -616,6 +1001,12 @@ impl RxQueue {
             return;
         }
         let b = (context & ((1 << CONTEXT_TAG_SHIFT) - 1)).wrapping_sub(1);
+        if let Some(p) = &mut self.private {
+            if !u32::try_from(b).is_ok_and(|b| p.release(b)) {
+                self.stats.bad_returns += 1;
+            }
+            return;
+        }
         match self.state.get(b) {
             Some(Buf::WithOs) => self.release(b as u32),
             _ => self.stats.bad_returns += 1,

@@ -104,6 +104,26 @@ pub struct RxStats {
     /// Advance calls that had completed frames waiting but no OS packet or fragment to carry
     /// them (the frames wait; nothing is lost).
     pub os_ring_exhausted: u64,
+    /// Merged packets whose `num_buffers` could never be satisfied — more than the pool, the
+    /// virtqueue or the OS's fragment ring can hold, or than the device holds buffers for
+    /// (pending + posted) — dropped with the buffers that had arrived (counted also as a device
+    /// fault).
+    pub bad_buffer_counts: u64,
+    /// Packets dropped because the device reported more bytes in a buffer than it has (counted
+    /// also as a device fault).
+    pub bad_lengths: u64,
+    /// Coalesced packets that claimed zero segments: indicated as plain packets, no RSC
+    /// (counted also as a device fault).
+    pub rsc_zero_segments: u64,
+    /// Empty continuation buffers of merged packets: taken back, never indicated as zero-length
+    /// fragments.
+    pub empty_fragments: u64,
+    /// Frames copied out of the shared buffers into private memory before indication
+    /// (`RxSettings::bounce`).
+    pub bounced: u64,
+    /// Advance calls in bounce mode that had a frame waiting but too few free private buffers
+    /// (the OS held them): the frame waits, as for an exhausted OS ring.
+    pub bounce_waits: u64,
     /// Kicks sent although event suppression said none, because buffers were published
     /// unannounced and nothing arrived since (see `RxQueue`'s stall handling).
     pub stall_kicks: u64,

@@ -114,6 +114,7 @@ pub unsafe extern "system" fn evt_create_rx_queue(
                 buffer_size: caps.rx_buffer_size,
                 strip_vlan: nic.user.priority_vlan_tag != 0,
                 software_checksum: caps.rx_checksum_in_software,
+                bounce: caps.confidential,
                 context_tag: k,
             };
             match RxQueue::new(dma, s.vq, features, settings, ext) {

@@ -12,6 +12,13 @@
 
 #![no_std]
 #![deny(missing_docs)]
+// The crate parses what the device and the OS hand the driver: no unwrap, expect or panic in
+// it (none is needed: every parse returns an error or a shallower result). Indexing and
+// arithmetic are denied module by module as they are converted (`rx.rs` so far).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 #[cfg(test)]
 extern crate alloc;

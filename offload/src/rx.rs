@@ -2,12 +2,19 @@
 //! layout, checksum evaluation per layer, RSC (coalesced segments) — with software verification
 //! where the device gave no verdict, and VLAN tag stripping into the 802.1Q extension.
 
+// Receive-side decisions on device-written headers: no indexing or arithmetic that can panic or
+// wrap (checked/saturating ops and `get`).
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
 use netring::{NetPacketChecksum, NetPacketLayout, NetPacketRsc, RxChecksumEvaluation as Eval};
 use virtio::Features;
 use virtio::net::{NetHeader, gso, hdr_flags};
 
 use crate::checksum::Checksum;
-use crate::segment::{verify_ipv4_checksum, verify_l4_checksum};
+use crate::segment::{verify_ipv4_checksum, verify_l4_checksum_with};
 use crate::wire::{VlanTag, ethertype};
 use crate::{L4, Layout};
 
@@ -56,6 +63,21 @@ pub struct RxMetadata {
 /// given only for an unfragmented TCP/UDP layout: NetAdapterCx forwards RX checksum results
 /// only when Layer4Type is Tcp or Udp (`reference/netadaptercx.md` §2.4).
 pub fn metadata(hdr: &NetHeader, frame: &[u8], total_len: usize, opt: RxOptions) -> RxMetadata {
+    metadata_with(hdr, frame, total_len, opt, |_, _| None)
+}
+
+/// [`metadata`] of a packet of `total_len` bytes whose first `frame.len()` bytes — a private
+/// copy holding at least the headers — are in `frame`, with `tail` summing the rest for software
+/// verification: called at most once with the frame positions `[frame.len(), end)` to sum
+/// (`None` when it cannot: the transport checksum is then not checked). Every decision is made
+/// on `frame`; `tail` contributes bytes to a sum, never a length or an offset.
+pub fn metadata_with(
+    hdr: &NetHeader,
+    frame: &[u8],
+    total_len: usize,
+    opt: RxOptions,
+    tail: impl FnOnce(usize, usize) -> Option<Checksum>,
+) -> RxMetadata {
     let (l, _) = Layout::parse_prefix(frame);
     if l.l2_len == 0 {
         return RxMetadata {
@@ -66,7 +88,6 @@ pub fn metadata(hdr: &NetHeader, frame: &[u8], total_len: usize, opt: RxOptions)
         };
     }
     let parsed = Some(l);
-    let whole = frame.len() == total_len;
     let l3 = match verify_ipv4_checksum(frame, &l) {
         Some(true) => Eval::Valid,
         Some(false) => Eval::Invalid,
@@ -81,8 +102,8 @@ pub fn metadata(hdr: &NetHeader, frame: &[u8], total_len: usize, opt: RxOptions)
         // DATA_VALID: the device checked it. NEEDS_CSUM: it came from a local sender with a
         // partial checksum; the data has not crossed a wire, so it is intact.
         Eval::Valid
-    } else if opt.software_verify && whole {
-        match verify_l4_checksum(frame, &l) {
+    } else if opt.software_verify {
+        match verify_l4_checksum_with(frame, &l, total_len, tail) {
             Some(true) => Eval::Valid,
             Some(false) => Eval::Invalid,
             None => Eval::NotChecked,
@@ -121,7 +142,8 @@ pub fn strip_vlan(frame: &mut [u8]) -> Option<VlanTag> {
     if (tpid != ethertype::VLAN && tpid != ethertype::QINQ) || frame.len() < 18 {
         return None;
     }
-    let tag = VlanTag::from_tci(u16::from_be_bytes([frame[14], frame[15]]));
+    let tag = VlanTag::from_tci(u16::from_be_bytes([*frame.get(14)?, *frame.get(15)?]));
+    // In range: frame.len() >= 18 > 16.
     frame.copy_within(0..12, 4);
     Some(tag)
 }
@@ -188,8 +210,11 @@ pub fn checksum_fix(
             6 => true,
             _ => return Err(bad),
         };
-        let field = start + usize::from(hdr.csum_offset);
-        if field + 2 > first.len() || field + 2 > total_len {
+        // start <= total_len (a usize) and csum_offset <= 16: no overflow in practice, and
+        // checked anyway.
+        let field = start.checked_add(usize::from(hdr.csum_offset)).ok_or(bad)?;
+        let end = field.checked_add(2).ok_or(bad)?;
+        if end > first.len() || end > total_len {
             return Err(bad);
         }
         return Ok(Some(ChecksumFix {
@@ -207,16 +232,21 @@ pub fn checksum_fix(
         return Ok(None);
     }
     let (l3o, l4o) = (l.l3_offset(), l.l4_offset());
-    if l4o + 20 > first.len() || l4o > total_len {
+    // Layout offsets are at most 22 + 511 (no overflow); the TCP header is in `first`.
+    let (Some(l3), Some(l4_len)) = (
+        first.get(l3o..l4o),
+        total_len
+            .checked_sub(l4o)
+            .filter(|_| first.len() >= l4o.saturating_add(20)),
+    ) else {
         return Ok(None);
-    }
-    let Ok(pseudo) = crate::wire::pseudo_header(&first[l3o..l4o], 6, (total_len - l4o) as u32)
-    else {
+    };
+    let Ok(pseudo) = crate::wire::pseudo_header(l3, 6, l4_len as u32) else {
         return Ok(None);
     };
     Ok(Some(ChecksumFix {
         start: l4o,
-        field: l4o + 16,
+        field: l4o.saturating_add(16),
         seed: Some(pseudo.fold()),
         udp: false,
     }))
@@ -226,7 +256,8 @@ impl ChecksumFix {
     /// Writes the checksum: `first` is the frame's part in the first buffer (holding the field),
     /// `rest` the sum of the frame's bytes in the following buffers, in order.
     pub fn apply(self, first: &mut [u8], rest: Checksum) {
-        let Some(f) = first.get_mut(self.field..self.field + 2) else {
+        let field = self.field..self.field.saturating_add(2);
+        let Some(f) = first.get_mut(field.clone()) else {
             return;
         };
         if let Some(seed) = self.seed {
@@ -237,6 +268,8 @@ impl ChecksumFix {
         sum.add_sum(rest);
         let c = sum.finish();
         let c = if self.udp && c == 0 { 0xffff } else { c };
-        first[self.field..self.field + 2].copy_from_slice(&c.to_be_bytes());
+        if let Some(f) = first.get_mut(field) {
+            f.copy_from_slice(&c.to_be_bytes());
+        }
     }
 }

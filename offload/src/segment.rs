@@ -327,21 +327,43 @@ pub fn l4_checksum_len(headers: &[u8], l: &Layout, ip_end: usize) -> Result<usiz
 /// `Some(false)` (RFC 8200 §8.1: "IPv6 receivers must discard UDP packets containing a zero
 /// checksum"), even when the datagram's true checksum is the other zero, 0xFFFF.
 pub fn verify_l4_checksum(frame: &[u8], l: &Layout) -> Option<bool> {
+    verify_l4_checksum_with(frame, l, frame.len(), |_, _| None)
+}
+
+/// [`verify_l4_checksum`] of a frame of `total_len` bytes of which `headers` holds the first
+/// ones (at least the parsed headers): the bytes past `headers.len()` are summed by `tail`,
+/// called at most once with the frame positions `[headers.len(), end)` it must sum (`None`:
+/// they are not available, nothing is verified). The receive path parses a private copy of the
+/// headers and sums the payload where it lies.
+pub fn verify_l4_checksum_with(
+    headers: &[u8],
+    l: &Layout,
+    total_len: usize,
+    tail: impl FnOnce(usize, usize) -> Option<Checksum>,
+) -> Option<bool> {
     if l.l3.is_none() || l.fragmented || !matches!(l.l4, L4::Tcp | L4::Udp) {
         return None;
     }
-    let end = ip_payload_end(frame, l).ok()?;
-    let len = l4_checksum_len(frame, l, end).ok()?;
+    let end = claimed_ip_end(headers, l).ok()?;
+    if end > total_len {
+        return None;
+    }
+    let len = l4_checksum_len(headers, l, end).ok()?;
     let (l3o, l4o) = (l.l3_offset(), l.l4_offset());
-    let l4 = frame.get(l4o..l4o + len)?;
-    if l.l4 == L4::Udp && l4.get(6..8) == Some(&[0, 0]) {
+    let l4_end = l4o.checked_add(len)?;
+    if l.l4 == L4::Udp && headers.get(l4o + 6..l4o + 8) == Some(&[0, 0]) {
         return match l.l3 {
             Some(L3::Ipv6 { .. }) => Some(false),
             _ => None,
         };
     }
-    let mut sum = crate::wire::pseudo_header(frame.get(l3o..l4o)?, l.protocol, len as u32).ok()?;
-    sum.add_bytes(l4);
+    let mut sum =
+        crate::wire::pseudo_header(headers.get(l3o..l4o)?, l.protocol, len as u32).ok()?;
+    let have = headers.len().min(l4_end);
+    sum.add_bytes(headers.get(l4o..have)?);
+    if l4_end > have {
+        sum.add_sum(tail(have, l4_end)?);
+    }
     Some(sum.fold() == 0xffff)
 }
 

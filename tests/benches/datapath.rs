@@ -3,7 +3,9 @@
 //! split virtqueues completed by the same minimal in-process device, in one run.
 //!
 //! `tx_virtionet_confidential*` is virtionet's TX engine in confidential mode (every frame copied
-//! into driver-owned shared buffers), against `tx_virtionet*` in the same run.
+//! into driver-owned shared buffers), against `tx_virtionet*` in the same run;
+//! `rx_virtionet_confidential` is the RX engine bouncing every frame out of the shared buffer
+//! into private memory (`RxSettings::bounce`), against `rx_virtionet`.
 //!
 //! Only the driver's work is timed (`iter_custom`): for virtionet the Advance callbacks; for
 //! virtio-drivers `transmit_begin`/`poll_transmit`/`transmit_complete` and
@@ -130,7 +132,7 @@ fn virtionet_tx(ram: &GuestRam, len: usize, lso: bool, confidential: bool, iters
     total
 }
 
-fn virtionet_rx(ram: &GuestRam, len: usize, iters: u64) -> Duration {
+fn virtionet_rx(ram: &GuestRam, len: usize, bounce: bool, iters: u64) -> Duration {
     let mut rng = Rng::new(2);
     let mut os = OsRx::new(256, 512, &mut rng);
     let cfg = QueueConfig {
@@ -146,6 +148,7 @@ fn virtionet_rx(ram: &GuestRam, len: usize, iters: u64) -> Duration {
         buffer_size: 2048,
         strip_vlan: false,
         software_checksum: false,
+        bounce,
         context_tag: 0,
     };
     let f = Features::VERSION_1 | Features::NET_MRG_RXBUF | Features::NET_GUEST_CSUM;
@@ -349,7 +352,10 @@ fn bench(c: &mut Criterion) {
             b.iter_custom(|n| rcore_tx(len, n))
         });
         g.bench_function(BenchmarkId::new("rx_virtionet", len), |b| {
-            b.iter_custom(|n| virtionet_rx(&ram, len, n))
+            b.iter_custom(|n| virtionet_rx(&ram, len, false, n))
+        });
+        g.bench_function(BenchmarkId::new("rx_virtionet_confidential", len), |b| {
+            b.iter_custom(|n| virtionet_rx(&ram, len, true, n))
         });
         g.bench_function(BenchmarkId::new("rx_virtio_drivers", len), |b| {
             b.iter_custom(|n| rcore_rx(len, n))

@@ -269,7 +269,7 @@ impl QueuePair {
             buffer_size: caps.rx_buffer_size,
             strip_vlan: false,
             software_checksum: caps.rx_checksum_in_software,
-            // ISSUE-16 RX bounce (wire when RxSettings has it): bounce: caps.confidential,
+            bounce: caps.confidential,
             context_tag: k,
         };
         let rx = RxQueue::new(

@@ -102,7 +102,7 @@ pub fn machine(features: Features, backend: Backend, user: &UserSettings, seed: 
         buffer_size: caps.rx_buffer_size,
         strip_vlan: caps.vlan_tagging,
         software_checksum: caps.rx_checksum_in_software,
-        // ISSUE-16 RX bounce (wire when RxSettings has it): bounce: caps.confidential,
+        bounce: caps.confidential,
         context_tag: 0,
     };
     let rx = RxQueue::new(

@@ -132,3 +132,40 @@ fn bringup_regressions() {
     ];
     let _ = vnet_harness::fuzzing::bringup(&ram, moved_common);
 }
+
+/// Bounded smoke run of the `rx_engine` fuzz target's body: random inputs, and inputs whose
+/// completions carry a virtio-net header and a valid (then mutated) frame.
+#[test]
+fn rx_engine_smoke() {
+    let ram = vnet_harness::dma::GuestRam::new(8 << 20);
+    let mut rng = Rng::new(0x16a);
+    let start = std::time::Instant::now();
+    for i in 0..3000 {
+        if start.elapsed() > std::time::Duration::from_secs(8) {
+            break;
+        }
+        let mut data: Vec<u8> = (0..6).map(|_| rng.next_u64() as u8).collect();
+        for _ in 0..rng.below(24) {
+            let op = rng.below(6) as u8;
+            data.push(op);
+            match op {
+                2 if i % 2 == 1 => {
+                    data.push(rng.next_u64() as u8);
+                    let mut bytes = vec![0u8; 12];
+                    bytes[10] = rng.below(3) as u8; // num_buffers
+                    bytes[0] = rng.below(4) as u8;
+                    bytes.extend(seed_frame(&mut rng).into_iter().take(1500));
+                    for _ in 0..rng.below(4) {
+                        let at = rng.below(bytes.len() as u64) as usize;
+                        bytes[at] = rng.next_u64() as u8;
+                    }
+                    data.extend_from_slice(&(bytes.len() as u16).to_le_bytes());
+                    data.extend_from_slice(&bytes);
+                    data.push(2 + rng.below(6) as u8);
+                }
+                _ => data.extend((0..3).map(|_| rng.next_u64() as u8)),
+            }
+        }
+        vnet_harness::fuzzing::rx_engine_with_device_completions(&ram, &data);
+    }
+}

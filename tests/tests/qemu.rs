@@ -168,6 +168,14 @@ fn confidential_mode_forced_on_by_the_keyword() {
     assert!(m.adapter.capabilities().confidential);
     assert!(m.tx.is_confidential());
     assert_eq!(m.tx.bounce_stats().copied, 1000, "every frame copied");
+    // RX: every frame the OS received (byte for byte, checked by `traffic`) was copied out of
+    // the shared buffer into private memory first.
+    assert_eq!(m.rx.stats().bounced, 1000, "every received frame bounced");
+    assert_eq!(
+        m.rx.buffer_counts().with_os,
+        0,
+        "no shared buffer with the OS"
+    );
 }
 
 /// QEMU's `iommu_platform=on` offers VIRTIO_F_ACCESS_PLATFORM: the driver accepts it, and in
@@ -184,6 +192,7 @@ fn access_platform_turns_confidential_mode_on() {
     assert!(m.adapter.features().contains(Features::ACCESS_PLATFORM));
     assert!(m.tx.is_confidential());
     assert_eq!(m.tx.bounce_stats().copied, 500);
+    assert_eq!(m.rx.stats().bounced, 500, "every received frame bounced");
 }
 
 #[test]

@@ -50,6 +50,7 @@ fn setup_tagged(seed: u64, mergeable: bool, features: Features, context_tag: u16
         buffer_size,
         strip_vlan: true,
         software_checksum: true,
+        bounce: false,
         context_tag,
     };
     let rx = RxQueue::new(ram.arena(), vq, features, settings, ext).unwrap();
@@ -474,4 +475,162 @@ fn unannounced_buffers_are_kicked_after_a_stall() {
     let kicks: Vec<bool> = (0..6).map(|_| advance(&mut b).kicked).collect();
     assert_eq!(kicks, [false, true, false, false, false, false]);
     assert_eq!(b.rx.stats().stall_kicks, 1);
+}
+
+impl Bench {
+    /// The device completes one buffer per entry of `parts`: `bytes` written, `len` claimed.
+    fn deliver_raw(&mut self, parts: &[(&[u8], u32)]) {
+        for (bytes, len) in parts {
+            let c = self.dev.pop(&self.ram).expect("buffer available");
+            SplitDevice::fill(&self.ram, &c, bytes);
+            self.dev.complete(&self.ram, c.id, *len);
+        }
+    }
+
+    fn advance_ok(&mut self) {
+        let rx = &mut self.rx;
+        let r = self.os.callback(|p, f| rx.advance(p, f));
+        assert!(r.is_ok(), "advance failed: {r:?}");
+        self.os.reclaim();
+        let c = self.rx.buffer_counts();
+        assert_eq!(
+            c.free + c.posted + c.pending + c.with_os,
+            128,
+            "every buffer in one state: {c:?}"
+        );
+    }
+}
+
+fn with_header(h: NetHeader, frame: &[u8]) -> Vec<u8> {
+    let mut b = vec![0u8; 12];
+    h.write(&mut b).unwrap();
+    b.extend_from_slice(frame);
+    b
+}
+
+/// A merged packet whose num_buffers can never be satisfied — more than the pool, or more
+/// than the OS's fragment ring holds — is dropped and counted; the queue keeps receiving.
+/// (Before: more than the pool stopped the queue with `RxFault::BadBufferCount`; more than the
+/// fragment ring but within the pool waited forever, everything behind it too.)
+#[test]
+fn impossible_buffer_counts_are_dropped_not_waited_for() {
+    for claimed in [200u16, 128, 65535] {
+        let mut b = setup(21, true, Features::VERSION_1);
+        b.os.post(64, 127);
+        b.advance_ok();
+        let bad = with_header(
+            NetHeader {
+                num_buffers: claimed,
+                ..Default::default()
+            },
+            &frame([2, 0, 0, 0, 0, 1], 0x88b5, &[7; 100]),
+        );
+        b.deliver_raw(&[(&bad, bad.len() as u32)]);
+        b.advance_ok();
+        let good = frame([2, 0, 0, 0, 0, 1], 0x88b5, &[9; 100]);
+        for _ in 0..3 {
+            assert!(b.deliver(NetHeader::default(), &good));
+        }
+        for _ in 0..3 {
+            b.os.post(64, 127);
+            b.advance_ok();
+        }
+        assert_eq!(
+            b.os.frames.len(),
+            3,
+            "num_buffers {claimed}: the queue goes on"
+        );
+        assert!(b.os.frames.iter().all(|f| f.bytes == good));
+        assert_eq!(b.rx.stats().bad_buffer_counts, 1);
+    }
+}
+
+/// A coalesced packet that says it coalesced zero segments is indicated as a plain packet: no
+/// RSC extension values reach the OS.
+#[test]
+fn rsc_with_zero_segments_is_a_plain_packet() {
+    let mut b = setup(
+        22,
+        true,
+        Features::VERSION_1 | Features::NET_GUEST_CSUM | Features::NET_RSC_EXT,
+    );
+    b.os.post(64, 127);
+    b.advance_ok();
+    let rsc = NetHeader {
+        flags: hdr_flags::DATA_VALID | hdr_flags::RSC_INFO,
+        gso_type: gso::TCPV4,
+        gso_size: 1448,
+        csum_start: 0,  // coalesced segments
+        csum_offset: 3, // duplicate ACKs
+        ..Default::default()
+    };
+    let f = tcp4(3000);
+    assert!(b.deliver(rsc, &f));
+    b.advance_ok();
+    assert_eq!(b.os.frames.len(), 1);
+    assert_eq!(
+        b.os.frames[0].rsc,
+        netring::NetPacketRsc::default(),
+        "no RSC information"
+    );
+    assert_eq!(b.os.frames[0].bytes, f);
+    let s = b.rx.stats();
+    assert_eq!((s.coalesced_packets, s.rsc_zero_segments), (0, 1));
+}
+
+/// An empty continuation buffer of a merged packet is taken back, not indicated as a
+/// zero-length fragment (which breaks the OS's contract: the verifier's RxFragmentLength).
+#[test]
+fn empty_continuation_buffers_are_not_indicated() {
+    let mut b = setup(23, true, Features::VERSION_1);
+    b.os.post(64, 127);
+    b.advance_ok();
+    let f = frame(
+        [2, 0, 0, 0, 0, 1],
+        0x88b5,
+        &(0..3000).map(|i| i as u8).collect::<Vec<_>>(),
+    );
+    let whole = with_header(
+        NetHeader {
+            num_buffers: 4,
+            ..Default::default()
+        },
+        &f,
+    );
+    let (a, rest) = whole.split_at(2048);
+    b.deliver_raw(&[(a, 2048), (&[], 0), (rest, rest.len() as u32), (&[], 0)]);
+    b.advance_ok();
+    assert_eq!(b.os.frames.len(), 1);
+    assert_eq!(b.os.frames[0].bytes, f);
+    assert_eq!(b.os.frames[0].fragments, 2);
+    assert_eq!(b.rx.stats().empty_fragments, 2);
+    assert_eq!(
+        b.rx.buffers_with_os(),
+        2,
+        "the empty buffers are not with the OS"
+    );
+}
+
+/// A used length past the buffer is the virtqueue's to catch (a device fault: the queue stops
+/// until the adapter resets it), before the engine could indicate a fragment longer than its
+/// buffer.
+#[test]
+fn used_length_past_the_buffer_is_a_device_fault() {
+    let mut b = setup(24, false, Features::VERSION_1);
+    b.os.post(64, 127);
+    b.advance_ok();
+    let f = with_header(
+        NetHeader::default(),
+        &frame([2, 0, 0, 0, 0, 1], 0x88b5, &[1; 100]),
+    );
+    b.deliver_raw(&[(&f, b.buffer_size + 1)]);
+    let rx = &mut b.rx;
+    let r = b.os.callback(|p, f| rx.advance(p, f));
+    assert!(
+        matches!(r, Err(virtionet::rxqueue::RxFault::Device(_))),
+        "{r:?}"
+    );
+    b.os.reclaim();
+    assert!(b.os.frames.is_empty());
+    assert_eq!(b.rx.stats().device_faults, 1);
 }
