@@ -298,6 +298,12 @@ impl Input<'_> {
     fn u32(&mut self) -> u32 {
         u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
     }
+    /// The next `n` bytes (fewer once the input runs out).
+    fn take(&mut self, n: usize) -> &[u8] {
+        let (a, b) = self.0.split_at(n.min(self.0.len()));
+        self.0 = b;
+        a
+    }
     /// A 16-bit device value, biased to the edges the driver's arithmetic must survive.
     fn edgy16(&mut self) -> u16 {
         match self.u8() % 8 {
@@ -542,33 +548,13 @@ pub fn rx_engine_with_device_completions(ram: &GuestRam, data: &[u8]) {
     use virtio::Features;
     use virtionet::rxqueue::{RxQueue, RxSettings};
 
-    struct Input<'a>(&'a [u8]);
-    impl Input<'_> {
-        fn byte(&mut self) -> u8 {
-            match self.0.split_first() {
-                Some((&b, rest)) => {
-                    self.0 = rest;
-                    b
-                }
-                None => 0,
-            }
-        }
-        fn u16(&mut self) -> u16 {
-            u16::from_le_bytes([self.byte(), self.byte()])
-        }
-        fn take(&mut self, n: usize) -> &[u8] {
-            let (a, b) = self.0.split_at(n.min(self.0.len()));
-            self.0 = b;
-            a
-        }
-    }
     enum Dev {
         Split(SplitDevice),
         Packed(PackedDevice),
     }
 
     let mut inp = Input(data);
-    let (h0, h1) = (inp.byte(), inp.byte());
+    let (h0, h1) = (inp.u8(), inp.u8());
     let layout = if h0 & 1 == 0 {
         Layout::Split
     } else {
@@ -585,7 +571,7 @@ pub fn rx_engine_with_device_completions(ram: &GuestRam, data: &[u8]) {
     } else {
         12 + 1518
     };
-    let h2 = inp.byte();
+    let h2 = inp.u8();
     let mut features = Features::VERSION_1;
     if mergeable {
         features |= Features::NET_MRG_RXBUF;
@@ -605,7 +591,7 @@ pub fn rx_engine_with_device_completions(ram: &GuestRam, data: &[u8]) {
         context_tag: 0,
     };
     let mut rng = crate::rng::Rng::new(u64::from(inp.u16()));
-    let h3 = inp.byte();
+    let h3 = inp.u8();
     let mut os = OsRx::new(1 << (1 + h3 % 6), 1 << (1 + (h3 >> 3) % 7), &mut rng);
     let arena = ram.arena();
     let Ok(vq) = VirtQueue::new(
@@ -679,10 +665,10 @@ pub fn rx_engine_with_device_completions(ram: &GuestRam, data: &[u8]) {
         if inp.0.is_empty() {
             break;
         }
-        match inp.byte() % 6 {
+        match inp.u8() % 6 {
             0 | 1 => {
                 // The device takes buffers.
-                for _ in 0..=inp.byte() % 4 {
+                for _ in 0..=inp.u8() % 4 {
                     let c = match &mut dev {
                         Dev::Split(d) => d.pop(ram),
                         Dev::Packed(d) => d.pop(arena),
@@ -698,12 +684,12 @@ pub fn rx_engine_with_device_completions(ram: &GuestRam, data: &[u8]) {
                 if taken.is_empty() {
                     continue;
                 }
-                let i = usize::from(inp.byte()) % taken.len();
+                let i = usize::from(inp.u8()) % taken.len();
                 let c = taken.remove(i);
                 let n = usize::from(inp.u16()) % (buffer_size as usize + 1);
                 let bytes = inp.take(n).to_vec();
                 crate::device::fill(arena, &c, &bytes);
-                let len = match inp.byte() % 16 {
+                let len = match inp.u8() % 16 {
                     0 => u32::from(inp.u16()),
                     1 => 0,
                     _ => bytes.len() as u32,
@@ -716,7 +702,7 @@ pub fn rx_engine_with_device_completions(ram: &GuestRam, data: &[u8]) {
                 }
             }
             3 => {
-                let (p, f) = (u32::from(inp.byte() % 16), u32::from(inp.byte() % 32));
+                let (p, f) = (u32::from(inp.u8() % 16), u32::from(inp.u8() % 32));
                 os.post(p, f);
             }
             4 => {
@@ -726,7 +712,7 @@ pub fn rx_engine_with_device_completions(ram: &GuestRam, data: &[u8]) {
                 check(&rx, &os);
             }
             _ => {
-                let keep = usize::from(inp.byte()) % (os.held.len() + 1);
+                let keep = usize::from(inp.u8()) % (os.held.len() + 1);
                 for ctx in os.held.drain(keep..) {
                     rx.return_buffer(ctx);
                 }
