@@ -979,12 +979,19 @@ fn two_idle_seconds_armed_then_traffic_both_ways_at_once() {
         s.register_writes.load(Relaxed),
     );
     let (tp0, rp0) = (tx.stats.polls.load(Relaxed), rx.stats.polls.load(Relaxed));
+    *s.write_log.lock().unwrap() = Some(Vec::new());
     std::thread::sleep(Duration::from_secs(2));
+    let log = s.write_log.lock().unwrap().take().unwrap_or_default();
     let reads = s.register_reads.load(Relaxed) - r0;
     let writes = s.register_writes.load(Relaxed) - w0;
     let polls = tx.stats.polls.load(Relaxed) - tp0 + rx.stats.polls.load(Relaxed) - rp0;
     eprintln!("idle 2 s: {reads} register reads, {writes} writes, {polls} polls");
-    assert_eq!((reads, writes, polls), (0, 0, 0), "idle means idle");
+    assert_eq!(
+        (reads, writes, polls),
+        (0, 0, 0),
+        "idle means idle; writes: {log:#?}\n{}",
+        host.diagnostics()
+    );
     let t0 = Instant::now();
     receive_within(&host, &*q, 1, Duration::from_secs(2));
     transmit(&host, &*q, 1);

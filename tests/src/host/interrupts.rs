@@ -68,7 +68,16 @@ fn dpc_thread(i: Arc<Interrupt>) {
             while !*q && !i.exit.load(Ordering::Acquire) {
                 q = i.wake.wait(q).unwrap_or_else(|e| e.into_inner());
             }
-            if i.exit.load(Ordering::Acquire) && !*q {
+            if i.exit.load(Ordering::Acquire) {
+                if *q {
+                    // KMDF flushes an interrupt's DPC before it deletes the object: one still
+                    // queued now was queued after the flush at disconnection, and the driver's
+                    // context it would run with is gone.
+                    irql::violation(
+                        "DpcAfterDisconnect",
+                        format!("interrupt {}: a DPC was queued at its deletion", i.message),
+                    );
+                }
                 return;
             }
             // Dequeued: from here the ISR may queue it again.
@@ -95,6 +104,15 @@ fn dpc_thread(i: Arc<Interrupt>) {
 impl Interrupt {
     /// Queues the DPC; false if it was queued already.
     fn queue_dpc(&self) -> bool {
+        if !self.connected.load(Ordering::Acquire) {
+            // The glue queues this DPC only from its ISR, and no ISR runs once
+            // `IoDisconnectInterruptEx` has returned; a DPC queued now runs after the flush at
+            // disconnection — in a powered-down device, or after the object is deleted.
+            irql::violation(
+                "DpcAfterDisconnect",
+                format!("interrupt {}: its DPC was queued while disconnected", self.message),
+            );
+        }
         let mut q = self.queued.lock().unwrap_or_else(|e| e.into_inner());
         let was = *q;
         *q = true;
@@ -124,9 +142,15 @@ impl Interrupt {
         let Some(isr) = self.isr else {
             return false;
         };
-        self.isrs.fetch_add(1, Ordering::Relaxed);
         let claimed = irql::at(irql::DIRQL, || {
             self.lock.acquire_at(irql::DIRQL);
+            // Connection is decided under the interrupt's lock, which `disconnect` takes: an
+            // ISR either runs before disconnection completes or not at all.
+            if !self.connected.load(Ordering::Acquire) {
+                self.lock.release_at(irql::DIRQL);
+                return false;
+            }
+            self.isrs.fetch_add(1, Ordering::Relaxed);
             // SAFETY: the driver's ISR for its own interrupt object, at DIRQL, with the
             // interrupt's lock held.
             let r = alloc::as_driver(|| unsafe { isr(self.handle as WDFINTERRUPT, self.message) });
@@ -137,6 +161,18 @@ impl Interrupt {
             self.claimed.fetch_add(1, Ordering::Relaxed);
         }
         claimed
+    }
+
+    /// Disconnects the interrupt as `IoDisconnectInterruptEx` does: it synchronizes with the
+    /// ISR (taking the interrupt's lock), so once it returns no ISR is running and none will run
+    /// — the controller may have picked this interrupt for a signal just before; that ISR call
+    /// then sees it disconnected. The DPC is flushed by the caller.
+    pub fn disconnect(&self) {
+        irql::at(irql::DIRQL, || {
+            self.lock.acquire_at(irql::DIRQL);
+            self.connected.store(false, Ordering::Release);
+            self.lock.release_at(irql::DIRQL);
+        });
     }
 
     /// `EvtInterruptEnable` (after connection) or `EvtInterruptDisable` (before disconnection):

@@ -198,6 +198,9 @@ pub struct HostState {
     pub register_reads: AtomicU64,
     /// As `register_reads`.
     pub register_writes: AtomicU64,
+    /// While `Some`: every register write, with the thread that made it (for a scenario that
+    /// must explain an unexpected access).
+    pub write_log: Mutex<Option<Vec<String>>>,
     /// Inside EvtDevicePrepareHardware.
     pub in_prepare_hardware: AtomicBool,
     /// The adapter.
@@ -921,6 +924,7 @@ impl Host {
             collecting_diagnostics: AtomicBool::new(false),
             register_reads: AtomicU64::new(0),
             register_writes: AtomicU64::new(0),
+            write_log: Mutex::new(None),
             in_prepare_hardware: AtomicBool::new(false),
             adapter: Mutex::new(AdapterRecord::default()),
             receive_filter: Mutex::new(None),
@@ -1264,7 +1268,7 @@ impl HostState {
             if i.connected.load(Ordering::Acquire) {
                 let _ = i.enable(false);
             }
-            i.connected.store(false, Ordering::Release);
+            i.disconnect();
             if !i.flush() {
                 irql::violation(
                     "DpcNeverFinished",
@@ -1921,7 +1925,7 @@ impl Drop for Host {
         }
         *lock(&self.state.controller) = None;
         for i in lock(&self.state.interrupts).iter() {
-            i.connected.store(false, Ordering::Release);
+            i.disconnect();
             i.shut_down();
         }
         *lock(&CURRENT) = None;

@@ -640,6 +640,17 @@ fn write_register(va: usize, width: usize, value: u64) {
             Some(pa) => {
                 super::sync::count_register();
                 host().register_writes.fetch_add(1, Ordering::Relaxed);
+                if let Some(log) = host()
+                    .write_log
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut()
+                {
+                    log.push(format!(
+                        "{:?}: {width} bytes at {pa:#x} = {value:#x}",
+                        std::thread::current().name()
+                    ));
+                }
                 host().bus.mmio_write(pa, width, value);
             }
             None => irql::violation(
