@@ -21,15 +21,18 @@ use crate::devstate::{DeviceControl, RssConfig, Steering};
 use crate::events::{Event, EventLog, EventSink};
 use crate::rss::{RssError, RssSettings};
 
-/// Polls of a pending control command before it is given up on (`Adapter::poll_control`).
-/// The glue polls on the control queue's interrupt and whenever it queues a command; a device
-/// answers a command within one or two polls (QEMU completes it during the kick). A command
-/// still unanswered after this many polls times out: it is counted
-/// ([`Adapter::control_timeouts`]), reported ([`Event::ControlTimeout`]), and the control
-/// queue is marked broken until the next device reset — the command's descriptors and buffer
-/// still belong to the device, which may write them at any time, so they cannot be reused.
-/// [`Adapter::restore`] resets the queue and sends the wanted state again.
-pub const CONTROL_TIMEOUT_POLLS: u32 = 1000;
+/// Ticks of the control watchdog ([`Adapter::control_tick`]) a pending control command may
+/// go unanswered before it is given up on. The glue ticks every 10 ms while a command is
+/// pending (a WDF timer, so a device that raises no interrupt is still caught), which makes
+/// this at least one second; a device answers a command at once (QEMU completes it during the
+/// kick). Polls on the control queue's interrupt ([`Adapter::poll_control`]) complete commands
+/// but do not age them: how often they run says nothing about the time that passed. A command
+/// that times out is counted ([`Adapter::control_timeouts`]), reported
+/// ([`Event::ControlTimeout`]), and the control queue is marked broken until the next device
+/// reset — the command's descriptors and buffer still belong to the device, which may write
+/// them at any time, so they cannot be reused. [`Adapter::restore`] resets the queue and sends
+/// the wanted state again.
+pub const CONTROL_TIMEOUT_TICKS: u32 = 100;
 
 /// Bring-up failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,7 +109,7 @@ pub struct Adapter<B> {
     control: DeviceControl,
     command_errors: u32,
     /// Polls of the pending control command so far.
-    control_polls: u32,
+    control_ticks: u32,
     /// Control commands that timed out (since bring-up).
     control_timeouts: u32,
     /// The control queue timed out and waits for a reset.
@@ -197,7 +200,7 @@ impl<B: Bars> Adapter<B> {
             ctrl: None,
             control: DeviceControl::new(features),
             command_errors: 0,
-            control_polls: 0,
+            control_ticks: 0,
             control_timeouts: 0,
             control_broken: false,
             link_up: config.link_up(),
@@ -448,7 +451,7 @@ impl<B: Bars> Adapter<B> {
         if let Some((ctrl, n)) = self.ctrl.as_mut() {
             ctrl.reset();
             self.control_broken = false;
-            self.control_polls = 0;
+            self.control_ticks = 0;
             let addrs = ctrl.queue().addresses();
             let size = ctrl.queue().size();
             let index = n.queue();
@@ -703,6 +706,17 @@ impl<B: Bars> Adapter<B> {
     /// then submits the next (kicking the control queue). Call on the control queue's interrupt
     /// or after a short wait; never blocks.
     pub fn poll_control(&mut self) -> ControlProgress {
+        self.run_control(false)
+    }
+
+    /// One tick of the control watchdog: as [`Adapter::poll_control`], and a command still
+    /// unanswered ages by one tick; at [`CONTROL_TIMEOUT_TICKS`] it times out. The glue calls
+    /// this from a timer every 10 ms while [`Adapter::control_busy`]; never blocks.
+    pub fn control_tick(&mut self) -> ControlProgress {
+        self.run_control(true)
+    }
+
+    fn run_control(&mut self, tick: bool) -> ControlProgress {
         let Some((ctrl, notifier)) = self.ctrl.as_mut() else {
             // No control queue: nothing can be sent (the software filter covers the rest).
             return ControlProgress::Idle { errors: 0 };
@@ -715,16 +729,18 @@ impl<B: Bars> Adapter<B> {
         if ctrl.is_pending() {
             match ctrl.poll() {
                 None => {
-                    self.control_polls = self.control_polls.saturating_add(1);
-                    if self.control_polls < CONTROL_TIMEOUT_POLLS {
+                    if tick {
+                        self.control_ticks = self.control_ticks.saturating_add(1);
+                    }
+                    if self.control_ticks < CONTROL_TIMEOUT_TICKS {
                         return ControlProgress::Pending;
                     }
-                    // Timed out: the queue is broken until a reset (see CONTROL_TIMEOUT_POLLS);
+                    // Timed out: the queue is broken until a reset (see CONTROL_TIMEOUT_TICKS);
                     // what was wanted stays wanted and is sent again after `restore`.
                     self.control_broken = true;
                     self.control_timeouts = self.control_timeouts.saturating_add(1);
                     self.events.push(Event::ControlTimeout {
-                        polls: self.control_polls,
+                        ticks: self.control_ticks,
                     });
                     let errors = core::mem::take(&mut self.command_errors).saturating_add(1);
                     self.events
@@ -741,7 +757,7 @@ impl<B: Bars> Adapter<B> {
         while let Some(r) = self.control.send_next(|c| ctrl.submit(c)) {
             match r {
                 Ok(kick) => {
-                    self.control_polls = 0;
+                    self.control_ticks = 0;
                     if kick {
                         self.transport.notify(notifier);
                     }
@@ -765,7 +781,7 @@ impl<B: Bars> Adapter<B> {
     }
 
     /// Whether a control command timed out and the queue waits for a device reset
-    /// ([`CONTROL_TIMEOUT_POLLS`]).
+    /// ([`CONTROL_TIMEOUT_TICKS`]).
     pub const fn control_broken(&self) -> bool {
         self.control_broken
     }

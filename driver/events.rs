@@ -44,11 +44,11 @@ pub enum Event {
         /// Whether it succeeded.
         ok: bool,
     },
-    /// A control command went unanswered for `polls` polls
-    /// ([`crate::adapter::CONTROL_TIMEOUT_POLLS`]): the control queue is broken until a reset.
+    /// A control command went unanswered for `ticks` ticks of the control watchdog
+    /// ([`crate::adapter::CONTROL_TIMEOUT_TICKS`]): the control queue is broken until a reset.
     ControlTimeout {
-        /// Polls made.
-        polls: u32,
+        /// Watchdog ticks it waited.
+        ticks: u32,
     },
     /// Control commands the device refused or failed.
     ControlCommandsFailed {

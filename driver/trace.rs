@@ -162,13 +162,13 @@ pub fn write(e: &Event) {
                 bool8("Ok", &ok),
             );
         }
-        Event::ControlTimeout { polls } => {
+        Event::ControlTimeout { ticks } => {
             tlg::write_event!(
                 VIRTIONET,
                 "ControlTimeout",
                 level(Error),
                 keyword(keyword::FAULT),
-                u32("Polls", &polls),
+                u32("Ticks", &ticks),
             );
         }
         Event::ControlCommandsFailed { count } => {

@@ -189,6 +189,15 @@ pub struct Nic {
     /// wakes the stopping queues after [`TX_CANCEL_GRACE`], so a device that stalled is found
     /// even though no completion interrupt will ever come (`txqueue::evt_tx_watchdog`).
     pub tx_watchdog: WDFTIMER,
+    /// One-shot timer armed every [`CONTROL_TICK`] while a control command is pending
+    /// ([`Nic::pump_control`]): it ages the command, so a device that never answers — and so
+    /// raises no interrupt to prompt a poll — is caught (`evt_control_watchdog`).
+    pub control_watchdog: WDFTIMER,
+    /// The control watchdog may be armed: between D0 entry and D0 exit.
+    pub control_watch: AtomicBool,
+    /// The control watchdog is queued (armed once, however many polls find the command
+    /// pending, so a stream of new commands cannot keep postponing its tick).
+    pub control_armed: AtomicBool,
     /// Where the ISR status register is (bar, offset), for the shared-interrupt ISR.
     pub isr: (u8, u64),
     /// Causes the shared-interrupt ISR read (it acknowledges by reading), for its DPC.
@@ -211,6 +220,10 @@ pub enum Recovery {
     TxStalled = 5,
     /// A transmit queue was destroyed with chains still in the device's hands.
     TxMemoryHeld = 6,
+    /// A control command went unanswered past the control watchdog's bound
+    /// ([`crate::adapter::CONTROL_TIMEOUT_TICKS`] ticks): the control queue is unusable until
+    /// the device is reset, and the reset sends the wanted control state again.
+    ControlTimeout = 7,
 }
 
 /// How long a reset may take at PASSIVE_LEVEL before the device is taken as hung (100 ns
@@ -260,6 +273,11 @@ pub const QUIESCE_POLLS: u32 = 1000;
 /// packet, and a power transition waiting on it bugchecks after 10 minutes (0x9F).
 pub const TX_CANCEL_GRACE: u64 = 10_000_000;
 
+/// The control watchdog's period (`WdfTimerStart` due time: negative is relative, 100 ns
+/// units: 10 ms); with [`crate::adapter::CONTROL_TIMEOUT_TICKS`] ticks, an unanswered command
+/// times out after at least one second.
+pub const CONTROL_TICK: i64 = -100_000;
+
 /// Counters go to ETW about once a second (100 ns units).
 const COUNTER_PERIOD: u64 = 10_000_000;
 
@@ -305,9 +323,44 @@ impl Nic {
     }
 
     /// Submits the next control command if the queue is free (never waits: completion comes
-    /// by the control queue's interrupt, whose DPC calls this again).
+    /// by the control queue's interrupt, whose DPC calls this again). While a command is
+    /// pending the control watchdog is armed.
     pub fn pump_control(&self) {
-        let _ = self.with_core(|a| matches!(a.poll_control(), ControlProgress::Pending));
+        let pending = self.with_core(|a| matches!(a.poll_control(), ControlProgress::Pending));
+        if pending == Some(true) {
+            self.arm_control_watchdog();
+        }
+    }
+
+    /// Queues the control watchdog for one tick, unless it is queued or the device is not in
+    /// D0. ≤ DISPATCH_LEVEL.
+    fn arm_control_watchdog(&self) {
+        if self.control_watch.load(Ordering::Acquire)
+            && !self.control_armed.swap(true, Ordering::AcqRel)
+        {
+            // SAFETY: the device's timer (created in DeviceAdd, deleted with the device);
+            // ≤ DISPATCH_LEVEL.
+            let _ = unsafe {
+                call_unsafe_wdf_function_binding!(WdfTimerStart, self.control_watchdog, CONTROL_TICK)
+            };
+        }
+    }
+
+    /// Stops the control watchdog for D0 exit and waits for a tick in progress (PASSIVE_LEVEL).
+    /// A tick that raced with this finds `control_watch` clear and does nothing.
+    pub fn stop_control_watchdog(&self) {
+        self.control_watch.store(false, Ordering::Release);
+        // SAFETY: the device's timer; Wait = TRUE at PASSIVE_LEVEL (D0 exit), not from its
+        // own callback.
+        let _ = unsafe {
+            call_unsafe_wdf_function_binding!(WdfTimerStop, self.control_watchdog, 1)
+        };
+        self.control_armed.store(false, Ordering::Release);
+    }
+
+    /// Lets the control watchdog run again (D0 entry, before the first command is sent).
+    pub fn start_control_watchdog(&self) {
+        self.control_watch.store(true, Ordering::Release);
     }
 
     /// The device broke its contract, stalled or asked for a reset (`why`, on queue pair
@@ -633,3 +686,31 @@ pub const CALLBACKS: declare::AdapterCallbacks = declare::AdapterCallbacks {
         set_entries: evt_rss_set_entries,
     },
 };
+
+/// The control watchdog's tick (DISPATCH_LEVEL): completes the pending command if the device
+/// answered and ages it if not; a command that timed out breaks the control queue until a
+/// reset, which is asked for here — the reset is what gives the queue back, and the restore
+/// after it sends the wanted control state again.
+pub extern "C" fn evt_control_watchdog(timer: WDFTIMER) {
+    // SAFETY: our timer, whose parent is our device.
+    let device = unsafe { call_unsafe_wdf_function_binding!(WdfTimerGetParentObject, timer) };
+    // SAFETY: our device: only `pump_control`, after DeviceAdd set the device's context,
+    // starts the timer, and the timer, a child of the device, is deleted before the device's
+    // context is destroyed.
+    let p = unsafe { super::device::nic_of(device.cast()) };
+    // SAFETY: as above: the device's Nic, alive while the device is.
+    let nic = unsafe { &*p };
+    nic.control_armed.store(false, Ordering::Release);
+    if nic.dead.load(Ordering::Acquire) || !nic.control_watch.load(Ordering::Acquire) {
+        return;
+    }
+    let r = nic.with_core(|a| {
+        let pending = matches!(a.control_tick(), ControlProgress::Pending);
+        (pending, a.control_broken())
+    });
+    match r {
+        Some((true, _)) => nic.arm_control_watchdog(),
+        Some((false, true)) => nic.fail_and_restart(Recovery::ControlTimeout, 0),
+        _ => {}
+    }
+}

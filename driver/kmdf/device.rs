@@ -182,6 +182,27 @@ pub extern "C" fn evt_device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) 
     if !NT_SUCCESS(st) {
         return st;
     }
+    let mut control_config = WDF_TIMER_CONFIG {
+        EvtTimerFunc: Some(super::adapter::evt_control_watchdog),
+        ..timer_config
+    };
+    let mut control_attrs = WDF_OBJECT_ATTRIBUTES {
+        ParentObject: device.cast(),
+        ..context::plain_attributes()
+    };
+    let mut control_watchdog: WDFTIMER = core::ptr::null_mut();
+    // SAFETY: as for the transmit watchdog.
+    let st = unsafe {
+        call_unsafe_wdf_function_binding!(
+            WdfTimerCreate,
+            &mut control_config,
+            &mut control_attrs,
+            &mut control_watchdog
+        )
+    };
+    if !NT_SUCCESS(st) {
+        return st;
+    }
     let nic = crate::fallible::boxed(Nic {
         adapter: core::ptr::null_mut(),
         lock,
@@ -208,6 +229,9 @@ pub extern "C" fn evt_device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) 
         dead: AtomicBool::new(false),
         quiesced: AtomicBool::new(false),
         tx_watchdog,
+        control_watchdog,
+        control_watch: AtomicBool::new(false),
+        control_armed: AtomicBool::new(false),
         reset_work,
         recovery: AtomicU32::new(0),
         isr: (0, 0),

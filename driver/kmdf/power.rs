@@ -69,6 +69,7 @@ pub extern "C" fn evt_d0_entry_post_interrupts_enabled(
     let p = unsafe { nic_of(device) };
     // SAFETY: as in D0 entry.
     let nic = unsafe { &*p };
+    nic.start_control_watchdog();
     nic.pump_control();
     STATUS_SUCCESS
 }
@@ -80,6 +81,8 @@ pub extern "C" fn evt_d0_exit(device: WDFDEVICE, _target: WDF_POWER_DEVICE_STATE
     let p = unsafe { nic_of(device) };
     // SAFETY: as in D0 entry.
     let nic = unsafe { &*p };
+    // No control tick touches the device from here: the reset ends any pending command.
+    nic.stop_control_watchdog();
     // Waited for at PASSIVE_LEVEL, bounded; a device that does not acknowledge may still write
     // into the posted receive buffers, so they stay posted (it is dead: D0 entry fails).
     if nic.reset_device_at_passive() {

@@ -107,6 +107,9 @@ pub struct NetDevice {
     /// The device takes no transmit chain while set (a backend that stopped draining, as QEMU
     /// does when its tap cannot take more): chains stay in flight.
     pub tx_hold: bool,
+    /// Control commands the device takes and never answers (a device whose control queue
+    /// stopped: the chains stay the device's, no used entry, no interrupt), counted down.
+    pub swallow_control: u32,
     /// The transmit queue broke its contract (`Fault::TxIdOutOfRange`): nothing more is taken
     /// from it until a reset.
     tx_broken: bool,
@@ -160,6 +163,7 @@ impl NetDevice {
             filtered: 0,
             fault: None,
             tx_hold: false,
+            swallow_control: 0,
             tx_broken: false,
             pcap: None,
             built_at_reset: 0,
@@ -271,6 +275,10 @@ impl NetDevice {
             return;
         };
         while let Some(c) = q.pop(ram) {
+            if self.swallow_control > 0 {
+                self.swallow_control -= 1;
+                continue;
+            }
             let cmd = SplitDevice::gather(ram, &c);
             let ok = match (cmd.first(), cmd.get(1), &cmd[2.min(cmd.len())..]) {
                 (Some(0), Some(0), [v]) => {

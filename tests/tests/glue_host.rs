@@ -558,6 +558,63 @@ fn needs_reset_with_sends_in_flight_restarts_and_returns_every_send() {
     tear_down(&host);
 }
 
+/// A device that takes a control command and never answers it (no used entry, no interrupt):
+/// the driver's control watchdog times the command out without any interrupt to prompt it and
+/// asks for a device reset (reason 7, the control queue), as the reset is what gives a control
+/// queue back; WDF restarts the stack, the protocol sets its filter again, and this time it
+/// reaches the device.
+#[test]
+fn a_control_command_the_device_never_answers_times_out_and_the_device_is_restarted() {
+    const PROMISCUOUS: u32 = 0x20;
+    let bus = inproc();
+    let host = Host::new(bus.clone(), HostConfig::default());
+    bring_up(&host);
+    let before = host.restarts();
+    bus.with_device(|d| d.swallow_control = 1);
+    assert!(host.set_receive_filter(NDIS_FILTER | PROMISCUOUS, &[]));
+    let asked = Instant::now();
+    let deadline = asked + Duration::from_secs(10);
+    while host.reset_diagnostics.lock().unwrap().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the unanswered command never timed out (no reset asked for in 10 s)\n{}",
+            host.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let took = asked.elapsed();
+    let d = reset_diagnostics(&host);
+    assert_eq!(d.reason, 7, "the reset names the control queue");
+    assert!(
+        took >= Duration::from_millis(900),
+        "timed out after {took:?}: before the watchdog's bound"
+    );
+    assert_eq!(
+        bus.with_device(|d| d.swallow_control),
+        0,
+        "the device took the command"
+    );
+    assert!(
+        !bus.with_device(|d| d.filter.promisc),
+        "it was never answered"
+    );
+    restarted(&host, before + 1);
+    assert!(host.set_receive_filter(NDIS_FILTER | PROMISCUOUS, &[]));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !bus.with_device(|d| d.filter.promisc) {
+        assert!(
+            Instant::now() < deadline,
+            "promiscuous mode never reached the device after the restart\n{}",
+            host.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    no_violations("a control command that timed out");
+    transmit(&host, &*bus, 20);
+    receive(&host, &*bus, 20);
+    tear_down(&host);
+}
+
 /// The driver's reset diagnostics, as NetAdapterCx would put them in the live dump.
 struct Diagnostics {
     reason: u32,

@@ -110,7 +110,10 @@ impl Interrupt {
             // disconnection — in a powered-down device, or after the object is deleted.
             irql::violation(
                 "DpcAfterDisconnect",
-                format!("interrupt {}: its DPC was queued while disconnected", self.message),
+                format!(
+                    "interrupt {}: its DPC was queued while disconnected",
+                    self.message
+                ),
             );
         }
         let mut q = self.queued.lock().unwrap_or_else(|e| e.into_inner());

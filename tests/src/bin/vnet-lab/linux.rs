@@ -228,7 +228,7 @@ fn print_events(
             Event::LinkChanged { up } => format!("LinkChanged Up={up}"),
             Event::DeviceReset => "DeviceReset".to_string(),
             Event::Restored { ok } => format!("Restored Ok={ok}"),
-            Event::ControlTimeout { polls } => format!("ControlTimeout Polls={polls}"),
+            Event::ControlTimeout { ticks } => format!("ControlTimeout Ticks={ticks}"),
             Event::ControlCommandsFailed { count } => {
                 format!("ControlCommandsFailed Count={count}")
             }
