@@ -123,6 +123,53 @@ mod capabilities {
         );
     }
 
+    /// Puts a copy of the capability at `from` at `to`, linked after the last capability
+    /// `last` (the model's is the MSI-X capability at 0x98), with its offset set to `offset`.
+    fn append_copy(m: &VirtioPciModel, last: usize, from: usize, to: usize, offset: u32) {
+        m.with(|s| {
+            let len = usize::from(s.config_space[from + 2]);
+            let cap: Vec<u8> = s.config_space[from..from + len].to_vec();
+            s.config_space[to..to + len].copy_from_slice(&cap);
+            s.config_space[to + 1] = 0;
+            s.config_space[to + 8..to + 12].copy_from_slice(&offset.to_le_bytes());
+            assert_eq!(
+                s.config_space[last + 1],
+                0,
+                "{last:#x} is the last capability"
+            );
+            s.config_space[last + 1] = to as u8;
+        });
+    }
+
+    #[test]
+    fn an_unusable_capability_gives_way_to_a_later_one_of_its_type() {
+        // §4.1.4: the driver should use the first instance of each structure type it can
+        // support. The first notify capability has an odd multiplier, the first common one lies
+        // outside its BAR; the copies after them, as the device laid them out, are used.
+        let good = model();
+        let want = Capabilities::read(&good, &&good).expect("the model's own layout");
+        let m = model();
+        let (notify_at, common_at) = (want.notify.offset as u32, want.common.offset as u32);
+        append_copy(&m, 0x98, 0x50, 0xb0, notify_at);
+        append_copy(&m, 0xb0, 0x40, 0xc8, common_at);
+        set32(&m, 0x50 + 16, 3); // an odd notify_off_multiplier
+        set32(&m, 0x40 + 8, 0x00ff_fff0);
+        let caps = Capabilities::read(&m, &&m).expect("the later capabilities are usable");
+        assert_eq!(caps.notify, want.notify);
+        assert_eq!(caps.common, want.common);
+        assert_eq!(caps.notify_off_multiplier, want.notify_off_multiplier);
+        Transport::probe(&m, &m).expect("probe uses them");
+        // Without the later copies the first reason is the error.
+        let m = model();
+        set32(&m, 0x50 + 16, 3);
+        probe_refused(
+            &m,
+            TransportError::Misaligned {
+                cfg_type: cfg_type::NOTIFY,
+            },
+        );
+    }
+
     #[test]
     fn an_unaligned_common_configuration_is_refused_before_any_access() {
         let m = model();

@@ -235,7 +235,8 @@ const CONFIG_SPACE: u16 = 256;
 /// queue's 16-bit notify register is then aligned) and at least 2 bytes; ISR at least 1 byte.
 fn check_region(ty: u8, region: &Region, multiplier: u32) -> Result<(), TransportError> {
     let (align, min_len) = match ty {
-        cfg_type::COMMON | cfg_type::DEVICE => (4, 0),
+        cfg_type::COMMON => (4, common::MIN_LEN),
+        cfg_type::DEVICE => (4, 0),
         cfg_type::NOTIFY => (2, 2),
         cfg_type::ISR => (1, 1),
         _ => (1, 0),
@@ -254,8 +255,11 @@ fn check_region(ty: u8, region: &Region, multiplier: u32) -> Result<(), Transpor
 impl Capabilities {
     /// Walks the capability list of `cfg` and validates every region against `bars`.
     ///
-    /// The first capability of each cfg_type wins (§4.1.4: the driver should use the first one it
-    /// can); common, notify and ISR are required.
+    /// The first usable capability of each cfg_type wins (§4.1.4: "the driver SHOULD use the
+    /// first instance of each virtio structure type they can support"); one that cannot be used
+    /// — outside its BAR, misaligned, too short — is skipped for a later one of the same type.
+    /// Common, notify and ISR are required: without a usable one the walk fails with the first
+    /// reason one was refused, or `MissingCapability`.
     pub fn read(cfg: &impl PciConfig, bars: &impl Bars) -> Result<Self, TransportError> {
         if cfg.read16(0) == 0xffff {
             return Err(TransportError::SurpriseRemoved);
@@ -269,6 +273,8 @@ impl Capabilities {
         let mut pci_cfg = None;
         let mut msix_vectors = None;
         let mut seen = 0;
+        // The first reason a capability of each type (index cfg_type - 1) was refused.
+        let mut refused: [Option<TransportError>; 4] = [None; 4];
         while ptr != 0 {
             if ptr < 0x40 || seen == MAX_CAPS {
                 return Err(TransportError::BadCapabilityList);
@@ -326,28 +332,62 @@ impl Capabilities {
                         && let Some(bar_len) = bars.bar_len(region.bar)
                     {
                         let end = region.offset.checked_add(u64::from(region.length));
-                        if end.is_none_or(|end| end > bar_len) {
-                            return Err(TransportError::RegionOutsideBar {
+                        let this_multiplier = if ty == cfg_type::NOTIFY {
+                            cfg.read32(at.saturating_add(16))
+                        } else {
+                            0
+                        };
+                        let usable = if end.is_none_or(|end| end > bar_len) {
+                            Err(TransportError::RegionOutsideBar {
                                 cfg_type: ty,
                                 bar: region.bar,
-                            });
+                            })
+                        } else {
+                            check_region(ty, &region, this_multiplier)
+                        };
+                        match usable {
+                            Ok(()) => {
+                                if ty == cfg_type::NOTIFY {
+                                    multiplier = this_multiplier;
+                                }
+                                *slot = Some(region);
+                            }
+                            Err(e) => {
+                                let first = usize::from(ty.wrapping_sub(1))
+                                    .min(refused.len().saturating_sub(1));
+                                if let Some(r) = refused.get_mut(first) {
+                                    r.get_or_insert(e);
+                                }
+                            }
                         }
-                        if ty == cfg_type::NOTIFY {
-                            multiplier = cfg.read32(at.saturating_add(16));
-                        }
-                        check_region(ty, &region, multiplier)?;
-                        *slot = Some(region);
                     }
                 }
                 _ => {}
             }
             ptr = next;
         }
+        let missing = |ty: u8| {
+            refused
+                .get(usize::from(ty.wrapping_sub(1)))
+                .copied()
+                .flatten()
+                .unwrap_or(TransportError::MissingCapability(ty))
+        };
+        // The device configuration is optional, but one offered and unusable is a broken
+        // device, not an absent structure.
+        if device.is_none()
+            && let Some(e) = refused
+                .get(usize::from(cfg_type::DEVICE - 1))
+                .copied()
+                .flatten()
+        {
+            return Err(e);
+        }
         Ok(Self {
-            common: common.ok_or(TransportError::MissingCapability(cfg_type::COMMON))?,
-            notify: notify.ok_or(TransportError::MissingCapability(cfg_type::NOTIFY))?,
+            common: common.ok_or_else(|| missing(cfg_type::COMMON))?,
+            notify: notify.ok_or_else(|| missing(cfg_type::NOTIFY))?,
             notify_off_multiplier: multiplier,
-            isr: isr.ok_or(TransportError::MissingCapability(cfg_type::ISR))?,
+            isr: isr.ok_or_else(|| missing(cfg_type::ISR))?,
             device,
             pci_cfg,
             msix_vectors,
@@ -387,12 +427,6 @@ impl<B: Bars> Transport<B> {
     /// Walks the capabilities and returns the transport (nothing is written to the device).
     pub fn probe(cfg: &impl PciConfig, bars: B) -> Result<Self, TransportError> {
         let caps = Capabilities::read(cfg, &bars)?;
-        if caps.common.length < common::MIN_LEN {
-            return Err(TransportError::RegionOutsideBar {
-                cfg_type: cfg_type::COMMON,
-                bar: caps.common.bar,
-            });
-        }
         let mut t = Self {
             bars,
             caps,
