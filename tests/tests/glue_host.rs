@@ -269,6 +269,30 @@ fn tap_qemu(tag: char, pairs: u16, props: &str) -> (NetNs, Arc<Qemu>, Arc<QemuBu
     (ns, q, bus)
 }
 
+/// Waits (≤ 5 s) until `pairs` receive queues exist and each has run its first Advance — its
+/// buffers posted and kicked — and armed. QEMU drops a datagram whose RSS queue has no buffer
+/// at that moment (as any NIC drops frames before its driver posts buffers), so a test that
+/// sends right after the datapath was (re)created must wait for this, not for a fixed time.
+fn wait_receive_ready(host: &Host, pairs: u16) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let rx: Vec<_> = host
+            .queues()
+            .into_iter()
+            .filter(|q| q.dir == Dir::Rx)
+            .collect();
+        if rx.len() == usize::from(pairs) && rx.iter().all(|q| q.idle_and_armed()) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the receive queues never became ready\n{}",
+            host.diagnostics()
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
 /// Sends `flows` × `per_flow` UDP datagrams from the kernel (10.99.0.1:20000+flow →
 /// 10.99.0.2:7000); returns (RX queue, flow, Toeplitz input) of each, every one exactly once.
 fn flows_by_queue(
@@ -391,11 +415,12 @@ fn rss_steering_survives_pause_restart_and_power_cycles() {
         host.pause().unwrap_or_else(|e| panic!("pause {i}: {e}"));
         assert!(host.restart(), "restart {i}");
     }
+    wait_receive_ready(&host, PAIRS);
     check_steering(&flows_by_queue(&host, &ns, 4, 32, 1), &table);
     for i in 0..10 {
         host.sleep().unwrap_or_else(|e| panic!("D3 {i}: {e}"));
         assert_eq!(host.wake(), 0, "D0 {i}\n{}", host.diagnostics());
-        std::thread::sleep(Duration::from_millis(20));
+        wait_receive_ready(&host, PAIRS);
         check_steering(&flows_by_queue(&host, &ns, 4, 16, 1), &table);
     }
     no_violations("cycles");
