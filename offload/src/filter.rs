@@ -63,7 +63,8 @@ impl RxFilter {
 
     /// The multicast list.
     pub fn multicast(&self) -> &[[u8; 6]] {
-        &self.multicast[..self.multicast_len]
+        // multicast_len <= MAX_MULTICAST (set only by `set_multicast`, which checks it).
+        self.multicast.get(..self.multicast_len).unwrap_or(&[])
     }
 
     /// Adds (or removes) a VLAN id to the membership set.

@@ -182,12 +182,12 @@ impl<'a> Segmenter<'a> {
                 put(l4, 4, &seq.to_be_bytes())?;
                 put(l4, 13, &[flags])?;
                 put(l4, 16, &[0, 0])?;
-                finish(l4, l4_hdr, payload_sum, &mut sum, csum, 16, false);
+                finish(l4, l4_hdr, payload_sum, &mut sum, csum, 16, false)?;
             }
             L4::Udp => {
                 put(l4, 4, &(l4_len as u16).to_be_bytes())?;
                 put(l4, 6, &[0, 0])?;
-                finish(l4, l4_hdr, payload_sum, &mut sum, csum, 6, true);
+                finish(l4, l4_hdr, payload_sum, &mut sum, csum, 6, true)?;
             }
             _ => return Err(OffloadError::NotSegmentable),
         }
@@ -205,7 +205,8 @@ fn put(buf: &mut [u8], at: usize, v: &[u8]) -> Result<(), OffloadError> {
 
 /// Stores either the full checksum or the pseudo-header seed at `field` of the L4 header. The
 /// full checksum covers the first `covered` bytes of `l4`, read here, then `rest`: the sum of
-/// the bytes after them (taken already, in a copy).
+/// the bytes after them (taken already, in a copy). A field outside `l4` is a layout that does
+/// not match the headers: an error, and nothing is written.
 fn finish(
     l4: &mut [u8],
     covered: usize,
@@ -214,7 +215,7 @@ fn finish(
     csum: L4Checksum,
     field: usize,
     udp: bool,
-) {
+) -> Result<(), OffloadError> {
     let value = match csum {
         L4Checksum::Seed => sum.fold(),
         L4Checksum::Full => {
@@ -225,7 +226,7 @@ fn finish(
             if udp && c == 0 { 0xffff } else { c }
         }
     };
-    l4[field..field + 2].copy_from_slice(&value.to_be_bytes());
+    put(l4, field, &value.to_be_bytes())
 }
 
 /// Computes the L4 checksum of a whole, contiguous frame in place (the software fallback when
@@ -262,7 +263,7 @@ pub fn fill_l4_checksum(frame: &mut [u8]) -> Result<Layout, OffloadError> {
         L4Checksum::Full,
         field,
         udp,
-    );
+    )?;
     Ok(l)
 }
 

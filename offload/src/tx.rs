@@ -190,7 +190,7 @@ pub fn prepare(
             }
         };
         if v4 {
-            ipv4_mut(headers, &l)?.fill_checksum();
+            ipv4_mut(headers, &l)?.fill_checksum()?;
         }
         if can {
             let (csum_start, csum_offset) = write_seed(headers, &l, l4_len)?;
@@ -208,7 +208,7 @@ pub fn prepare(
         }
     } else {
         if ip_csum && matches!(l.l3, Some(L3::Ipv4 { .. })) {
-            ipv4_mut(headers, &l)?.fill_checksum();
+            ipv4_mut(headers, &l)?.fill_checksum()?;
         }
         if l4_csum {
             if l.l3.is_none() || l.fragmented || !matches!(l.l4, L4::Tcp | L4::Udp) {
