@@ -254,6 +254,15 @@ unsafe fn copy_from_device(dst: &mut [u8], src: *const u8) {
     }
 }
 
+/// `c` with the transport checksum "not checked" (the OS verifies it), layer 3 as it was.
+fn not_checked_l4(c: NetPacketChecksum) -> NetPacketChecksum {
+    NetPacketChecksum::rx(
+        c.rx_layer3()
+            .unwrap_or(netring::RxChecksumEvaluation::NotChecked),
+        netring::RxChecksumEvaluation::NotChecked,
+    )
+}
+
 /// Writes `src` into device-writable memory at `dst` with volatile writes.
 ///
 /// # Safety
@@ -325,12 +334,12 @@ impl PrivatePool {
     }
 
     /// Frees buffer `b` (with the OS, or taken for a packet that was not indicated); `false` if
-    /// it was not taken. The free list has room for every buffer: the push never allocates.
+    /// it was not taken. The free list has room for every buffer: the push never allocates
+    /// (and a full list, which a taken buffer rules out, leaves the buffer taken: `false`).
     fn release(&mut self, b: u32) -> bool {
         match self.with_os.get_mut(b as usize) {
-            Some(s) if *s => {
+            Some(s) if *s && fallible::push_within(&mut self.free, b) => {
                 *s = false;
-                self.free.push(b);
                 true
             }
             _ => false,
@@ -548,11 +557,13 @@ impl RxQueue {
     }
 
     /// Marks a buffer free. `free` was created with room for every buffer and holds each at most
-    /// once, so the push never allocates.
+    /// once, so the push never allocates (a full list is an internal error, counted).
     fn release(&mut self, b: u32) {
         if let Some(s) = self.state.get_mut(b as usize) {
             *s = Buf::Free;
-            self.free.push(b);
+            if !fallible::push_within(&mut self.free, b) {
+                self.stats.internal_errors += 1;
+            }
         }
     }
 
@@ -580,12 +591,15 @@ impl RxQueue {
                     self.set_state(b, Buf::Posted);
                     out.posted += 1;
                 }
+                // `b` was just popped: there is room for it again.
                 Err(QueueError::Full) => {
-                    self.free.push(b);
+                    self.stats.internal_errors +=
+                        u64::from(!fallible::push_within(&mut self.free, b));
                     break;
                 }
                 Err(e) => {
-                    self.free.push(b);
+                    self.stats.internal_errors +=
+                        u64::from(!fallible::push_within(&mut self.free, b));
                     self.stats.device_faults += 1;
                     return Err(RxFault::Device(e));
                 }
@@ -776,12 +790,14 @@ impl RxQueue {
             // private buffer it is copied to now (the header bytes from the copy that was
             // parsed, the rest read once from the shared buffer).
             self.segs.clear();
+            let mut lost = false;
             for k in 0..count {
                 let (b, blen) = self.pending_at(k);
                 let data = match &mut self.private {
                     Some(p) if k == 0 || blen > 0 => {
                         let Some(pb) = p.free.pop() else {
-                            break; // counted above: cannot happen
+                            lost = true; // counted above: cannot happen
+                            break;
                         };
                         p.set(pb, true);
                         let (src, dst) = (self.pool.cpu(b), p.cpu(pb));
@@ -805,7 +821,18 @@ impl RxQueue {
                     _ => b,
                 };
                 // Within the capacity reserved at creation (the virtqueue's size >= count).
-                self.segs.push((data, blen));
+                if !fallible::push_within(&mut self.segs, (data, blen)) {
+                    lost = true;
+                    break;
+                }
+            }
+            if lost {
+                // Ruled out above (private buffers counted, `segs` sized for the virtqueue):
+                // the packet is dropped rather than indicated with buffers missing.
+                self.stats.internal_errors += 1;
+                self.release_bounced();
+                self.drop_pending(count);
+                continue;
             }
             if self.private.is_some() {
                 self.stats.bounced += 1;
@@ -861,27 +888,30 @@ impl RxQueue {
                 Ok(None) => {}
                 Ok(Some(fix)) => {
                     let rest = self.sum_frame(offset, copied, frame_len);
-                    if let Some(bytes) = self.head.get_mut(offset..n) {
-                        fix.apply(bytes, rest);
-                    }
+                    let applied = match self.head.get_mut(offset..n) {
+                        Some(bytes) => fix.apply(bytes, rest),
+                        None => Err(offload::rx::ChecksumFixError::OutsideFrame),
+                    };
                     let at = offset + fix.field;
                     let dst = self.data_ptr(self.segs.first().map_or(first, |s| s.0));
-                    if let Some(field) = self.head.get(at..at + 2) {
-                        // SAFETY: `checksum_fix` puts the field inside the copy, which is a
-                        // prefix of the first buffer's `len` bytes.
-                        unsafe { write_to_device(dst.wrapping_add(at), field) };
+                    match (applied, self.head.get(at..at + 2)) {
+                        (Ok(()), Some(field)) => {
+                            // SAFETY: `checksum_fix` puts the field inside the copy, which is
+                            // a prefix of the first buffer's `len` bytes.
+                            unsafe { write_to_device(dst.wrapping_add(at), field) };
+                            self.stats.checksums_completed += 1;
+                        }
+                        // Ruled out by `checksum_fix`: the OS checks the checksum itself.
+                        _ => {
+                            self.stats.internal_errors += 1;
+                            meta.checksum = not_checked_l4(meta.checksum);
+                        }
                     }
-                    self.stats.checksums_completed += 1;
                 }
                 Err(_) => {
                     self.stats.checksum_offsets_bad += 1;
                     self.stats.device_faults += 1;
-                    meta.checksum = NetPacketChecksum::rx(
-                        meta.checksum
-                            .rx_layer3()
-                            .unwrap_or(netring::RxChecksumEvaluation::NotChecked),
-                        netring::RxChecksumEvaluation::NotChecked,
-                    );
+                    meta.checksum = not_checked_l4(meta.checksum);
                 }
             }
             if meta.rsc.is_some_and(|r| r.coalesced_segment_count == 0) {
@@ -986,8 +1016,8 @@ impl RxQueue {
     fn release_bounced(&mut self) {
         if let Some(p) = &mut self.private {
             for (k, &(pb, blen)) in self.segs.iter().enumerate() {
-                if k == 0 || blen > 0 {
-                    p.release(pb);
+                if (k == 0 || blen > 0) && !p.release(pb) {
+                    self.stats.internal_errors += 1;
                 }
             }
         }
@@ -1064,12 +1094,15 @@ impl RxQueue {
     /// Advance); buffers with the OS stay with the OS.
     pub fn abandon_in_flight(&mut self) {
         let (chain_buf, state, free) = (&self.chain_buf, &mut self.state, &mut self.free);
+        let internal_errors = &mut self.stats.internal_errors;
         self.vq.reset(|id| {
             if let Some(&b) = chain_buf.get(usize::from(id))
                 && let Some(s) = state.get_mut(b as usize)
             {
                 *s = Buf::Free;
-                free.push(b);
+                if !fallible::push_within(free, b) {
+                    *internal_errors += 1;
+                }
             }
         });
     }

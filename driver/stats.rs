@@ -127,4 +127,8 @@ pub struct RxStats {
     /// Kicks sent although event suppression said none, because buffers were published
     /// unannounced and nothing arrived since (see `RxQueue`'s stall handling).
     pub stall_kicks: u64,
+    /// States the engine's own bookkeeping rules out, caught instead of panicking — a table
+    /// sized for every buffer found full (a buffer freed twice): the buffer is not listed
+    /// again, or the packet is dropped. Always 0 unless the engine has a bug.
+    pub internal_errors: u64,
 }
