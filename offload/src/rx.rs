@@ -2,13 +2,6 @@
 //! layout, checksum evaluation per layer, RSC (coalesced segments) — with software verification
 //! where the device gave no verdict, and VLAN tag stripping into the 802.1Q extension.
 
-// Receive-side decisions on device-written headers: no indexing or arithmetic that can panic or
-// wrap (checked/saturating ops and `get`).
-#![cfg_attr(
-    not(test),
-    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
-)]
-
 use netring::{NetPacketChecksum, NetPacketLayout, NetPacketRsc, RxChecksumEvaluation as Eval};
 use virtio::Features;
 use virtio::net::{NetHeader, gso, hdr_flags};
