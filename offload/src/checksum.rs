@@ -142,16 +142,31 @@ fn sum_native(data: &[u8]) -> u64 {
     sum_words(data)
 }
 
-/// Portable bulk sum: 32-bit pieces into four 64-bit accumulators.
+/// Portable bulk sum: 32-bit pieces into four 64-bit accumulators, over blocks of at most
+/// [`WORDS_BLOCK`] bytes.
 fn sum_words(data: &[u8]) -> u64 {
+    if data.len() <= WORDS_BLOCK {
+        return sum_words_block(data);
+    }
+    data.chunks(WORDS_BLOCK)
+        .fold(0, |total, block| add(total, sum_words_block(block)))
+}
+
+/// Bytes [`sum_words_block`] takes at once: a lane gains less than 2^32 per 16 bytes, so less
+/// than 2^48 per block — the plain (vectorisable) adds inside a block cannot wrap.
+const WORDS_BLOCK: usize = 1 << 20;
+
+fn sum_words_block(data: &[u8]) -> u64 {
     let mut acc = [0u64; 4];
     let mut chunks = data.chunks_exact(16);
     for c in &mut chunks {
         for (a, w) in acc.iter_mut().zip(c.as_chunks::<4>().0) {
-            *a = add(*a, u64::from(u32::from_le_bytes(*w)));
+            // Below 2^48 (see WORDS_BLOCK): no wrap.
+            *a = a.wrapping_add(u64::from(u32::from_le_bytes(*w)));
         }
     }
-    let s = acc.iter().fold(0, |s, &a| add(s, a));
+    // Four lanes below 2^48 each: no wrap.
+    let s = acc.iter().fold(0u64, |s, &a| s.wrapping_add(a));
     add(s, sum_tail(chunks.remainder()))
 }
 
@@ -165,18 +180,21 @@ fn sum_tail(mut tail: &[u8]) -> u64 {
         s = add(s, v);
         tail = rest;
     }
+    // At most 7 bytes left: summed apart (below 2^33, no wrap), then added in.
+    let mut small = 0u64;
     if let Some((w, rest)) = tail.split_first_chunk::<4>() {
-        s = add(s, u64::from(u32::from_le_bytes(*w)));
+        small = u64::from(u32::from_le_bytes(*w));
         tail = rest;
     }
     if let Some((w, rest)) = tail.split_first_chunk::<2>() {
-        s = add(s, u64::from(u16::from_le_bytes(*w)));
+        // Below 2^32 + 2^16.
+        small = small.wrapping_add(u64::from(u16::from_le_bytes(*w)));
         tail = rest;
     }
     if let [b] = tail {
-        s = add(s, u64::from(*b));
+        small = small.wrapping_add(u64::from(*b));
     }
-    s
+    add(s, small)
 }
 
 #[cfg(target_arch = "x86_64")]
