@@ -4,6 +4,11 @@
 //! guest offloads — each submitted asynchronously and completed by interrupt or poll, so the
 //! caller bounds the wait (no spinning under a lock).
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
 use alloc::vec::Vec;
 
 use offload::filter::{PacketFilter, RxFilter};
@@ -244,7 +249,8 @@ impl<B: Bars> Adapter<B> {
         let mut size = max.min(plan.max_queue_size).max(1);
         if !packed {
             // Split queues are powers of two.
-            size = 1 << (15 - size.leading_zeros().min(15));
+            // The largest power of two <= size (size >= 1: leading_zeros <= 15).
+            size = 1 << 15u32.saturating_sub(size.leading_zeros());
         }
         Ok(QueueConfig {
             size,
@@ -749,7 +755,7 @@ impl<B: Bars> Adapter<B> {
                 }
                 Some(Ok(())) => self.control.completed(true),
                 Some(Err(_)) => {
-                    self.command_errors += 1;
+                    self.command_errors = self.command_errors.wrapping_add(1);
                     self.control.completed(false);
                 }
             }
@@ -763,7 +769,7 @@ impl<B: Bars> Adapter<B> {
                     }
                     return ControlProgress::Pending;
                 }
-                Err(_) => self.command_errors += 1,
+                Err(_) => self.command_errors = self.command_errors.wrapping_add(1),
             }
         }
         let errors = core::mem::take(&mut self.command_errors);

@@ -2,6 +2,11 @@
 //! pure derivation of what the adapter declares to NetAdapterCx from them and from what the
 //! device negotiated — so the OS is never promised what the device cannot do.
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
 use virtio::Features;
 use virtio::net::NetConfig;
 
@@ -183,8 +188,11 @@ pub fn parse_mac(s: &str) -> Option<[u8; 6]> {
         if n >= 12 {
             return None;
         }
-        mac[n / 2] = (mac[n / 2] << 4) | v;
-        n += 1;
+        if let Some(m) = mac.get_mut(n / 2) {
+            *m = (*m << 4) | v;
+        }
+        // n < 12 (checked above).
+        n = n.saturating_add(1);
     }
     (n == 12 && mac[0] & 1 == 0 && mac != [0; 6]).then_some(mac)
 }
@@ -285,7 +293,8 @@ pub fn derive(
     random_mac: [u8; 6],
 ) -> Capabilities {
     let device_mtu = cfg.mtu.map_or(DEFAULT_MTU, u32::from);
-    let mtu = (user.jumbo_packet - 14).min(device_mtu);
+    // jumbo_packet is clamped to 1514..=65500 when read (`from_keywords`).
+    let mtu = user.jumbo_packet.saturating_sub(14).min(device_mtu);
     let permanent = cfg.mac.unwrap_or(random_mac);
     let csum = f.contains(Features::NET_CSUM);
     let guest_csum = f.contains(Features::NET_GUEST_CSUM);
@@ -313,7 +322,8 @@ pub fn derive(
     let rx_buffer_size = if mrg {
         MERGEABLE_BUFFER
     } else {
-        12 + mtu + 14 + 4
+        // Header, frame and a tag: mtu <= 65486.
+        mtu.saturating_add(12 + 14 + 4)
     };
     Capabilities {
         mtu,
@@ -331,7 +341,7 @@ pub fn derive(
         rx_buffer_size,
         rx_buffers: user.receive_buffers,
         rx_max_frame_size: rx_buffer_size,
-        tx_max_fragments: crate::txqueue::MAX_SEGMENTS as u32 - 1,
+        tx_max_fragments: (crate::txqueue::MAX_SEGMENTS as u32).saturating_sub(1),
         tx_buffers: user.transmit_buffers,
         max_multicast: offload::filter::MAX_MULTICAST as u32,
         rss_hash_types: if f.contains(Features::NET_RSS) {

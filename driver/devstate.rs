@@ -14,6 +14,11 @@
 //!
 //! A command the device refuses is counted and not retried (the device keeps what it had).
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
 use offload::filter::MAX_MULTICAST;
 use virtio::Features;
 use virtio::ctrl::{Command, RxMode};
@@ -21,7 +26,10 @@ use virtio::ctrl::{Command, RxMode};
 use crate::rss::TABLE_SIZE;
 
 /// The receive modes, in `VIRTIO_NET_CTRL_RX_*` order.
-const MODES: [RxMode; 6] = [
+/// How many receive modes there are (`modes` has one item per mode, in `MODES` order).
+const N_MODES: usize = 6;
+
+const MODES: [RxMode; N_MODES] = [
     RxMode::Promisc,
     RxMode::AllMulti,
     RxMode::AllUni,
@@ -46,7 +54,8 @@ impl MacTable {
         };
         for (slot, a) in t.addrs.iter_mut().zip(list) {
             *slot = *a;
-            t.len += 1;
+            // At most MAX_MULTICAST (the zip).
+            t.len = t.len.saturating_add(1);
         }
         t
     }
@@ -143,7 +152,7 @@ const VLAN_WORDS: usize = 4096 / 64;
 #[derive(Debug, Clone)]
 pub struct DeviceControl {
     features: Features,
-    modes: [Item<bool>; 6],
+    modes: [Item<bool>; N_MODES],
     table: Item<MacTable>,
     mac: Item<[u8; 6]>,
     vlan_want: [u64; VLAN_WORDS],
@@ -174,7 +183,7 @@ impl DeviceControl {
     pub const fn new(features: Features) -> Self {
         Self {
             features,
-            modes: [Item::NONE; 6],
+            modes: [Item::NONE; N_MODES],
             table: Item::NONE,
             mac: Item::NONE,
             vlan_want: [0; VLAN_WORDS],
@@ -306,7 +315,8 @@ impl DeviceControl {
                 let diff = want ^ dev;
                 if diff != 0 {
                     let b = diff.trailing_zeros();
-                    let vid = (w as u16) * 64 + b as u16;
+                    // w < 64 words, b < 64 bits: the VLAN id is below 4096.
+                    let vid = (w as u16).wrapping_mul(64).wrapping_add(b as u16);
                     return Some(Inflight::Vlan(vid, want & (1 << b) != 0));
                 }
             }
@@ -334,7 +344,11 @@ impl DeviceControl {
         }
         let next = self.next()?;
         let r = match &next {
-            Inflight::Mode(i, on) => submit(&Command::RxMode(MODES[*i % MODES.len()], *on)),
+            Inflight::Mode(i, on) => {
+                // `i` indexes MODES (`next`); the remainder keeps it in range regardless.
+                let mode = MODES.get(*i % N_MODES).copied().unwrap_or(MODES[0]);
+                submit(&Command::RxMode(mode, *on))
+            }
             Inflight::Table(t) => submit(&Command::MacTableSet {
                 unicast: &[],
                 multicast: t.addresses(),

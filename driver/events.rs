@@ -6,6 +6,11 @@
 //! drains them into an [`EventSink`] from passive level or its DPC, and adds the events only it
 //! sees (queue faults reported by the engines, per-queue counters on its timer).
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
 use crate::config::Capabilities;
 use crate::stats::{RxStats, TxStats};
 
@@ -114,23 +119,30 @@ impl EventLog {
 
     /// Adds an event; when full, the oldest is dropped (and counted).
     pub fn push(&mut self, e: Event) {
+        // head < CAPACITY and len <= CAPACITY: the sums below are small, the remainders are
+        // slots of the ring.
         if self.len == Self::CAPACITY {
-            self.head = (self.head + 1) % Self::CAPACITY;
-            self.len -= 1;
-            self.dropped += 1;
+            self.head = self.head.wrapping_add(1) % Self::CAPACITY;
+            self.len = self.len.saturating_sub(1);
+            self.dropped = self.dropped.wrapping_add(1);
         }
-        self.ring[(self.head + self.len) % Self::CAPACITY] = Some(e);
-        self.len += 1;
+        if let Some(slot) = self
+            .ring
+            .get_mut(self.head.wrapping_add(self.len) % Self::CAPACITY)
+        {
+            *slot = Some(e);
+            self.len = self.len.saturating_add(1);
+        }
     }
 
     /// Hands every waiting event to `sink`, oldest first.
     pub fn drain(&mut self, sink: &mut impl EventSink) {
         while self.len > 0 {
-            if let Some(e) = self.ring[self.head].take() {
+            if let Some(e) = self.ring.get_mut(self.head).and_then(Option::take) {
                 sink.event(&e);
             }
-            self.head = (self.head + 1) % Self::CAPACITY;
-            self.len -= 1;
+            self.head = self.head.wrapping_add(1) % Self::CAPACITY;
+            self.len = self.len.saturating_sub(1);
         }
     }
 

@@ -4,6 +4,11 @@
 //! through these instead, so a machine short of pool fails that one operation with
 //! STATUS_INSUFFICIENT_RESOURCES and unwinds.
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
 use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::alloc::Layout;

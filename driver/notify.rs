@@ -14,6 +14,11 @@
 //!   again once the gate fired (NetAdapterCx never disarms explicitly, and a device without
 //!   EVENT_IDX would otherwise interrupt on every completion while polled).
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use virtio::queue::VirtQueue;

@@ -4,6 +4,11 @@
 //! the driver owns the packet, `VirtualAddress + Offset` is valid for `ValidLength` bytes. This is
 //! the one place the core turns such an address into a slice.
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
 /// One fragment of a TX frame: where its data is for the CPU and for the device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameFragment {
@@ -27,19 +32,20 @@ pub unsafe fn copy_out(frags: &[FrameFragment], mut from: usize, out: &mut [u8])
     for f in frags {
         let len = f.len as usize;
         if from >= len {
-            from -= len;
+            from = from.saturating_sub(len);
             continue;
         }
-        let n = (len - from).min(out.len() - done);
+        // from < len and done < out.len() (the loop ends when it is full).
+        let n = len.saturating_sub(from).min(out.len().saturating_sub(done));
         let start = f.va.wrapping_add(from);
         // SAFETY: the caller guarantees `va` is readable for `len` bytes; from + n ≤ len.
         let src = unsafe { core::slice::from_raw_parts(start, n) };
         // done + n ≤ out.len() by the min above.
-        let Some(dst) = out.get_mut(done..done + n) else {
+        let Some(dst) = out.get_mut(done..).and_then(|o| o.get_mut(..n)) else {
             break;
         };
         dst.copy_from_slice(src);
-        done += n;
+        done = done.saturating_add(n);
         from = 0;
         if done == out.len() {
             break;
@@ -69,16 +75,17 @@ pub unsafe fn copy_out_raw(
         }
         let flen = f.len as usize;
         if from >= flen {
-            from -= flen;
+            from = from.saturating_sub(flen);
             continue;
         }
-        let n = (flen - from).min(len - done);
+        // from < flen and done < len (checked above).
+        let n = flen.saturating_sub(from).min(len.saturating_sub(done));
         // SAFETY: the caller guarantees `va` is readable for `flen` bytes (from + n ≤ flen) and
         // `dst` writable for `len` bytes (done + n ≤ len), without overlap.
         unsafe {
             core::ptr::copy_nonoverlapping(f.va.wrapping_add(from), dst.wrapping_add(done), n)
         };
-        done += n;
+        done = done.saturating_add(n);
         from = 0;
     }
     done

@@ -6,6 +6,11 @@
 //! receive queue the indirection table names — the same Toeplitz hash `offload::rss` computes
 //! (checked against Microsoft's vectors), so the driver can verify the device's steering.
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
 use netring::HashProtocolType as P;
 use virtio::net::rss_hash as H;
 
@@ -177,7 +182,8 @@ impl RssState {
         let pairs = pairs.max(1);
         let mut table = [0u16; TABLE_SIZE];
         for (i, t) in table.iter_mut().enumerate() {
-            *t = (i % usize::from(pairs)) as u16;
+            // pairs >= 1; the remainder is below pairs, a u16.
+            *t = i.checked_rem(usize::from(pairs)).unwrap_or(0) as u16;
         }
         Self {
             pairs,

@@ -4,6 +4,11 @@
 //! always can. Each chunk holds a power of two of buffers, so finding a buffer is a shift and a
 //! mask, not a division, on the datapath. A buffer larger than a chunk gets a chunk of its own.
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
 use alloc::vec::Vec;
 
 use virtio::hal::{Dma, DmaRegion};
@@ -29,9 +34,13 @@ impl RxPool {
         if buffers == 0 || buffer_size == 0 {
             return None;
         }
-        let per = (CHUNK_BYTES / buffer_size as usize).max(1);
-        // The largest power of two that fits: a shift finds the chunk.
-        let shift = usize::BITS - 1 - per.leading_zeros();
+        let per = CHUNK_BYTES
+            .checked_div(buffer_size as usize)
+            .unwrap_or(1)
+            .max(1);
+        // The largest power of two that fits: a shift finds the chunk (per >= 1, so
+        // leading_zeros < usize::BITS).
+        let shift = per.ilog2();
         let per = 1u32 << shift;
         let count = buffers.div_ceil(per) as usize;
         let mut chunks = fallible::with_capacity(count).ok()?;
@@ -40,15 +49,25 @@ impl RxPool {
             let here = left.min(per);
             // Buffer sizes are multiples of the cache line in practice; 64-byte alignment keeps
             // every chunk's first buffer on one.
-            let Some(r) = dma.alloc(here as usize * buffer_size as usize, 64) else {
+            // here × buffer_size <= max(CHUNK_BYTES, buffer_size): no overflow (checked anyway).
+            let bytes = (here as usize).checked_mul(buffer_size as usize);
+            let Some(r) = bytes.and_then(|n| dma.alloc(n, 64)) else {
                 for r in chunks {
                     dma.free(r);
                 }
                 return None;
             };
             // Within the reserved capacity (count chunks): no allocation.
+            if chunks.len() == chunks.capacity() {
+                dma.free(r);
+                for r in chunks {
+                    dma.free(r);
+                }
+                return None;
+            }
             chunks.push(r);
-            left -= here;
+            // here <= left.
+            left = left.saturating_sub(here);
         }
         Some(Self {
             chunks,
@@ -68,16 +87,20 @@ impl RxPool {
     /// The chunk and byte offset of buffer `b` (clamped to the pool).
     #[inline]
     fn locate(&self, b: u32) -> Option<(&DmaRegion, usize)> {
-        let b = b.min(self.buffers - 1);
+        let b = b.min(self.buffers.saturating_sub(1));
         let chunk = self.chunks.get((b >> self.shift) as usize)?;
-        let within = (b & ((1 << self.shift) - 1)) as usize;
-        Some((chunk, within * self.buffer_size as usize))
+        // The buffer's index in its chunk, below 2^shift: its offset is inside the chunk's
+        // 2^shift × buffer_size bytes (at most max(CHUNK_BYTES, buffer_size)).
+        let within = (b & !(u32::MAX << self.shift)) as usize;
+        Some((chunk, within.wrapping_mul(self.buffer_size as usize)))
     }
 
     /// The device address of buffer `b`.
     #[inline]
     pub fn device(&self, b: u32) -> u64 {
-        self.locate(b).map_or(0, |(c, off)| c.device() + off as u64)
+        // An offset inside the chunk from its device address: no overflow.
+        self.locate(b)
+            .map_or(0, |(c, off)| c.device().wrapping_add(off as u64))
     }
 
     /// The CPU address of buffer `b` (`buffer_size` bytes inside one chunk).

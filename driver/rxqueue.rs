@@ -21,6 +21,11 @@
 //! layout, checksum verdict, RSC and 802.1Q metadata. When the OS has no packet or fragment to
 //! spare, frames wait in the pending queue; no buffer is ever lost.
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
 use alloc::vec::Vec;
 
 use alloc::boxed::Box;
@@ -44,7 +49,7 @@ use crate::fallible;
 use crate::notify::NotifyGate;
 use crate::rxpool::RxPool;
 use crate::stall::StallGuard;
-use crate::stats::RxStats;
+use crate::stats::{RxStats, add, bump};
 
 /// The RX queue's extension handles, validated once at queue creation.
 #[derive(Debug, Clone, Copy)]
@@ -224,34 +229,38 @@ pub const HEAD_COPY: usize = NetHeader::SIZE + 22 + 511 + 60;
 /// `src` must be valid for reads of `dst.len()` bytes (bytes another agent may write at any
 /// time; no reference to them exists).
 unsafe fn copy_from_device(dst: &mut [u8], src: *const u8) {
-    let n = dst.len();
-    let mut i = 0;
-    // Byte reads up to an 8-byte boundary of the source.
-    let lead = src.align_offset(8).min(n);
-    while i < lead {
-        // SAFETY: i < n: inside the caller's range.
-        let v = unsafe { core::ptr::read_volatile(src.wrapping_add(i)) };
-        if let Some(d) = dst.get_mut(i) {
-            *d = v;
-        }
-        i += 1;
+    // Byte reads up to an 8-byte boundary of the source, then aligned 8-byte reads, then the
+    // bytes left. `p` walks the source in step with the destination.
+    let lead = src.align_offset(8).min(dst.len());
+    let (head, body) = dst.split_at_mut(lead);
+    let mut p = src;
+    for d in head {
+        // SAFETY: `p` is at the same offset in the source as `d` in `dst`: inside the range.
+        *d = unsafe { core::ptr::read_volatile(p) };
+        p = p.wrapping_add(1);
     }
-    while i + 8 <= n {
-        // SAFETY: src + i is 8-byte aligned (past `lead`) and i + 8 <= n: inside the range.
-        let v = unsafe { core::ptr::read_volatile(src.wrapping_add(i).cast::<u64>()) };
-        if let Some(d) = dst.get_mut(i..i + 8) {
-            d.copy_from_slice(&v.to_ne_bytes());
-        }
-        i += 8;
+    let (words, tail) = body.as_chunks_mut::<8>();
+    for d in words {
+        // SAFETY: `p` is 8-byte aligned (past `lead`) and the 8 bytes are inside the range, as
+        // `d` is inside `dst`.
+        let v = unsafe { core::ptr::read_volatile(p.cast::<u64>()) };
+        *d = v.to_ne_bytes();
+        p = p.wrapping_add(8);
     }
-    while i < n {
-        // SAFETY: i < n.
-        let v = unsafe { core::ptr::read_volatile(src.wrapping_add(i)) };
-        if let Some(d) = dst.get_mut(i) {
-            *d = v;
-        }
-        i += 1;
+    for d in tail {
+        // SAFETY: as for the lead bytes.
+        *d = unsafe { core::ptr::read_volatile(p) };
+        p = p.wrapping_add(1);
     }
+}
+
+/// `c` with the transport checksum "not checked" (the OS verifies it), layer 3 as it was.
+fn not_checked_l4(c: NetPacketChecksum) -> NetPacketChecksum {
+    NetPacketChecksum::rx(
+        c.rx_layer3()
+            .unwrap_or(netring::RxChecksumEvaluation::NotChecked),
+        netring::RxChecksumEvaluation::NotChecked,
+    )
 }
 
 /// Writes `src` into device-writable memory at `dst` with volatile writes.
@@ -315,7 +324,8 @@ impl PrivatePool {
         let b = (b as usize).min(self.with_os.len().saturating_sub(1));
         self.mem
             .as_ptr()
-            .wrapping_add(b * self.buffer_size as usize)
+            // b < count, and count × buffer_size was checked when the pool was made.
+            .wrapping_add(b.wrapping_mul(self.buffer_size as usize))
     }
 
     fn set(&mut self, b: u32, with_os: bool) {
@@ -325,12 +335,12 @@ impl PrivatePool {
     }
 
     /// Frees buffer `b` (with the OS, or taken for a packet that was not indicated); `false` if
-    /// it was not taken. The free list has room for every buffer: the push never allocates.
+    /// it was not taken. The free list has room for every buffer: the push never allocates
+    /// (and a full list, which a taken buffer rules out, leaves the buffer taken: `false`).
     fn release(&mut self, b: u32) -> bool {
         match self.with_os.get_mut(b as usize) {
-            Some(s) if *s => {
+            Some(s) if *s && fallible::push_within(&mut self.free, b) => {
                 *s = false;
-                self.free.push(b);
                 true
             }
             _ => false,
@@ -350,7 +360,8 @@ impl Drop for PrivatePool {
 const CONTEXT_TAG_SHIFT: u32 = 24;
 
 const fn context_of(tag: u16, buf: u32) -> usize {
-    ((tag as usize) << CONTEXT_TAG_SHIFT) | (buf as usize + 1)
+    // buf <= 2^16 (`RxQueue::new`): no overflow.
+    ((tag as usize) << CONTEXT_TAG_SHIFT) | (buf as usize).wrapping_add(1)
 }
 
 /// The queue pair a return context belongs to (the tag its queue was created with).
@@ -479,10 +490,10 @@ impl RxQueue {
         let mut c = RxBufferCounts::default();
         for s in &self.state {
             match s {
-                Buf::Free => c.free += 1,
-                Buf::Posted => c.posted += 1,
-                Buf::Pending => c.pending += 1,
-                Buf::WithOs => c.with_os += 1,
+                Buf::Free => c.free = c.free.saturating_add(1),
+                Buf::Posted => c.posted = c.posted.saturating_add(1),
+                Buf::Pending => c.pending = c.pending.saturating_add(1),
+                Buf::WithOs => c.with_os = c.with_os.saturating_add(1),
             }
         }
         if let Some(p) = &self.private {
@@ -524,35 +535,39 @@ impl RxQueue {
     /// Appends to the pending ring. It holds one entry per buffer, and a buffer is pending at
     /// most once, so it cannot overflow.
     fn push_pending(&mut self, b: u32, len: u32) {
-        let mask = self.pending.len() - 1;
+        // The ring's length is a power of two (at least 1): positions wrap with the mask.
+        let mask = self.pending.len().wrapping_sub(1);
         if let Some(slot) = self
             .pending
-            .get_mut((self.pending_head + self.pending_len) & mask)
+            .get_mut(self.pending_head.wrapping_add(self.pending_len) & mask)
         {
             *slot = (b, len);
-            self.pending_len += 1;
+            self.pending_len = self.pending_len.saturating_add(1);
         }
     }
 
     fn pending_at(&self, k: usize) -> (u32, u32) {
-        let mask = self.pending.len() - 1;
+        let mask = self.pending.len().wrapping_sub(1);
         self.pending
-            .get((self.pending_head + k) & mask)
+            .get(self.pending_head.wrapping_add(k) & mask)
             .copied()
             .unwrap_or((0, 0))
     }
 
     fn pop_pending(&mut self, k: usize) {
-        self.pending_head = (self.pending_head + k) & (self.pending.len() - 1);
-        self.pending_len -= k;
+        // k <= pending_len (the callers').
+        self.pending_head = self.pending_head.wrapping_add(k) & self.pending.len().wrapping_sub(1);
+        self.pending_len = self.pending_len.saturating_sub(k);
     }
 
     /// Marks a buffer free. `free` was created with room for every buffer and holds each at most
-    /// once, so the push never allocates.
+    /// once, so the push never allocates (a full list is an internal error, counted).
     fn release(&mut self, b: u32) {
         if let Some(s) = self.state.get_mut(b as usize) {
             *s = Buf::Free;
-            self.free.push(b);
+            if !fallible::push_within(&mut self.free, b) {
+                bump(&mut self.stats.internal_errors);
+            }
         }
     }
 
@@ -578,15 +593,22 @@ impl RxQueue {
                         *c = b;
                     }
                     self.set_state(b, Buf::Posted);
-                    out.posted += 1;
+                    out.posted = out.posted.saturating_add(1);
                 }
+                // `b` was just popped: there is room for it again.
                 Err(QueueError::Full) => {
-                    self.free.push(b);
+                    add(
+                        &mut self.stats.internal_errors,
+                        u64::from(!fallible::push_within(&mut self.free, b)),
+                    );
                     break;
                 }
                 Err(e) => {
-                    self.free.push(b);
-                    self.stats.device_faults += 1;
+                    add(
+                        &mut self.stats.internal_errors,
+                        u64::from(!fallible::push_within(&mut self.free, b)),
+                    );
+                    bump(&mut self.stats.device_faults);
                     return Err(RxFault::Device(e));
                 }
             }
@@ -602,14 +624,14 @@ impl RxQueue {
         loop {
             match self.vq.pop_used() {
                 Ok(Some(u)) => {
-                    reaped += 1;
+                    reaped = reaped.saturating_add(1);
                     let b = self.chain_buf.get(usize::from(u.id)).copied().unwrap_or(0);
                     self.set_state(b, Buf::Pending);
                     self.push_pending(b, u.len);
                 }
                 Ok(None) => break,
                 Err(e) => {
-                    self.stats.device_faults += 1;
+                    bump(&mut self.stats.device_faults);
                     return Err(RxFault::Device(e));
                 }
             }
@@ -628,7 +650,7 @@ impl RxQueue {
         if self.stall.advance(stuck) {
             out.kicked = true;
             self.unkicked = false;
-            self.stats.stall_kicks += 1;
+            bump(&mut self.stats.stall_kicks);
         }
     }
 
@@ -658,20 +680,29 @@ impl RxQueue {
             } else {
                 (0, blen as usize)
             };
-            let (lo, hi) = (from.max(at), to.min(at + n));
+            // Frame positions and lengths are below 2^32 (used lengths): the saturating forms
+            // never saturate.
+            let end = at.saturating_add(n);
+            let (lo, hi) = (from.max(at), to.min(end));
             let p = self.data_ptr(b);
             let mut pos = lo;
             let mut chunk = [0u8; 256];
             while pos < hi {
-                let take = (hi - pos).min(chunk.len());
+                let take = hi.saturating_sub(pos).min(chunk.len());
+                let piece = chunk.get_mut(..take).unwrap_or(&mut []);
                 // SAFETY: `p` is a buffer of `buffer_size` bytes (`data_ptr`), whose used length
                 // `blen` is at most `buffer_size` (checked before the packet is assembled), and
                 // `start + (pos - at) + take <= start + n = blen`.
-                unsafe { copy_from_device(&mut chunk[..take], p.wrapping_add(start + (pos - at))) };
-                sum.add_bytes(&chunk[..take]);
-                pos += take;
+                unsafe {
+                    copy_from_device(
+                        piece,
+                        p.wrapping_add(start.saturating_add(pos.saturating_sub(at))),
+                    )
+                };
+                sum.add_bytes(piece);
+                pos = pos.saturating_add(take);
             }
-            at += n;
+            at = end;
             if at >= to {
                 break;
             }
@@ -693,7 +724,7 @@ impl RxQueue {
         packets: &mut PacketRing<'_>,
         fragments: &mut FragmentRing<'_>,
     ) -> Result<u32, RxFault> {
-        let mut indicated = 0;
+        let mut indicated = 0u32;
         let mut pkt = packets.begin_index();
         let mut frag = fragments.begin_index();
         let mut pkt_free = packets.owned_count();
@@ -708,13 +739,13 @@ impl RxQueue {
             let (first, len) = self.pending_at(0);
             if len > self.buffer_size {
                 // More bytes than the buffer has: nothing of it can be trusted to be a frame.
-                self.stats.bad_lengths += 1;
-                self.stats.device_faults += 1;
+                bump(&mut self.stats.bad_lengths);
+                bump(&mut self.stats.device_faults);
                 self.drop_pending(1);
                 continue;
             }
             if (len as usize) < NetHeader::SIZE + 14 {
-                self.stats.runts += 1;
+                bump(&mut self.stats.runts);
                 self.drop_pending(1);
                 continue;
             }
@@ -724,8 +755,10 @@ impl RxQueue {
             // n <= len <= buffer_size.
             let src = self.buf_cpu(first);
             // SAFETY: as above.
-            unsafe { copy_from_device(&mut self.head[..n], src) };
-            let hdr = NetHeader::read(&self.head[..NetHeader::SIZE]).unwrap_or_default();
+            unsafe { copy_from_device(self.head.get_mut(..n).unwrap_or(&mut []), src) };
+            // n >= NetHeader::SIZE + 14 and n <= HEAD_COPY: the copy holds the header.
+            let hdr = NetHeader::read(self.head.get(..NetHeader::SIZE).unwrap_or(&[]))
+                .unwrap_or_default();
             let count = if self.mergeable {
                 usize::from(hdr.num_buffers.max(1))
             } else {
@@ -736,9 +769,9 @@ impl RxQueue {
             // past what can ever be indicated, never completes: the packet is dropped with the
             // buffers that arrived, rather than waiting forever or stopping the queue.
             let posted = usize::from(self.vq.in_flight());
-            if count > max_count || count > self.pending_len + posted {
-                self.stats.bad_buffer_counts += 1;
-                self.stats.device_faults += 1;
+            if count > max_count || count > self.pending_len.saturating_add(posted) {
+                bump(&mut self.stats.bad_buffer_counts);
+                bump(&mut self.stats.device_faults);
                 self.drop_pending(count.min(self.pending_len));
                 continue;
             }
@@ -746,19 +779,21 @@ impl RxQueue {
                 break; // the rest of a merged packet has not arrived yet
             }
             if pkt_free == 0 || (frag_free as usize) < count {
-                self.stats.os_ring_exhausted += 1;
+                bump(&mut self.stats.os_ring_exhausted);
                 break;
             }
-            let mut total = len as usize - NetHeader::SIZE;
+            // len >= NetHeader::SIZE + 14 (checked above); each length below is at most
+            // buffer_size < 2^32 and there are at most 2^16 of them: no sum saturates.
+            let mut total = (len as usize).saturating_sub(NetHeader::SIZE);
             let mut bad_len = false;
             for k in 1..count {
                 let blen = self.pending_at(k).1;
                 bad_len |= blen > self.buffer_size;
-                total += blen.min(self.buffer_size) as usize;
+                total = total.saturating_add(blen.min(self.buffer_size) as usize);
             }
             if bad_len {
-                self.stats.bad_lengths += 1;
-                self.stats.device_faults += 1;
+                bump(&mut self.stats.bad_lengths);
+                bump(&mut self.stats.device_faults);
                 self.drop_pending(count);
                 continue;
             }
@@ -768,7 +803,7 @@ impl RxQueue {
                     .filter(|&k| k == 0 || self.pending_at(k).1 > 0)
                     .count();
                 if p.free.len() < needed {
-                    self.stats.bounce_waits += 1;
+                    bump(&mut self.stats.bounce_waits);
                     break;
                 }
             }
@@ -776,12 +811,14 @@ impl RxQueue {
             // private buffer it is copied to now (the header bytes from the copy that was
             // parsed, the rest read once from the shared buffer).
             self.segs.clear();
+            let mut lost = false;
             for k in 0..count {
                 let (b, blen) = self.pending_at(k);
                 let data = match &mut self.private {
                     Some(p) if k == 0 || blen > 0 => {
                         let Some(pb) = p.free.pop() else {
-                            break; // counted above: cannot happen
+                            lost = true; // counted above: cannot happen
+                            break;
                         };
                         p.set(pb, true);
                         let (src, dst) = (self.pool.cpu(b), p.cpu(pb));
@@ -796,7 +833,11 @@ impl RxQueue {
                         // `dst` is a private buffer just taken from the free list, so no one
                         // else uses it.
                         let rest = unsafe {
-                            core::slice::from_raw_parts_mut(dst.wrapping_add(skip), blen - skip)
+                            // skip = n <= len = blen for the first buffer, 0 after.
+                            core::slice::from_raw_parts_mut(
+                                dst.wrapping_add(skip),
+                                blen.saturating_sub(skip),
+                            )
                         };
                         // SAFETY: `src` holds `blen` bytes (see above).
                         unsafe { copy_from_device(rest, src.wrapping_add(skip)) };
@@ -805,30 +846,44 @@ impl RxQueue {
                     _ => b,
                 };
                 // Within the capacity reserved at creation (the virtqueue's size >= count).
-                self.segs.push((data, blen));
+                if !fallible::push_within(&mut self.segs, (data, blen)) {
+                    lost = true;
+                    break;
+                }
+            }
+            if lost {
+                // Ruled out above (private buffers counted, `segs` sized for the virtqueue):
+                // the packet is dropped rather than indicated with buffers missing.
+                bump(&mut self.stats.internal_errors);
+                self.release_bounced();
+                self.drop_pending(count);
+                continue;
             }
             if self.private.is_some() {
-                self.stats.bounced += 1;
+                bump(&mut self.stats.bounced);
             }
             // Strip the tag in the copy (the MAC addresses move 4 bytes forward) and write the
             // moved addresses, from the copy, where the OS will read the frame.
             let mut offset = NetHeader::SIZE;
             let mut tag = None;
             if self.settings.strip_vlan
-                && let Some(t) = strip_vlan(&mut self.head[NetHeader::SIZE..n])
+                && let Some(t) = self.head.get_mut(NetHeader::SIZE..n).and_then(strip_vlan)
             {
                 tag = Some(t);
-                offset += 4;
-                self.stats.vlan_stripped += 1;
+                offset = NetHeader::SIZE + 4;
+                bump(&mut self.stats.vlan_stripped);
                 let dst = self.data_ptr(self.segs.first().map_or(first, |s| s.0));
                 // SAFETY: the first buffer holds len >= n >= 30 bytes (strip_vlan needs 18
                 // frame bytes); bytes 16..28 are inside it.
-                unsafe { write_to_device(dst.wrapping_add(16), &self.head[16..28]) };
+                unsafe {
+                    write_to_device(dst.wrapping_add(16), self.head.get(16..28).unwrap_or(&[]))
+                };
             }
-            let frame_len = total - (offset - NetHeader::SIZE);
-            let first_len = len - offset as u32;
+            // offset <= NetHeader::SIZE + 4 < len <= total + NetHeader::SIZE.
+            let frame_len = total.saturating_sub(offset.saturating_sub(NetHeader::SIZE));
+            let first_len = len.saturating_sub(offset as u32);
             let options = self.options;
-            let copied = n - offset;
+            let copied = n.saturating_sub(offset);
             let (mut meta, dst, hash, fix) = {
                 let bytes = self.head.get(offset..n).unwrap_or(&[]);
                 let sum_tail = |from: usize, to: usize| Some(self.sum_frame(offset, from, to));
@@ -849,7 +904,7 @@ impl RxQueue {
             if let Some(f) = &self.filter
                 && (!f.accepts(&dst) || !f.vlan_accepts(tag.map(|t| t.vid)))
             {
-                self.stats.filtered += 1;
+                bump(&mut self.stats.filtered);
                 self.release_bounced();
                 self.drop_pending(count);
                 continue;
@@ -861,34 +916,37 @@ impl RxQueue {
                 Ok(None) => {}
                 Ok(Some(fix)) => {
                     let rest = self.sum_frame(offset, copied, frame_len);
-                    if let Some(bytes) = self.head.get_mut(offset..n) {
-                        fix.apply(bytes, rest);
-                    }
-                    let at = offset + fix.field;
+                    let applied = match self.head.get_mut(offset..n) {
+                        Some(bytes) => fix.apply(bytes, rest),
+                        None => Err(offload::rx::ChecksumFixError::OutsideFrame),
+                    };
+                    let at = offset.saturating_add(fix.field);
                     let dst = self.data_ptr(self.segs.first().map_or(first, |s| s.0));
-                    if let Some(field) = self.head.get(at..at + 2) {
-                        // SAFETY: `checksum_fix` puts the field inside the copy, which is a
-                        // prefix of the first buffer's `len` bytes.
-                        unsafe { write_to_device(dst.wrapping_add(at), field) };
+                    match (applied, self.head.get(at..).and_then(|h| h.get(..2))) {
+                        (Ok(()), Some(field)) => {
+                            // SAFETY: `checksum_fix` puts the field inside the copy, which is
+                            // a prefix of the first buffer's `len` bytes.
+                            unsafe { write_to_device(dst.wrapping_add(at), field) };
+                            bump(&mut self.stats.checksums_completed);
+                        }
+                        // Ruled out by `checksum_fix`: the OS checks the checksum itself.
+                        _ => {
+                            bump(&mut self.stats.internal_errors);
+                            meta.checksum = not_checked_l4(meta.checksum);
+                        }
                     }
-                    self.stats.checksums_completed += 1;
                 }
                 Err(_) => {
-                    self.stats.checksum_offsets_bad += 1;
-                    self.stats.device_faults += 1;
-                    meta.checksum = NetPacketChecksum::rx(
-                        meta.checksum
-                            .rx_layer3()
-                            .unwrap_or(netring::RxChecksumEvaluation::NotChecked),
-                        netring::RxChecksumEvaluation::NotChecked,
-                    );
+                    bump(&mut self.stats.checksum_offsets_bad);
+                    bump(&mut self.stats.device_faults);
+                    meta.checksum = not_checked_l4(meta.checksum);
                 }
             }
             if meta.rsc.is_some_and(|r| r.coalesced_segment_count == 0) {
                 // Zero coalesced segments is no RSC packet: a plain one.
                 meta.rsc = None;
-                self.stats.rsc_zero_segments += 1;
-                self.stats.device_faults += 1;
+                bump(&mut self.stats.rsc_zero_segments);
+                bump(&mut self.stats.device_faults);
             }
             // Fragments: one per buffer that holds data; an empty continuation buffer is taken
             // back (a zero-length fragment breaks the OS's contract).
@@ -896,7 +954,7 @@ impl RxQueue {
             for k in 0..count {
                 let (b, blen) = self.pending_at(k);
                 if k > 0 && blen == 0 {
-                    self.stats.empty_fragments += 1;
+                    bump(&mut self.stats.empty_fragments);
                     self.release(b);
                     continue;
                 }
@@ -939,7 +997,7 @@ impl RxQueue {
                 } else {
                     self.set_state(b, Buf::WithOs);
                 }
-                frags += 1;
+                frags = frags.saturating_add(1);
             }
             let p = packets.get_mut(pkt).map_err(RxFault::Ring)?;
             *p = NetPacket::new(frag, frags as u16);
@@ -948,7 +1006,7 @@ impl RxQueue {
                 *c = meta.checksum;
             }
             if let Some(rsc) = meta.rsc {
-                self.stats.coalesced_packets += 1;
+                bump(&mut self.stats.coalesced_packets);
                 if let Ok(r) = self.ext.rsc.get_mut(packets, pkt) {
                     *r = rsc;
                 }
@@ -967,15 +1025,16 @@ impl RxQueue {
             if meta.checksum.rx_layer4() == Some(netring::RxChecksumEvaluation::Invalid)
                 || meta.checksum.rx_layer3() == Some(netring::RxChecksumEvaluation::Invalid)
             {
-                self.stats.checksum_errors += 1;
+                bump(&mut self.stats.checksum_errors);
             }
             self.stats.received.count(&dst, frame_len as u64);
             self.pop_pending(count);
             pkt = packets.increment_index(pkt);
             frag = fragments.advance_index(frag, frags as i32);
-            pkt_free -= 1;
-            frag_free -= frags;
-            indicated += 1;
+            // A packet and `frags` fragments were free (checked before assembling).
+            pkt_free = pkt_free.saturating_sub(1);
+            frag_free = frag_free.saturating_sub(frags);
+            indicated = indicated.saturating_add(1);
         }
         packets.set_begin_index(pkt).map_err(RxFault::Ring)?;
         fragments.set_begin_index(frag).map_err(RxFault::Ring)?;
@@ -986,8 +1045,8 @@ impl RxQueue {
     fn release_bounced(&mut self) {
         if let Some(p) = &mut self.private {
             for (k, &(pb, blen)) in self.segs.iter().enumerate() {
-                if k == 0 || blen > 0 {
-                    p.release(pb);
+                if (k == 0 || blen > 0) && !p.release(pb) {
+                    bump(&mut self.stats.internal_errors);
                 }
             }
         }
@@ -997,19 +1056,19 @@ impl RxQueue {
     /// per indicated fragment). The buffer is posted again on the next Advance.
     pub fn return_buffer(&mut self, context: usize) {
         if context_pair(context) != usize::from(self.settings.context_tag) {
-            self.stats.bad_returns += 1;
+            bump(&mut self.stats.bad_returns);
             return;
         }
         let b = (context & ((1 << CONTEXT_TAG_SHIFT) - 1)).wrapping_sub(1);
         if let Some(p) = &mut self.private {
             if !u32::try_from(b).is_ok_and(|b| p.release(b)) {
-                self.stats.bad_returns += 1;
+                bump(&mut self.stats.bad_returns);
             }
             return;
         }
         match self.state.get(b) {
             Some(Buf::WithOs) => self.release(b as u32),
-            _ => self.stats.bad_returns += 1,
+            _ => bump(&mut self.stats.bad_returns),
         }
     }
 
@@ -1024,7 +1083,7 @@ impl RxQueue {
             let (b, _) = self.pending_at(0);
             self.pop_pending(1);
             self.release(b);
-            self.stats.cancelled += 1;
+            bump(&mut self.stats.cancelled);
         }
         let mut all = packets.all();
         while let Some(p) = all.current_mut() {
@@ -1064,12 +1123,15 @@ impl RxQueue {
     /// Advance); buffers with the OS stay with the OS.
     pub fn abandon_in_flight(&mut self) {
         let (chain_buf, state, free) = (&self.chain_buf, &mut self.state, &mut self.free);
+        let internal_errors = &mut self.stats.internal_errors;
         self.vq.reset(|id| {
             if let Some(&b) = chain_buf.get(usize::from(id))
                 && let Some(s) = state.get_mut(b as usize)
             {
                 *s = Buf::Free;
-                free.push(b);
+                if !fallible::push_within(free, b) {
+                    bump(internal_errors);
+                }
             }
         });
     }

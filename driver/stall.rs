@@ -8,6 +8,11 @@
 //! notifications, not one per poll. NetAdapterCx calls Advance once more after arming, so a
 //! stall is broken there too.
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
 /// Consecutive stuck Advances.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct StallGuard {

@@ -1,6 +1,24 @@
 //! Per-queue statistics, as NDIS reports them (`NDIS_STATISTICS_INFO` counters) plus the drops
 //! and errors by reason that a user needs to tell what went wrong.
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
+/// Adds `n` to a counter. Counters wrap, as NDIS's 64-bit statistics do, rather than panic or
+/// saturate: at 10^9 a second a u64 wraps after 584 years.
+#[inline]
+pub fn add(counter: &mut u64, n: u64) {
+    *counter = counter.wrapping_add(n);
+}
+
+/// Adds one to a counter ([`add`]).
+#[inline]
+pub fn bump(counter: &mut u64) {
+    add(counter, 1);
+}
+
 /// Frames and bytes by destination kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct FrameCounters {
@@ -21,26 +39,29 @@ pub struct FrameCounters {
 impl FrameCounters {
     /// Counts one frame by its destination address.
     pub fn count(&mut self, dst: &[u8; 6], bytes: u64) {
-        if *dst == [0xff; 6] {
-            self.broadcast_frames += 1;
-            self.broadcast_bytes += bytes;
+        let (frames, total) = if *dst == [0xff; 6] {
+            (&mut self.broadcast_frames, &mut self.broadcast_bytes)
         } else if dst[0] & 1 != 0 {
-            self.multicast_frames += 1;
-            self.multicast_bytes += bytes;
+            (&mut self.multicast_frames, &mut self.multicast_bytes)
         } else {
-            self.unicast_frames += 1;
-            self.unicast_bytes += bytes;
-        }
+            (&mut self.unicast_frames, &mut self.unicast_bytes)
+        };
+        bump(frames);
+        add(total, bytes);
     }
 
     /// All frames.
     pub const fn frames(&self) -> u64 {
-        self.unicast_frames + self.multicast_frames + self.broadcast_frames
+        self.unicast_frames
+            .wrapping_add(self.multicast_frames)
+            .wrapping_add(self.broadcast_frames)
     }
 
     /// All bytes.
     pub const fn bytes(&self) -> u64 {
-        self.unicast_bytes + self.multicast_bytes + self.broadcast_bytes
+        self.unicast_bytes
+            .wrapping_add(self.multicast_bytes)
+            .wrapping_add(self.broadcast_bytes)
     }
 }
 
@@ -127,4 +148,8 @@ pub struct RxStats {
     /// Kicks sent although event suppression said none, because buffers were published
     /// unannounced and nothing arrived since (see `RxQueue`'s stall handling).
     pub stall_kicks: u64,
+    /// States the engine's own bookkeeping rules out, caught instead of panicking — a table
+    /// sized for every buffer found full (a buffer freed twice): the buffer is not listed
+    /// again, or the packet is dropped. Always 0 unless the engine has a bug.
+    pub internal_errors: u64,
 }

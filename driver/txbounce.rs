@@ -21,6 +21,11 @@
 //! there is none, and the packet waits) and put back when the device returns its chain, or when
 //! the queue abandons its chains after a device reset.
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
 use alloc::vec::Vec;
 use core::ptr::NonNull;
 
@@ -42,9 +47,10 @@ pub const MAX_LARGE: u16 = 8;
 // The largest frames the OS may send fit a large buffer with the header and an inserted tag: an
 // LSO packet (`MaximumOffloadSize` of payload behind the most header bytes declared) and a
 // `*JumboPacket` of 65500 bytes.
-static_assertions::const_assert!(
-    LARGE_BUF >= NetHeader::SIZE + (MAX_OFFLOAD_HEADERS + MAX_OFFLOAD_SIZE) as usize + 4
-);
+// (Arithmetic on constants: an overflow is a compile error.)
+#[allow(clippy::arithmetic_side_effects)]
+const _: () =
+    assert!(LARGE_BUF >= NetHeader::SIZE + (MAX_OFFLOAD_HEADERS + MAX_OFFLOAD_SIZE) as usize + 4);
 static_assertions::const_assert!(LARGE_BUF >= NetHeader::SIZE + 65_500 + 4);
 // A standard-MTU frame with a tag fits a small buffer.
 static_assertions::const_assert!(SMALL_BUF >= NetHeader::SIZE + 1514 + 4);
@@ -161,14 +167,18 @@ impl BouncePool {
     /// the memory cannot be had.
     pub fn new(dma: &impl Dma, small: u16, large: u16) -> Option<Self> {
         let (small, large) = (small.max(1), large.max(1));
-        let total = u32::from(small) + u32::from(large);
+        // Two u16 values: no overflow in u32.
+        let total = u32::from(small).wrapping_add(u32::from(large));
         // The tables first, fallibly (a failed infallible allocation is a bugcheck): a failure
         // then leaves no DMA memory to give back.
         let free_small = crate::fallible::collect((0..u32::from(small)).rev()).ok()?;
         let free_large = crate::fallible::collect((u32::from(small)..total).rev()).ok()?;
         let in_use = crate::fallible::filled(false, total as usize).ok()?;
-        let s = dma.alloc(usize::from(small) * SMALL_BUF, 64)?;
-        let Some(l) = dma.alloc(usize::from(large) * LARGE_BUF, 64) else {
+        let s = dma.alloc(usize::from(small).checked_mul(SMALL_BUF)?, 64)?;
+        let Some(l) = usize::from(large)
+            .checked_mul(LARGE_BUF)
+            .and_then(|n| dma.alloc(n, 64))
+        else {
             dma.free(s);
             return None;
         };
@@ -192,7 +202,10 @@ impl BouncePool {
 
     /// Bytes reserved.
     pub const fn reserved_bytes(&self) -> usize {
-        self.small_count as usize * SMALL_BUF + self.large_count as usize * LARGE_BUF
+        // The two allocations' sizes, which `new` made (checked there).
+        (self.small_count as usize)
+            .saturating_mul(SMALL_BUF)
+            .saturating_add((self.large_count as usize).saturating_mul(LARGE_BUF))
     }
 
     /// Free buffers (small, large).

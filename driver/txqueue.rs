@@ -21,6 +21,11 @@
 //! detection rely on, and without which [`TxQueue::release`] could not hand the virtqueue back
 //! without a device reset. Holding the OS's packet costs no shared memory.
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
 use alloc::vec::Vec;
 
 use netring::{
@@ -39,7 +44,7 @@ use crate::notify::NotifyGate;
 use crate::os_memory::{FrameFragment, copy_out};
 pub use crate::rxqueue::Rejected;
 use crate::stall::StallGuard;
-use crate::stats::TxStats;
+use crate::stats::{TxStats, add, bump};
 use crate::txbounce::{BouncePool, BounceStats, Buffer, MAX_LARGE, MAX_SMALL, TakeError};
 
 /// Bytes of driver DMA memory per packet: the virtio-net header plus rewritten headers, or a
@@ -224,7 +229,8 @@ impl TxQueue {
             let small = vq.size().min(MAX_SMALL).min(packet_len.min(0xffff) as u16);
             (None, BouncePool::new(dma, small, MAX_LARGE.min(small)))
         } else {
-            (dma.alloc(packet_len as usize * HDR_SLOT, 64), None)
+            let bytes = (packet_len as usize).checked_mul(HDR_SLOT);
+            (bytes.and_then(|n| dma.alloc(n, 64)), None)
         };
         if slots.is_none() && bounce.is_none() {
             return Err(Rejected {
@@ -310,7 +316,11 @@ impl TxQueue {
     /// Device address of packet `idx`'s header slot (direct mode).
     fn slot_device(&self, idx: u32) -> Option<u64> {
         let s = self.slots.as_ref()?;
-        Some(s.device() + (idx as usize * HDR_SLOT) as u64)
+        // idx < packet ring size: the slot is inside the allocation (its size checked in `new`).
+        Some(
+            s.device()
+                .wrapping_add((idx as usize).wrapping_mul(HDR_SLOT) as u64),
+        )
     }
 
     /// `EvtPacketQueueAdvance`: posts new packets, reaps completions, returns finished packets in
@@ -365,11 +375,11 @@ impl TxQueue {
                 // The shared buffers are all out: take back those the device returned, once
                 // per Advance, and try this packet again.
                 reaped_for_buffers = true;
-                reaped += self.reap()?;
+                reaped = reaped.saturating_add(self.reap()?);
                 r = self.post_one(idx, &p, ext, fragments, addrs);
             }
             match r {
-                Posted::Chain => out.posted += 1,
+                Posted::Chain => out.posted = out.posted.saturating_add(1),
                 Posted::Done => {
                     if let Some(d) = self.done.get_mut(idx as usize) {
                         *d = true;
@@ -377,7 +387,7 @@ impl TxQueue {
                 }
                 Posted::Full => break,
                 Posted::NoBuffer => {
-                    self.bounce_stats.waits += 1;
+                    bump(&mut self.bounce_stats.waits);
                     break;
                 }
             }
@@ -386,10 +396,10 @@ impl TxQueue {
         }
         post.set();
         if self.vq.publish() {
-            self.stats.kicks += 1;
+            bump(&mut self.stats.kicks);
             out.kicked = true;
         }
-        reaped += self.reap()?;
+        reaped = reaped.saturating_add(self.reap()?);
         self.kick_if_stalled(&mut out, reaped);
         self.drain(packets, fragments, out)
     }
@@ -402,7 +412,7 @@ impl TxQueue {
         loop {
             match self.vq.pop_used() {
                 Ok(Some(u)) => {
-                    reaped += 1;
+                    reaped = reaped.saturating_add(1);
                     let idx = self
                         .owner
                         .get(usize::from(u.id))
@@ -420,7 +430,7 @@ impl TxQueue {
                 }
                 Ok(None) => return Ok(reaped),
                 Err(e) => {
-                    self.stats.device_faults += 1;
+                    bump(&mut self.stats.device_faults);
                     return Err(TxFault::Device(e));
                 }
             }
@@ -440,7 +450,7 @@ impl TxQueue {
             if let Some(d) = self.done.get_mut(idx as usize) {
                 *d = true;
             }
-            self.stats.flushed += 1;
+            bump(&mut self.stats.flushed);
             self.record_fragment_end(idx, &p, fragments)?;
             post.advance();
         }
@@ -489,7 +499,7 @@ impl TxQueue {
             if end != u32::MAX {
                 fragment_begin = Some(end);
             }
-            out.completed += 1;
+            out.completed = out.completed.saturating_add(1);
             drain.advance();
         }
         drain.set();
@@ -508,15 +518,15 @@ impl TxQueue {
         addrs: Addresses<'_>,
     ) -> Posted {
         if p.ignore() || p.fragment_count == 0 {
-            self.stats.ignored += 1;
+            bump(&mut self.stats.ignored);
             return Posted::Done;
         }
         let Ok(range) = FragmentRange::of(p, fragments) else {
-            self.stats.bad_packets += 1;
+            bump(&mut self.stats.bad_packets);
             return Posted::Done;
         };
         if !range.is_owned_by(fragments) || range.fragment_count() as usize >= MAX_SEGMENTS {
-            self.stats.bad_packets += 1;
+            bump(&mut self.stats.bad_packets);
             return Posted::Done;
         }
         // Gather the fragments (device and CPU addresses of their valid bytes).
@@ -555,7 +565,7 @@ impl TxQueue {
         let mut total = 0usize;
         for i in range {
             let Ok(f) = fragments.get(i) else {
-                self.stats.bad_packets += 1;
+                bump(&mut self.stats.bad_packets);
                 return Posted::Done;
             };
             let (la, va) = (addrs.la.read(i), addrs.va.read(i));
@@ -572,18 +582,22 @@ impl TxQueue {
             };
             // Fewer than MAX_SEGMENTS fragments (post_one), so this always fits.
             if !crate::fallible::push_within(frags, frag) {
-                self.stats.bad_packets += 1;
+                bump(&mut self.stats.bad_packets);
                 return Posted::Done;
             }
-            total += f.valid_length() as usize;
+            // At most MAX_SEGMENTS lengths below 2^26: no saturation.
+            total = total.saturating_add(f.valid_length() as usize);
         }
         let n = frags.len();
         if total < 14 {
-            self.stats.bad_packets += 1;
+            bump(&mut self.stats.bad_packets);
             return Posted::Done;
         }
         let confidential = self.bounce.is_some();
-        if !self.vq.can_add(if confidential { 1 } else { n + 1 }) {
+        if !self
+            .vq
+            .can_add(if confidential { 1 } else { n.saturating_add(1) })
+        {
             return Posted::Full;
         }
         let wants_offload = checksum.to_bits() != 0 || gso.mss() > 0;
@@ -609,11 +623,15 @@ impl TxQueue {
         let mut buffer = match self.bounce.as_mut() {
             None => None,
             Some(pool) => {
-                match pool.take(NetHeader::SIZE + total.max(offload::tx::MIN_FRAME) + 4) {
+                match pool.take(
+                    total
+                        .max(offload::tx::MIN_FRAME)
+                        .saturating_add(NetHeader::SIZE + 4),
+                ) {
                     Ok(b) => Some(b),
                     Err(TakeError::Exhausted) => return Posted::NoBuffer,
                     Err(TakeError::TooLarge) => {
-                        self.stats.bad_packets += 1;
+                        bump(&mut self.stats.bad_packets);
                         return Posted::Done;
                     }
                 }
@@ -628,7 +646,7 @@ impl TxQueue {
             (Some(_), _) => &mut private,
             (None, Some(s)) => s,
             (None, None) => {
-                self.stats.bad_packets += 1;
+                bump(&mut self.stats.bad_packets);
                 return Posted::Done;
             }
         };
@@ -639,29 +657,19 @@ impl TxQueue {
             let copy_len = total.min(COPY_MAX);
             // SAFETY: the fragments are owned by the driver for this Advance; NetAdapterCx keeps
             // VirtualAddress + Offset valid for ValidLength bytes.
-            let copied = unsafe { copy_out(frags, 0, &mut headers[..copy_len]) };
-            dst.copy_from_slice(&headers[..6]);
+            let copied =
+                unsafe { copy_out(frags, 0, headers.get_mut(..copy_len).unwrap_or(&mut [])) };
+            // copy_len <= COPY_MAX and copied <= copy_len: the slices below are inside
+            // `headers`.
+            if let Some(d) = headers.first_chunk::<6>() {
+                dst = *d;
+            }
+            let copied = headers.get(..copied).unwrap_or(&[]);
             let stats = &mut self.stats;
             let r = if short {
-                short_frame(
-                    slot,
-                    stats,
-                    dev,
-                    &headers[..copied],
-                    tag,
-                    &req,
-                    wants_offload,
-                )
+                short_frame(slot, stats, dev, copied, tag, &req, wants_offload)
             } else {
-                rewrite_headers(
-                    slot,
-                    stats,
-                    dev,
-                    (&headers[..copied], total),
-                    tag,
-                    &req,
-                    wants_offload,
-                )
+                rewrite_headers(slot, stats, dev, (copied, total), tag, &req, wants_offload)
             };
             match r {
                 Ok(r) => r,
@@ -691,22 +699,23 @@ impl TxQueue {
                 // SAFETY: the fragments are readable (as above); the buffer is the pool's.
                 && unsafe { b.copy_frame(slot_len, frags, skip, rest) };
             if !made {
-                self.stats.bad_packets += 1;
+                bump(&mut self.stats.bad_packets);
                 give_back(&mut self.bounce, buffer);
                 return Posted::Done;
             }
             let seg = Segment {
                 addr: b.device(),
-                len: (slot_len + rest) as u32,
+                // At most the buffer's size (`b.write` and `copy_frame` checked it).
+                len: slot_len.saturating_add(rest) as u32,
             };
             if !crate::fallible::push_within(segs, seg) {
-                self.stats.bad_packets += 1;
+                bump(&mut self.stats.bad_packets);
                 give_back(&mut self.bounce, buffer);
                 return Posted::Done;
             }
         } else {
             let Some(slot_dev) = slot_dev else {
-                self.stats.bad_packets += 1;
+                bump(&mut self.stats.bad_packets);
                 return Posted::Done;
             };
             let seg = Segment {
@@ -714,7 +723,7 @@ impl TxQueue {
                 len: slot_len as u32,
             };
             if !crate::fallible::push_within(segs, seg) {
-                self.stats.bad_packets += 1;
+                bump(&mut self.stats.bad_packets);
                 return Posted::Done;
             }
             if skip < total {
@@ -722,15 +731,20 @@ impl TxQueue {
                 for f in frags.iter() {
                     let len = f.len as usize;
                     if skip >= len {
-                        skip -= len;
+                        skip = skip.saturating_sub(len);
                         continue;
                     }
+                    // An OS address that wraps is not a fragment: the packet is dropped.
+                    let Some(addr) = f.la.checked_add(skip as u64) else {
+                        bump(&mut self.stats.bad_packets);
+                        return Posted::Done;
+                    };
                     let seg = Segment {
-                        addr: f.la + skip as u64,
-                        len: (len - skip) as u32,
+                        addr,
+                        len: len.saturating_sub(skip) as u32,
                     };
                     if !crate::fallible::push_within(segs, seg) {
-                        self.stats.bad_packets += 1;
+                        bump(&mut self.stats.bad_packets);
                         return Posted::Done;
                     }
                     skip = 0;
@@ -739,7 +753,7 @@ impl TxQueue {
         }
         match self.vq.add(segs, &[]) {
             Ok(id) => {
-                let wire_len = total + if tag.is_some() { 4 } else { 0 };
+                let wire_len = total.saturating_add(if tag.is_some() { 4 } else { 0 });
                 self.stats
                     .sent
                     .count(&dst, wire_len.max(offload::tx::MIN_FRAME) as u64);
@@ -747,7 +761,7 @@ impl TxQueue {
                     *o = idx;
                 }
                 if let (Some(b), Some(c)) = (&buffer, self.chain_buffer.get_mut(usize::from(id))) {
-                    self.bounce_stats.copied += 1;
+                    bump(&mut self.bounce_stats.copied);
                     *c = b.handle();
                 }
                 Posted::Chain
@@ -757,7 +771,7 @@ impl TxQueue {
                 Posted::Full
             }
             Err(_) => {
-                self.stats.bad_packets += 1;
+                bump(&mut self.stats.bad_packets);
                 give_back(&mut self.bounce, buffer);
                 Posted::Done
             }
@@ -799,25 +813,33 @@ fn short_frame(
             Ok((_, TxAction::Offload(h))) => hdr = h,
             Ok((_, TxAction::SoftwareChecksum)) => {
                 if offload::segment::fill_l4_checksum(body).is_err() {
-                    stats.offload_errors += 1;
+                    bump(&mut stats.offload_errors);
                     return Err(());
                 }
             }
             Ok((_, TxAction::Segment(_))) | Err(_) => {
-                stats.offload_errors += 1;
+                bump(&mut stats.offload_errors);
                 return Err(());
             }
         }
     }
     let pad = padding(len);
-    slot.get_mut(len..len + pad).ok_or(())?.fill(0);
+    slot.get_mut(len..)
+        .and_then(|s| s.get_mut(..pad))
+        .ok_or(())?
+        .fill(0);
     if pad > 0 {
-        stats.padded += 1;
+        bump(&mut stats.padded);
     }
     if tag.is_some() {
-        stats.vlan_tagged += 1;
+        bump(&mut stats.vlan_tagged);
     }
-    Ok((hdr, NetHeader::SIZE + len + pad, total))
+    // len + pad <= slot.len() (the `get_mut` above).
+    Ok((
+        hdr,
+        len.saturating_add(pad).saturating_add(NetHeader::SIZE),
+        total,
+    ))
 }
 
 /// Copies and rewrites the headers into `slot`: returns (header, slot bytes, frame bytes
@@ -837,7 +859,7 @@ fn rewrite_headers(
         (l, _) if l.l2_len != 0 => l.header_len(),
         _ if !wants_offload => 14,
         _ => {
-            stats.offload_errors += 1;
+            bump(&mut stats.offload_errors);
             return Err(());
         }
     };
@@ -850,25 +872,26 @@ fn rewrite_headers(
             hlen
         }
     };
-    let frame_len = total + (len - hlen);
+    // len = hlen, or hlen + 4 with a tag.
+    let frame_len = total.saturating_add(len.saturating_sub(hlen));
     let mut hdr = NetHeader::default();
     if wants_offload {
         match prepare(slot.get_mut(..len).ok_or(())?, frame_len, req, dev) {
             Ok((_, TxAction::Offload(h))) => hdr = h,
             Ok((_, TxAction::Segment(_))) => {
-                stats.unsegmentable += 1;
+                bump(&mut stats.unsegmentable);
                 return Err(());
             }
             Ok((_, TxAction::SoftwareChecksum)) | Err(OffloadError::Parse(_)) | Err(_) => {
-                stats.offload_errors += 1;
+                bump(&mut stats.offload_errors);
                 return Err(());
             }
         }
     }
     if tag.is_some() {
-        stats.vlan_tagged += 1;
+        bump(&mut stats.vlan_tagged);
     }
-    Ok((hdr, NetHeader::SIZE + len, hlen))
+    Ok((hdr, len.saturating_add(NetHeader::SIZE), hlen))
 }
 
 impl TxQueue {
@@ -878,8 +901,8 @@ impl TxQueue {
         let stuck = self.vq.in_flight() > 0 && reaped == 0 && out.posted == 0;
         if self.stall.advance(stuck) && !out.kicked {
             out.kicked = true;
-            self.stats.kicks += 1;
-            self.stats.stall_kicks += 1;
+            bump(&mut self.stats.kicks);
+            bump(&mut self.stats.stall_kicks);
         }
     }
 
@@ -910,7 +933,7 @@ impl TxQueue {
     pub fn flush(&mut self) {
         if !self.flushing {
             self.flushing = true;
-            self.stats.flushed += u64::from(self.vq.in_flight());
+            add(&mut self.stats.flushed, u64::from(self.vq.in_flight()));
             self.abandon_in_flight();
         }
     }

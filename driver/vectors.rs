@@ -15,6 +15,11 @@
 //! * No MSI-X (a line-based or MSI interrupt): no vectors at all; the ISR status register says
 //!   what happened.
 
+#![cfg_attr(
+    not(test),
+    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
+)]
+
 use virtio::pci::NO_VECTOR;
 
 /// Sources sharing one message: a queue pair, or every pair.
@@ -82,7 +87,8 @@ impl Vectors {
     /// Messages that give `pairs` queue pairs a message per source: configuration, two per
     /// pair, control.
     pub const fn messages_for(pairs: u16) -> u32 {
-        2 * pairs as u32 + 2
+        // At most 2 × 65,535 + 2: no overflow in u32.
+        (pairs as u32).wrapping_mul(2).wrapping_add(2)
     }
 
     /// The most queue pairs `granted` MSI-X messages carry with a message per source, rounded
@@ -92,8 +98,9 @@ impl Vectors {
         if (granted as u32) < Self::messages_for(1) {
             return 1;
         }
-        let fit = (granted - 2) / 2;
-        1 << (15 - fit.leading_zeros())
+        // granted >= 4 here, so fit >= 1 and its leading zeros are at most 15.
+        let fit = granted.wrapping_sub(2) / 2;
+        1 << 15u32.saturating_sub(fit.leading_zeros())
     }
 
     /// The layout of up to `pairs` queue pairs over `granted` MSI-X messages (0: no MSI-X):
@@ -105,7 +112,8 @@ impl Vectors {
         } else if pairs > fit {
             fit
         } else {
-            1 << (15 - pairs.leading_zeros())
+            // pairs >= 1: the largest power of two <= pairs.
+            1 << 15u32.saturating_sub(pairs.leading_zeros())
         };
         let mode = match granted {
             0 => Mode::Line,
@@ -148,15 +156,15 @@ impl Vectors {
     /// The vector of virtqueue `index` (rx of pair k is 2k, tx 2k + 1); NO_VECTOR for a queue
     /// outside the layout.
     pub const fn queue(&self, index: u16) -> u16 {
-        if index >= 2 * self.pairs {
+        // pairs <= 2^14 (`pairs_for`): 2 × pairs and 1 + index (< 2 × pairs) fit a u16.
+        if index >= self.pairs.wrapping_mul(2) {
             return NO_VECTOR;
         }
         match self.mode {
             Mode::Line => NO_VECTOR,
             Mode::One => 0,
             Mode::Two => 1,
-            Mode::Three => 1 + index,
-            Mode::PerSource => 1 + index,
+            Mode::Three | Mode::PerSource => index.wrapping_add(1),
         }
     }
 
@@ -165,7 +173,8 @@ impl Vectors {
         match self.mode {
             Mode::Line => NO_VECTOR,
             Mode::One | Mode::Two | Mode::Three => 0,
-            Mode::PerSource => 2 * self.pairs + 1,
+            // pairs <= 2^14: no overflow.
+            Mode::PerSource => self.pairs.wrapping_mul(2).wrapping_add(1),
         }
     }
 
@@ -205,14 +214,16 @@ impl Vectors {
                 ..Sources::NONE
             },
             (Mode::PerSource, m) => {
-                let control = Self::messages_for(self.pairs) - 1;
+                // At least 4 messages: the last one is the control queue's.
+                let control = Self::messages_for(self.pairs).wrapping_sub(1);
                 if m == control {
                     Sources {
                         control: true,
                         ..Sources::NONE
                     }
                 } else if m < control {
-                    let q = m - 1;
+                    // m >= 1 (0 is matched above).
+                    let q = m.wrapping_sub(1);
                     let pair = (q / 2) as u16;
                     if q % 2 == 0 {
                         Sources {

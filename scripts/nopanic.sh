@@ -9,14 +9,15 @@
 # decoding, NotifyGate); `adapter`: Adapter::poll_control and config_changed; `tx`:
 # TxQueue::advance/arm/disarm/flush/abandon_in_flight; `rx`: RxQueue::advance/return_buffer/arm.
 #
-# Usage: bash scripts/nopanic.sh [FEATURES]   (default "adapter"; "adapter tx rx" for all)
-# TODO(issue 16): tx and rx still reach panic paths in offload/ (wire.rs, segment.rs,
-# filter.rs) and driver/rxqueue.rs, which are being made panic-free on another branch; add
-# them to the default once they link.
-# NOPANIC_DIAGNOSE=1 links without -z defs, to find the paths with objdump/addr2line.
+# Usage: bash scripts/nopanic.sh [FEATURES]   (default "adapter tx rx": every group)
+# NOPANIC_DIAGNOSE=1 links without -z defs, to find the paths with objdump/addr2line: e.g.
+#   NOPANIC_DIAGNOSE=1 CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release \
+#     --features "adapter tx rx" in nopanic/, then `addr2line -f -i -C -e <the .so> <address>`
+#   for each call to core::panicking::*, core::slice::index::* or RawVec::grow_one that
+#   `objdump -d` shows.
 set -euo pipefail
 cd "$(dirname "$0")/../nopanic"
-features=${1:-adapter}
+features=${1:-adapter tx rx}
 log=target/nopanic-build.log
 mkdir -p target
 if cargo build --release --locked --features "$features" >"$log" 2>&1; then

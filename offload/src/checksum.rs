@@ -24,13 +24,13 @@ impl Checksum {
     /// Adds a 16-bit word (as read big-endian from the wire). Must be at an even position.
     #[inline]
     pub const fn add_u16(&mut self, word: u16) {
-        self.acc += word as u64;
+        self.acc = add(self.acc, word as u64);
     }
 
     /// Adds a 32-bit value as two words.
     #[inline]
     pub const fn add_u32(&mut self, v: u32) {
-        self.acc += (v >> 16) as u64 + (v & 0xffff) as u64;
+        self.acc = add(add(self.acc, (v >> 16) as u64), (v & 0xffff) as u64);
     }
 
     /// Adds bytes, continuing from where the previous piece ended (odd lengths are fine).
@@ -38,11 +38,12 @@ impl Checksum {
     pub fn add_bytes(&mut self, data: &[u8]) {
         let s = u64::from(sum_be(data));
         // A piece that starts at an odd position contributes with its bytes swapped.
-        self.acc += if self.odd {
+        let s = if self.odd {
             u64::from((s as u16).swap_bytes())
         } else {
             s
         };
+        self.acc = add(self.acc, s);
         self.odd ^= data.len() % 2 == 1;
     }
 
@@ -50,11 +51,12 @@ impl Checksum {
     /// relative to this sum's start if `self` is even; both are handled).
     pub const fn add_sum(&mut self, other: Checksum) {
         let f = other.fold() as u64;
-        self.acc += if self.odd {
+        let f = if self.odd {
             (f as u16).swap_bytes() as u64
         } else {
             f
         };
+        self.acc = add(self.acc, f);
         self.odd ^= other.odd;
     }
 
@@ -71,14 +73,26 @@ impl Checksum {
     }
 }
 
+/// `a + b` in one's-complement arithmetic on 64 bits: the carry out of bit 63 comes back in at
+/// bit 0 (end-around carry). 2^64 ≡ 1 modulo 0xffff, so this is exact for the 16-bit sum
+/// however many values are added — where a plain add could overflow — and it cannot wrap: a
+/// carry out leaves the sum at most 2^64 − 2.
+#[inline]
+pub(crate) const fn add(a: u64, b: u64) -> u64 {
+    let (s, carry) = a.overflowing_add(b);
+    s.wrapping_add(carry as u64)
+}
+
 /// Folds a wide one's-complement sum to 16 bits.
 #[inline]
 pub const fn fold(mut s: u64) -> u16 {
-    s = (s & 0xffff_ffff) + (s >> 32);
-    s = (s & 0xffff_ffff) + (s >> 32);
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
-    s = (s & 0xffff) + (s >> 16);
+    // Each step adds two halves of a value below 2^64: below 2^33, then 2^32 + 1, … — none
+    // wraps.
+    s = (s & 0xffff_ffff).wrapping_add(s >> 32);
+    s = (s & 0xffff_ffff).wrapping_add(s >> 32);
+    s = (s & 0xffff).wrapping_add(s >> 16);
+    s = (s & 0xffff).wrapping_add(s >> 16);
+    s = (s & 0xffff).wrapping_add(s >> 16);
     s as u16
 }
 
@@ -128,18 +142,32 @@ fn sum_native(data: &[u8]) -> u64 {
     sum_words(data)
 }
 
-/// Portable bulk sum: 32-bit pieces into four 64-bit accumulators.
+/// Portable bulk sum: 32-bit pieces into four 64-bit accumulators, over blocks of at most
+/// [`WORDS_BLOCK`] bytes.
 fn sum_words(data: &[u8]) -> u64 {
+    if data.len() <= WORDS_BLOCK {
+        return sum_words_block(data);
+    }
+    data.chunks(WORDS_BLOCK)
+        .fold(0, |total, block| add(total, sum_words_block(block)))
+}
+
+/// Bytes [`sum_words_block`] takes at once: a lane gains less than 2^32 per 16 bytes, so less
+/// than 2^48 per block — the plain (vectorisable) adds inside a block cannot wrap.
+const WORDS_BLOCK: usize = 1 << 20;
+
+fn sum_words_block(data: &[u8]) -> u64 {
     let mut acc = [0u64; 4];
     let mut chunks = data.chunks_exact(16);
     for c in &mut chunks {
-        for (a, w) in acc.iter_mut().zip(c.chunks_exact(4)) {
-            *a += u64::from(u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+        for (a, w) in acc.iter_mut().zip(c.as_chunks::<4>().0) {
+            // Below 2^48 (see WORDS_BLOCK): no wrap.
+            *a = a.wrapping_add(u64::from(u32::from_le_bytes(*w)));
         }
     }
-    let mut s = acc.iter().sum::<u64>();
-    s = (s & 0xffff_ffff) + (s >> 32);
-    s + sum_tail(chunks.remainder())
+    // Four lanes below 2^48 each: no wrap.
+    let s = acc.iter().fold(0u64, |s, &a| s.wrapping_add(a));
+    add(s, sum_tail(chunks.remainder()))
 }
 
 /// Sum of fewer than 16 bytes (or any tail) as little-endian words, odd byte zero-padded: at
@@ -149,21 +177,24 @@ fn sum_tail(mut tail: &[u8]) -> u64 {
     let mut s = 0u64;
     while let Some((w, rest)) = tail.split_first_chunk::<8>() {
         let v = u64::from_le_bytes(*w);
-        s += (v & 0xffff_ffff) + (v >> 32);
+        s = add(s, v);
         tail = rest;
     }
+    // At most 7 bytes left: summed apart (below 2^33, no wrap), then added in.
+    let mut small = 0u64;
     if let Some((w, rest)) = tail.split_first_chunk::<4>() {
-        s += u64::from(u32::from_le_bytes(*w));
+        small = u64::from(u32::from_le_bytes(*w));
         tail = rest;
     }
     if let Some((w, rest)) = tail.split_first_chunk::<2>() {
-        s += u64::from(u16::from_le_bytes(*w));
+        // Below 2^32 + 2^16.
+        small = small.wrapping_add(u64::from(u16::from_le_bytes(*w)));
         tail = rest;
     }
     if let [b] = tail {
-        s += u64::from(*b);
+        small = small.wrapping_add(u64::from(*b));
     }
-    s
+    add(s, small)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -179,56 +210,71 @@ mod sse2 {
         _mm_storeu_si128, _mm_xor_si128,
     };
 
+    use super::add;
+
     /// Iterations between drains: each lane gains at most 2^16 in magnitude per iteration (one
     /// pair sum in [−0x10000, 0xfffe]); after 4096 iterations a lane is within ±2^28, and the four
     /// accumulators added together within ±2^30, inside i32.
-    const DRAIN_EVERY: usize = 4096;
+    const DRAIN_EVERY: u32 = 4096;
 
+    /// The 16 bytes at `AT` of a 64-byte block.
     #[inline]
     #[target_feature(enable = "sse2")]
-    fn load(chunk: &[u8], at: usize) -> __m128i {
-        let bytes = &chunk[at..at + 16];
-        // SAFETY: `bytes` is exactly 16 readable bytes; loadu has no alignment requirement.
-        unsafe { _mm_loadu_si128(bytes.as_ptr().cast()) }
+    fn load<const AT: usize>(block: &[u8; 64]) -> __m128i {
+        const { assert!(AT <= 48) };
+        // SAFETY: AT <= 48 (checked at compile time): the 16 bytes at AT are inside the block;
+        // loadu has no alignment requirement.
+        unsafe { _mm_loadu_si128(block.as_ptr().wrapping_add(AT).cast()) }
     }
 
-    /// Sum of the four signed 32-bit lanes.
+    /// Stores `v` at `AT` of a 64-byte block.
     #[inline]
     #[target_feature(enable = "sse2")]
-    fn lanes(v: __m128i) -> i64 {
+    fn store<const AT: usize>(block: &mut [u8; 64], v: __m128i) {
+        const { assert!(AT <= 48) };
+        // SAFETY: as in `load`: 16 writable bytes inside the block; storeu has no alignment
+        // requirement.
+        unsafe { _mm_storeu_si128(block.as_mut_ptr().wrapping_add(AT).cast(), v) };
+    }
+
+    /// The exact sum of the words the four accumulators took in over `n <= DRAIN_EVERY`
+    /// iterations: the lanes' sum (within ±2^30) plus the bias, 0x10000 for each of the 16 × n
+    /// pairs (at most 2^32): non-negative and below 2^33, computed in i64 without wrapping.
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    fn drain(a: __m128i, b: __m128i, c: __m128i, d: __m128i, n: u32) -> u64 {
+        let v = _mm_add_epi32(_mm_add_epi32(a, b), _mm_add_epi32(c, d));
         let mut out = [0i32; 4];
         // SAFETY: `out` is 16 writable bytes; storeu has no alignment requirement.
         unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), v) };
-        out.iter().map(|&x| i64::from(x)).sum()
+        let lanes = out.iter().fold(0i64, |s, &x| s.wrapping_add(i64::from(x)));
+        let bias = i64::from(n).wrapping_mul(16 * 0x10000);
+        lanes.wrapping_add(bias) as u64
     }
 
     #[target_feature(enable = "sse2")]
     pub(super) fn sum(data: &[u8]) -> u64 {
         let bias = _mm_set1_epi16(i16::MIN);
         let ones = _mm_set1_epi16(1);
-        let mut total: i64 = 0;
-        let mut pairs: i64 = 0;
-        let mut chunks = data.chunks_exact(64);
+        let mut total = 0u64;
+        let (blocks, tail) = data.as_chunks::<64>();
         let [mut a, mut b, mut c, mut d] = [_mm_setzero_si128(); 4];
-        let mut n = 0;
-        for ch in &mut chunks {
-            a = _mm_add_epi32(a, _mm_madd_epi16(_mm_xor_si128(load(ch, 0), bias), ones));
-            b = _mm_add_epi32(b, _mm_madd_epi16(_mm_xor_si128(load(ch, 16), bias), ones));
-            c = _mm_add_epi32(c, _mm_madd_epi16(_mm_xor_si128(load(ch, 32), bias), ones));
-            d = _mm_add_epi32(d, _mm_madd_epi16(_mm_xor_si128(load(ch, 48), bias), ones));
-            n += 1;
+        let mut n = 0u32;
+        for ch in blocks {
+            a = _mm_add_epi32(a, _mm_madd_epi16(_mm_xor_si128(load::<0>(ch), bias), ones));
+            b = _mm_add_epi32(b, _mm_madd_epi16(_mm_xor_si128(load::<16>(ch), bias), ones));
+            c = _mm_add_epi32(c, _mm_madd_epi16(_mm_xor_si128(load::<32>(ch), bias), ones));
+            d = _mm_add_epi32(d, _mm_madd_epi16(_mm_xor_si128(load::<48>(ch), bias), ones));
+            // n < DRAIN_EVERY before the increment.
+            n = n.wrapping_add(1);
             if n == DRAIN_EVERY {
-                total += lanes(_mm_add_epi32(_mm_add_epi32(a, b), _mm_add_epi32(c, d)));
-                pairs += 16 * n as i64;
+                total = add(total, drain(a, b, c, d, n));
                 [a, b, c, d] = [_mm_setzero_si128(); 4];
                 n = 0;
             }
         }
-        total += lanes(_mm_add_epi32(_mm_add_epi32(a, b), _mm_add_epi32(c, d)));
-        pairs += 16 * n as i64;
-        // Undo the bias: each pair sum was 0x10000 short. The result is the exact sum.
-        let exact = (total + pairs * 0x10000) as u64;
-        exact + super::sum_words(chunks.remainder())
+        total = add(total, drain(a, b, c, d, n));
+        add(total, super::sum_words(tail))
     }
 
     /// [`sum`] of `src` while copying it into `dst` (equal lengths): each 16-byte load feeds
@@ -237,47 +283,34 @@ mod sse2 {
     pub(super) fn copy_sum(dst: &mut [u8], src: &[u8]) -> u64 {
         let bias = _mm_set1_epi16(i16::MIN);
         let ones = _mm_set1_epi16(1);
-        let mut total: i64 = 0;
-        let mut pairs: i64 = 0;
-        let mut from = src.chunks_exact(64);
-        let mut to = dst.chunks_exact_mut(64);
+        let mut total = 0u64;
+        let (from, rs) = src.as_chunks::<64>();
+        let (to, rt) = dst.as_chunks_mut::<64>();
         let [mut a, mut b, mut c, mut d] = [_mm_setzero_si128(); 4];
-        let mut n = 0;
-        for (s, t) in (&mut from).zip(&mut to) {
-            let (x0, x1, x2, x3) = (load(s, 0), load(s, 16), load(s, 32), load(s, 48));
-            store(t, 0, x0);
-            store(t, 16, x1);
-            store(t, 32, x2);
-            store(t, 48, x3);
+        let mut n = 0u32;
+        for (s, t) in from.iter().zip(to.iter_mut()) {
+            let (x0, x1, x2, x3) = (load::<0>(s), load::<16>(s), load::<32>(s), load::<48>(s));
+            store::<0>(t, x0);
+            store::<16>(t, x1);
+            store::<32>(t, x2);
+            store::<48>(t, x3);
             a = _mm_add_epi32(a, _mm_madd_epi16(_mm_xor_si128(x0, bias), ones));
             b = _mm_add_epi32(b, _mm_madd_epi16(_mm_xor_si128(x1, bias), ones));
             c = _mm_add_epi32(c, _mm_madd_epi16(_mm_xor_si128(x2, bias), ones));
             d = _mm_add_epi32(d, _mm_madd_epi16(_mm_xor_si128(x3, bias), ones));
-            n += 1;
+            n = n.wrapping_add(1);
             if n == DRAIN_EVERY {
-                total += lanes(_mm_add_epi32(_mm_add_epi32(a, b), _mm_add_epi32(c, d)));
-                pairs += 16 * n as i64;
+                total = add(total, drain(a, b, c, d, n));
                 [a, b, c, d] = [_mm_setzero_si128(); 4];
                 n = 0;
             }
         }
-        total += lanes(_mm_add_epi32(_mm_add_epi32(a, b), _mm_add_epi32(c, d)));
-        pairs += 16 * n as i64;
-        let exact = (total + pairs * 0x10000) as u64;
-        let (rs, rt) = (from.remainder(), to.into_remainder());
+        total = add(total, drain(a, b, c, d, n));
         let len = rs.len().min(rt.len());
         if let (Some(rt), Some(rs)) = (rt.get_mut(..len), rs.get(..len)) {
             rt.copy_from_slice(rs);
         }
-        exact + super::sum_words(rs)
-    }
-
-    #[inline]
-    #[target_feature(enable = "sse2")]
-    fn store(chunk: &mut [u8], at: usize, v: __m128i) {
-        let bytes = &mut chunk[at..at + 16];
-        // SAFETY: `bytes` is exactly 16 writable bytes; storeu has no alignment requirement.
-        unsafe { _mm_storeu_si128(bytes.as_mut_ptr().cast(), v) };
+        add(total, super::sum_words(rs))
     }
 }
 
@@ -285,7 +318,12 @@ mod sse2 {
 /// data changed from `old` to `new` (`HC' = ~(~HC + ~m + m')`).
 #[inline]
 pub const fn update(field: u16, old: u16, new: u16) -> u16 {
-    !fold(!field as u64 + !old as u64 + new as u64)
+    // Three 16-bit values: below 2^18.
+    !fold(
+        (!field as u64)
+            .wrapping_add(!old as u64)
+            .wrapping_add(new as u64),
+    )
 }
 
 /// [`update`] for a 32-bit value (two words).

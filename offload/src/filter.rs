@@ -38,6 +38,13 @@ pub struct RxFilter {
     vlans: [u64; 64],
 }
 
+/// Where VLAN `vid`'s membership bit is: the word (below 64, the table's size: the 12-bit id
+/// over 64) and the bit in it.
+const fn vlan_bit(vid: u16) -> (usize, u64) {
+    let v = vid & 0xfff;
+    ((v / 64) as usize, 1 << (v % 64))
+}
+
 impl RxFilter {
     /// A filter for `mac` with the given flags and no multicast addresses or VLANs.
     pub const fn new(mac: [u8; 6], filter: PacketFilter) -> Self {
@@ -53,26 +60,33 @@ impl RxFilter {
     /// Replaces the multicast list; `false` (and no change) if it is too long or holds a
     /// non-multicast address.
     pub fn set_multicast(&mut self, list: &[[u8; 6]]) -> bool {
-        if list.len() > MAX_MULTICAST || list.iter().any(|m| m[0] & 1 == 0) {
+        // (`get_mut` fails exactly when the list is longer than MAX_MULTICAST.)
+        let Some(to) = self.multicast.get_mut(..list.len()) else {
+            return false;
+        };
+        if list.iter().any(|m| m[0] & 1 == 0) {
             return false;
         }
-        self.multicast[..list.len()].copy_from_slice(list);
+        to.copy_from_slice(list);
         self.multicast_len = list.len();
         true
     }
 
     /// The multicast list.
     pub fn multicast(&self) -> &[[u8; 6]] {
-        &self.multicast[..self.multicast_len]
+        // multicast_len <= MAX_MULTICAST (set only by `set_multicast`, which checks it).
+        self.multicast.get(..self.multicast_len).unwrap_or(&[])
     }
 
     /// Adds (or removes) a VLAN id to the membership set.
     pub fn set_vlan(&mut self, vid: u16, member: bool) {
-        let (w, b) = (usize::from(vid & 0xfff) / 64, u32::from(vid & 0xfff) % 64);
-        if member {
-            self.vlans[w] |= 1 << b;
-        } else {
-            self.vlans[w] &= !(1 << b);
+        let (w, bit) = vlan_bit(vid);
+        if let Some(word) = self.vlans.get_mut(w) {
+            if member {
+                *word |= bit;
+            } else {
+                *word &= !bit;
+            }
         }
     }
 
@@ -87,9 +101,9 @@ impl RxFilter {
         match vid {
             None | Some(0) => true,
             Some(v) => {
+                let (w, bit) = vlan_bit(v);
                 self.vlans.iter().all(|w| *w == 0)
-                    || self.vlans[usize::from(v & 0xfff) / 64] & (1 << (u32::from(v & 0xfff) % 64))
-                        != 0
+                    || self.vlans.get(w).is_some_and(|word| word & bit != 0)
             }
         }
     }

@@ -82,12 +82,14 @@ impl Layout {
 
     /// Offset of the transport header.
     pub const fn l4_offset(&self) -> usize {
-        self.l2_len as usize + self.l3_len as usize
+        // Two fields of at most 16 bits each: no overflow in usize.
+        (self.l2_len as usize).wrapping_add(self.l3_len as usize)
     }
 
     /// Offset of the payload (all headers).
     pub const fn header_len(&self) -> usize {
-        self.l4_offset() + self.l4_len as usize
+        // Three fields of at most 16 bits each.
+        self.l4_offset().wrapping_add(self.l4_len as usize)
     }
 
     /// Nothing parsed.
@@ -150,7 +152,7 @@ impl Layout {
                     Ok(ext) => ext,
                     Err(e) => return (layout, Some(e)),
                 };
-                let len = 40 + ext.len;
+                let len = ext.len.saturating_add(40);
                 if len > 511 {
                     // NET_PACKET_LAYOUT holds 9 bits of L3 length.
                     return (
@@ -239,16 +241,18 @@ fn parse_l2(frame: &[u8]) -> Result<(u8, u16, Option<VlanTag>), ParseError> {
         if ty != ethertype::VLAN && ty != ethertype::QINQ {
             break;
         }
-        let Some(&[t0, t1, t2, t3]) = frame.get(l2_len..l2_len + 4) else {
+        // l2_len is 14 or 18 here: no overflow.
+        let end = l2_len.wrapping_add(4);
+        let Some(&[t0, t1, t2, t3]) = frame.get(l2_len..end) else {
             return Err(ParseError::Truncated {
                 layer: "vlan",
-                need: l2_len + 4,
+                need: end,
                 have: frame.len(),
             });
         };
         vlan.get_or_insert(VlanTag::from_tci(u16::from_be_bytes([t0, t1])));
         ty = u16::from_be_bytes([t2, t3]);
-        l2_len += 4;
+        l2_len = end;
     }
     // 14, 18 or 22.
     Ok((l2_len as u8, ty, vlan))

@@ -13,11 +13,19 @@
 #![no_std]
 #![deny(missing_docs)]
 // The crate parses what the device and the OS hand the driver: no unwrap, expect or panic in
-// it (none is needed: every parse returns an error or a shallower result). Indexing and
-// arithmetic are denied module by module as they are converted (`rx.rs` so far).
+// it (none is needed: every parse returns an error or a shallower result), and no indexing or
+// arithmetic that can panic or wrap — `get`, fixed-size arrays indexed by constants, iterator
+// and chunk forms, checked or saturating operations; the few wrapping ones say why they cannot
+// wrap.
 #![cfg_attr(
     not(test),
-    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::arithmetic_side_effects
+    )
 )]
 
 #[cfg(test)]

@@ -35,9 +35,17 @@ fn window(key: &[u8; KEY_LEN], p: usize) -> u32 {
     let byte = p / 8;
     let mut w = 0u64;
     for k in 0..5 {
-        w = (w << 8) | u64::from(key.get(byte + k).copied().unwrap_or(0));
+        w = (w << 8) | u64::from(key.get(byte.saturating_add(k)).copied().unwrap_or(0));
     }
-    (w >> (8 - p % 8)) as u32
+    // p % 8 < 8: the shift is 1 to 8.
+    (w >> 8u32.wrapping_sub((p % 8) as u32)) as u32
+}
+
+/// A table row's entry for byte `b`: every byte value has one (256 entries), so the `get` never
+/// fails and the optimiser drops its check.
+#[inline]
+fn entry(row: &[u32; 256], b: u8) -> u32 {
+    row.get(usize::from(b)).copied().unwrap_or(0)
 }
 
 impl Toeplitz {
@@ -49,7 +57,9 @@ impl Toeplitz {
     /// Builds the tables for `key`.
     pub fn set_key(&mut self, key: &[u8; KEY_LEN]) {
         for (i, row) in self.table.iter_mut().enumerate() {
-            let w: [u32; 8] = core::array::from_fn(|j| window(key, 8 * i + j));
+            // i < MAX_INPUT and j < 8: no overflow.
+            let w: [u32; 8] =
+                core::array::from_fn(|j| window(key, i.wrapping_mul(8).wrapping_add(j)));
             for (v, slot) in row.iter_mut().enumerate() {
                 let mut h = 0;
                 for (j, wj) in w.iter().enumerate() {
@@ -75,7 +85,7 @@ impl Toeplitz {
                 .table
                 .iter()
                 .zip(input)
-                .fold(0, |h, (row, &b)| h ^ row[usize::from(b)]),
+                .fold(0, |h, (row, &b)| h ^ entry(row, b)),
         }
     }
 
@@ -85,7 +95,9 @@ impl Toeplitz {
     pub fn hash_n<const N: usize>(&self, input: &[u8; N]) -> u32 {
         let mut h = [0u32; 4];
         for (i, (row, &b)) in self.table.iter().zip(input).enumerate() {
-            h[i % 4] ^= row[usize::from(b)];
+            if let Some(x) = h.get_mut(i % 4) {
+                *x ^= entry(row, b);
+            }
         }
         h[0] ^ h[1] ^ h[2] ^ h[3]
     }
@@ -97,7 +109,8 @@ pub fn toeplitz_bitwise(key: &[u8; KEY_LEN], input: &[u8]) -> u32 {
     for (i, &b) in input.iter().take(MAX_INPUT).enumerate() {
         for j in 0..8 {
             if b & (0x80 >> j) != 0 {
-                h ^= window(key, 8 * i + j);
+                // i < MAX_INPUT and j < 8.
+                h ^= window(key, i.wrapping_mul(8).wrapping_add(j));
             }
         }
     }
@@ -187,7 +200,8 @@ pub fn indirection(table: &[u16], hash: u32) -> Option<u16> {
     if n == 0 || !n.is_power_of_two() {
         return None;
     }
-    table.get(hash as usize & (n - 1)).copied()
+    // n > 0 (checked above).
+    table.get(hash as usize & n.wrapping_sub(1)).copied()
 }
 
 #[cfg(test)]

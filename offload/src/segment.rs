@@ -49,9 +49,9 @@ impl<'a> Segmenter<'a> {
             return Err(OffloadError::NotSegmentable);
         }
         let hdr = layout.header_len();
-        let ip_hdr = hdr - layout.l3_offset();
+        let ip_hdr = hdr.saturating_sub(layout.l3_offset());
         let mss = mss as usize;
-        if mss == 0 || mss + ip_hdr > MAX_IP {
+        if mss == 0 || mss.saturating_add(ip_hdr) > MAX_IP {
             return Err(OffloadError::BadMss(mss as u32));
         }
         let payload_len = frame.len().saturating_sub(hdr);
@@ -110,59 +110,84 @@ impl<'a> Segmenter<'a> {
 
     /// Bytes of segment `i` (headers + its payload).
     pub fn segment_len(&self, i: usize) -> Option<usize> {
-        (i < self.count).then(|| self.layout.header_len() + self.payload_of(i).len())
+        self.layout
+            .header_len()
+            .checked_add(self.payload_of(i)?.len())
     }
 
-    fn payload_of(&self, i: usize) -> core::ops::Range<usize> {
-        let start = self.layout.header_len() + i * self.mss;
-        start..(start + self.mss).min(self.frame.len())
+    /// Where segment `i`'s payload lies in the frame (`None` past the last segment). For
+    /// i < count = ⌈payload_len / mss⌉, i × mss < payload_len: the start is inside the frame.
+    fn payload_of(&self, i: usize) -> Option<core::ops::Range<usize>> {
+        if i >= self.count {
+            return None;
+        }
+        let start = i
+            .checked_mul(self.mss)?
+            .checked_add(self.layout.header_len())?;
+        Some(start..start.saturating_add(self.mss).min(self.frame.len()))
     }
 
     /// Writes segment `i` into `out`; returns its length.
     pub fn write(&self, i: usize, out: &mut [u8], csum: L4Checksum) -> Result<usize, OffloadError> {
-        if i >= self.count {
+        let Some(payload) = self.payload_of(i) else {
             return Err(OffloadError::NoSuchSegment(i));
-        }
+        };
         let l = &self.layout;
         let hdr = l.header_len();
-        let payload = self.payload_of(i);
-        let seg_payload = payload.len();
-        let total = hdr + seg_payload;
-        if out.len() < total {
-            return Err(OffloadError::BufferTooSmall {
-                need: total,
-                have: out.len(),
-            });
-        }
-        let out = &mut out[..total];
-        out[..hdr].copy_from_slice(&self.frame[..hdr]);
+        let src = self
+            .frame
+            .get(payload)
+            .ok_or(OffloadError::LayoutMismatch)?;
+        let total = hdr
+            .checked_add(src.len())
+            .ok_or(OffloadError::LayoutMismatch)?;
+        let have = out.len();
+        let Some(out) = out.get_mut(..total) else {
+            return Err(OffloadError::BufferTooSmall { need: total, have });
+        };
+        // total = hdr + src.len(): the split is in range, and the payload part is src's length.
+        let (out_hdr, out_payload) = out
+            .split_at_mut_checked(hdr)
+            .ok_or(OffloadError::LayoutMismatch)?;
+        out_hdr.copy_from_slice(self.frame.get(..hdr).ok_or(OffloadError::LayoutMismatch)?);
         // The payload's sum is taken in the copy (one pass over it), when it is needed.
         let payload_sum = match csum {
-            L4Checksum::Full => checksum::copy_and_sum(&mut out[hdr..], &self.frame[payload]),
+            L4Checksum::Full => checksum::copy_and_sum(out_payload, src),
             L4Checksum::Seed => {
-                out[hdr..].copy_from_slice(&self.frame[payload]);
+                if out_payload.len() != src.len() {
+                    return Err(OffloadError::LayoutMismatch);
+                }
+                out_payload.copy_from_slice(src);
                 Checksum::new()
             }
         };
-        let l4_hdr = hdr - l.l4_offset();
         let (l3o, l4o) = (l.l3_offset(), l.l4_offset());
-        let l4_len = total - l4o;
-        let last = i + 1 == self.count;
+        let bad = OffloadError::LayoutMismatch;
+        let l4_hdr = hdr.checked_sub(l4o).ok_or(bad)?;
+        let l4_len = total.checked_sub(l4o).ok_or(bad)?;
+        let ip_len = total.checked_sub(l3o).ok_or(bad)?;
+        let last = i.checked_add(1) == Some(self.count);
         // The headers were parsed in `new`; what changes per segment is written at its fixed
         // offset, and the checksums come from the shared sums plus the changed words.
         match l.l3 {
             Some(L3::Ipv4 { .. }) => {
-                let total_len = (total - l3o) as u16;
+                // At most MAX_IP (`new` checked mss + the IP header against it).
+                let total_len = u16::try_from(ip_len).map_err(|_| OffloadError::TooLong(ip_len))?;
+                // Identification counts up per segment, modulo 2^16.
                 let ident = self.ident.wrapping_add(i as u16);
                 let mut c = self.ip_base;
                 c.add_u16(total_len);
                 c.add_u16(ident);
-                put(out, l3o + 2, &total_len.to_be_bytes())?;
-                put(out, l3o + 4, &ident.to_be_bytes())?;
-                put(out, l3o + 10, &c.finish().to_be_bytes())?;
+                // l3o < 2^16: the field offsets do not overflow (a saturated one fails `put`).
+                put(out, l3o.saturating_add(2), &total_len.to_be_bytes())?;
+                put(out, l3o.saturating_add(4), &ident.to_be_bytes())?;
+                put(out, l3o.saturating_add(10), &c.finish().to_be_bytes())?;
             }
             Some(L3::Ipv6 { .. }) => {
-                put(out, l3o + 4, &((total - l3o - 40) as u16).to_be_bytes())?;
+                let payload_len = ip_len.checked_sub(40).ok_or(bad)?;
+                let v =
+                    u16::try_from(payload_len).map_err(|_| OffloadError::TooLong(payload_len))?;
+                put(out, l3o.saturating_add(4), &v.to_be_bytes())?;
             }
             None => return Err(OffloadError::NotSegmentable),
         }
@@ -171,7 +196,8 @@ impl<'a> Segmenter<'a> {
         let l4 = out.get_mut(l4o..).ok_or(OffloadError::LayoutMismatch)?;
         match l.l4 {
             L4::Tcp => {
-                let seq = self.seq.wrapping_add((i * self.mss) as u32);
+                // Sequence numbers are modulo 2^32; i × mss < payload_len (`payload_of`).
+                let seq = self.seq.wrapping_add(i.wrapping_mul(self.mss) as u32);
                 let mut flags = self.flags;
                 if i != 0 {
                     flags &= !tcp_flags::CWR;
@@ -182,12 +208,12 @@ impl<'a> Segmenter<'a> {
                 put(l4, 4, &seq.to_be_bytes())?;
                 put(l4, 13, &[flags])?;
                 put(l4, 16, &[0, 0])?;
-                finish(l4, l4_hdr, payload_sum, &mut sum, csum, 16, false);
+                finish(l4, l4_hdr, payload_sum, &mut sum, csum, 16, false)?;
             }
             L4::Udp => {
                 put(l4, 4, &(l4_len as u16).to_be_bytes())?;
                 put(l4, 6, &[0, 0])?;
-                finish(l4, l4_hdr, payload_sum, &mut sum, csum, 6, true);
+                finish(l4, l4_hdr, payload_sum, &mut sum, csum, 6, true)?;
             }
             _ => return Err(OffloadError::NotSegmentable),
         }
@@ -197,7 +223,8 @@ impl<'a> Segmenter<'a> {
 
 /// Writes `v` at `at` in `buf` (inside the headers the layout names).
 fn put(buf: &mut [u8], at: usize, v: &[u8]) -> Result<(), OffloadError> {
-    buf.get_mut(at..at + v.len())
+    buf.get_mut(at..)
+        .and_then(|b| b.get_mut(..v.len()))
         .ok_or(OffloadError::LayoutMismatch)?
         .copy_from_slice(v);
     Ok(())
@@ -205,7 +232,8 @@ fn put(buf: &mut [u8], at: usize, v: &[u8]) -> Result<(), OffloadError> {
 
 /// Stores either the full checksum or the pseudo-header seed at `field` of the L4 header. The
 /// full checksum covers the first `covered` bytes of `l4`, read here, then `rest`: the sum of
-/// the bytes after them (taken already, in a copy).
+/// the bytes after them (taken already, in a copy). A field outside `l4` is a layout that does
+/// not match the headers: an error, and nothing is written.
 fn finish(
     l4: &mut [u8],
     covered: usize,
@@ -214,7 +242,7 @@ fn finish(
     csum: L4Checksum,
     field: usize,
     udp: bool,
-) {
+) -> Result<(), OffloadError> {
     let value = match csum {
         L4Checksum::Seed => sum.fold(),
         L4Checksum::Full => {
@@ -225,7 +253,7 @@ fn finish(
             if udp && c == 0 { 0xffff } else { c }
         }
     };
-    l4[field..field + 2].copy_from_slice(&value.to_be_bytes());
+    put(l4, field, &value.to_be_bytes())
 }
 
 /// Computes the L4 checksum of a whole, contiguous frame in place (the software fallback when
@@ -247,12 +275,11 @@ pub fn fill_l4_checksum(frame: &mut [u8]) -> Result<Layout, OffloadError> {
     let ip = frame.get(l3o..l4o).ok_or(OffloadError::LayoutMismatch)?;
     let mut sum = crate::wire::pseudo_header(ip, l.protocol, l4_len as u32)?;
     let l4 = frame
-        .get_mut(l4o..l4o + l4_len)
+        .get_mut(l4o..)
+        .and_then(|f| f.get_mut(..l4_len))
         .ok_or(OffloadError::LayoutMismatch)?;
     // The checksum field is inside: l4_len is at least the transport header's length.
-    l4.get_mut(field..field + 2)
-        .ok_or(OffloadError::LayoutMismatch)?
-        .fill(0);
+    put(l4, field, &[0, 0])?;
     let len = l4.len();
     finish(
         l4,
@@ -262,7 +289,7 @@ pub fn fill_l4_checksum(frame: &mut [u8]) -> Result<Layout, OffloadError> {
         L4Checksum::Full,
         field,
         udp,
-    );
+    )?;
     Ok(l)
 }
 
@@ -274,13 +301,16 @@ pub fn claimed_ip_end(headers: &[u8], l: &Layout) -> Result<usize, OffloadError>
     let ip = headers.get(l3o..).ok_or(OffloadError::NoSuchLayer)?;
     let claimed = match l.l3 {
         Some(L3::Ipv4 { .. }) => usize::from(Ipv4Packet::new_checked(ip)?.total_len()),
-        Some(L3::Ipv6 { .. }) => 40 + usize::from(Ipv6Packet::new_checked(ip)?.payload_len()),
+        // 16-bit fields: none of the sums below overflows usize.
+        Some(L3::Ipv6 { .. }) => {
+            usize::from(Ipv6Packet::new_checked(ip)?.payload_len()).wrapping_add(40)
+        }
         None => return Err(OffloadError::NoSuchLayer),
     };
-    if claimed < usize::from(l.l3_len) + usize::from(l.l4_len) {
+    if claimed < usize::from(l.l3_len).wrapping_add(usize::from(l.l4_len)) {
         return Err(OffloadError::LayoutMismatch);
     }
-    Ok(l3o + claimed)
+    Ok(l3o.wrapping_add(claimed))
 }
 
 /// End of the IP payload: from the IP length field when it is plausible, else an error
@@ -351,7 +381,12 @@ pub fn verify_l4_checksum_with(
     let len = l4_checksum_len(headers, l, end).ok()?;
     let (l3o, l4o) = (l.l3_offset(), l.l4_offset());
     let l4_end = l4o.checked_add(len)?;
-    if l.l4 == L4::Udp && headers.get(l4o + 6..l4o + 8) == Some(&[0, 0]) {
+    if l.l4 == L4::Udp
+        && headers
+            .get(l4o..)
+            .and_then(|u| u.get(6..8))
+            .is_some_and(|c| c == [0, 0])
+    {
         return match l.l3 {
             Some(L3::Ipv6 { .. }) => Some(false),
             _ => None,

@@ -87,7 +87,9 @@ fn write_seed(headers: &mut [u8], l: &Layout, l4_len: usize) -> Result<(u16, u16
         _ => return Err(OffloadError::NoSuchLayer),
     };
     headers
-        .get_mut(l4o + field..l4o + field + 2)
+        .get_mut(l4o..)
+        .and_then(|t| t.get_mut(field..))
+        .and_then(|t| t.first_chunk_mut::<2>())
         .ok_or(OffloadError::LayoutMismatch)?
         .copy_from_slice(&seed.to_be_bytes());
     let start = u16::try_from(l4o).map_err(|_| OffloadError::TooLong(l4o))?;
@@ -157,10 +159,14 @@ pub fn prepare(
         if l.l3.is_none() || l.fragmented || !matches!(l.l4, L4::Tcp | L4::Udp) {
             return Err(OffloadError::NotSegmentable);
         }
-        let l4_len = frame_len - l4o;
+        let l4_len = frame_len
+            .checked_sub(l4o)
+            .ok_or(OffloadError::LayoutMismatch)?;
         let gso_size = u16::try_from(mss).map_err(|_| OffloadError::BadMss(mss))?;
         // The OS may leave the length fields of an LSO packet zero: set them for the whole packet.
-        let ip_len = frame_len - l3o;
+        let ip_len = frame_len
+            .checked_sub(l3o)
+            .ok_or(OffloadError::LayoutMismatch)?;
         let l3 = headers
             .get_mut(l3o..l4o)
             .ok_or(OffloadError::LayoutMismatch)?;
@@ -170,7 +176,10 @@ pub fn prepare(
                 Ipv4Packet::new_checked(l3)?.set_total_len(v);
             }
             _ => {
-                let v = u16::try_from(ip_len - 40).map_err(|_| OffloadError::TooLong(ip_len))?;
+                let v = ip_len
+                    .checked_sub(40)
+                    .and_then(|n| u16::try_from(n).ok())
+                    .ok_or(OffloadError::TooLong(ip_len))?;
                 Ipv6Packet::new_checked(l3)?.set_payload_len(v);
             }
         }
@@ -190,7 +199,7 @@ pub fn prepare(
             }
         };
         if v4 {
-            ipv4_mut(headers, &l)?.fill_checksum();
+            ipv4_mut(headers, &l)?.fill_checksum()?;
         }
         if can {
             let (csum_start, csum_offset) = write_seed(headers, &l, l4_len)?;
@@ -208,7 +217,7 @@ pub fn prepare(
         }
     } else {
         if ip_csum && matches!(l.l3, Some(L3::Ipv4 { .. })) {
-            ipv4_mut(headers, &l)?.fill_checksum();
+            ipv4_mut(headers, &l)?.fill_checksum()?;
         }
         if l4_csum {
             if l.l3.is_none() || l.fragmented || !matches!(l.l4, L4::Tcp | L4::Udp) {
@@ -219,7 +228,7 @@ pub fn prepare(
                 return Err(OffloadError::LayoutMismatch);
             }
             let covered = crate::segment::l4_checksum_len(headers, &l, ip_end)?;
-            if dev.csum && l4o + covered == frame_len {
+            if dev.csum && l4o.checked_add(covered) == Some(frame_len) {
                 let (csum_start, csum_offset) = write_seed(headers, &l, covered)?;
                 TxAction::Offload(NetHeader {
                     flags: hdr_flags::NEEDS_CSUM,
@@ -254,15 +263,24 @@ pub fn insert_vlan(headers: &[u8], tag: VlanTag, out: &mut [u8]) -> Result<usize
             have: headers.len(),
         });
     }
-    let need = headers.len() + 4;
+    let need = headers.len().saturating_add(4);
     let have = out.len();
-    let out = out
-        .get_mut(..need)
-        .ok_or(OffloadError::BufferTooSmall { need, have })?;
-    out[..12].copy_from_slice(&headers[..12]);
-    out[12..14].copy_from_slice(&crate::wire::ethertype::VLAN.to_be_bytes());
-    out[14..16].copy_from_slice(&tag.tci().to_be_bytes());
-    out[16..].copy_from_slice(&headers[12..]);
+    let too_small = OffloadError::BufferTooSmall { need, have };
+    let out = out.get_mut(..need).ok_or(too_small)?;
+    // headers.len() >= 14 and out.len() = headers.len() + 4.
+    let (Some((macs, rest)), Some((out_head, out_rest))) = (
+        headers.split_first_chunk::<12>(),
+        out.split_first_chunk_mut::<16>(),
+    ) else {
+        return Err(too_small);
+    };
+    out_head[..12].copy_from_slice(macs);
+    out_head[12..14].copy_from_slice(&crate::wire::ethertype::VLAN.to_be_bytes());
+    out_head[14..16].copy_from_slice(&tag.tci().to_be_bytes());
+    if out_rest.len() != rest.len() {
+        return Err(too_small);
+    }
+    out_rest.copy_from_slice(rest);
     Ok(need)
 }
 

@@ -41,14 +41,26 @@ pub mod ip_proto {
     pub const DEST_OPTS: u8 = 60;
 }
 
+/// The first `N` bytes of `b`, as an array: a view's fixed header, which its `new_checked` made
+/// sure is there. The zeros stand in only for a buffer that shrank after the check (an
+/// `AsRef` that does not return the same slice twice); no view the crate makes reaches them.
+/// Accessors then index the array with constants: no bounds check is left, and no panic.
 #[inline]
-fn be16(b: &[u8], at: usize) -> u16 {
-    u16::from_be_bytes([b[at], b[at + 1]])
+fn fixed<const N: usize>(b: &[u8]) -> &[u8; N] {
+    b.first_chunk::<N>().unwrap_or(const { &[0u8; N] })
 }
 
+/// The first `N` bytes of `b`, writable (`None` only for a buffer that shrank after the view's
+/// check; setters then write nothing).
 #[inline]
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+fn fixed_mut<const N: usize>(b: &mut [u8]) -> Option<&mut [u8; N]> {
+    b.first_chunk_mut::<N>()
+}
+
+/// Two bytes of a fixed header as a big-endian value.
+#[inline]
+const fn be16(hi: u8, lo: u8) -> u16 {
+    u16::from_be_bytes([hi, lo])
 }
 
 fn need(have: usize, need: usize, layer: &'static str) -> Result<(), ParseError> {
@@ -77,19 +89,20 @@ impl<T: AsRef<[u8]>> EthernetFrame<T> {
 
     /// Destination MAC.
     pub fn dst(&self) -> [u8; 6] {
-        let b = self.buf.as_ref();
+        let b = fixed::<14>(self.buf.as_ref());
         [b[0], b[1], b[2], b[3], b[4], b[5]]
     }
 
     /// Source MAC.
     pub fn src(&self) -> [u8; 6] {
-        let b = self.buf.as_ref();
+        let b = fixed::<14>(self.buf.as_ref());
         [b[6], b[7], b[8], b[9], b[10], b[11]]
     }
 
     /// EtherType (or TPID of a tag).
     pub fn ethertype(&self) -> u16 {
-        be16(self.buf.as_ref(), 12)
+        let b = fixed::<14>(self.buf.as_ref());
+        be16(b[12], b[13])
     }
 }
 
@@ -131,10 +144,11 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     pub fn new_checked(buf: T) -> Result<Self, ParseError> {
         let b = buf.as_ref();
         need(b.len(), 20, "ipv4")?;
-        if b[0] >> 4 != 4 {
-            return Err(ParseError::BadVersion(b[0] >> 4));
+        let v = fixed::<20>(b)[0];
+        if v >> 4 != 4 {
+            return Err(ParseError::BadVersion(v >> 4));
         }
-        let hl = usize::from(b[0] & 0xf) * 4;
+        let hl = usize::from(v & 0xf) * 4;
         if hl < 20 {
             return Err(ParseError::BadHeaderLength {
                 layer: "ipv4",
@@ -147,69 +161,78 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
 
     /// Header length in bytes (IHL × 4, 20–60).
     pub fn header_len(&self) -> usize {
-        usize::from(self.buf.as_ref()[0] & 0xf) * 4
+        usize::from(self.h()[0] & 0xf) * 4
     }
 
     /// DSCP and ECN byte.
     pub fn tos(&self) -> u8 {
-        self.buf.as_ref()[1]
+        self.h()[1]
     }
 
     /// Total length field.
     pub fn total_len(&self) -> u16 {
-        be16(self.buf.as_ref(), 2)
+        be16(self.h()[2], self.h()[3])
     }
 
     /// Identification.
     pub fn ident(&self) -> u16 {
-        be16(self.buf.as_ref(), 4)
+        be16(self.h()[4], self.h()[5])
     }
 
     /// More-fragments flag.
     pub fn more_fragments(&self) -> bool {
-        self.buf.as_ref()[6] & 0x20 != 0
+        self.h()[6] & 0x20 != 0
     }
 
     /// Don't-fragment flag.
     pub fn dont_fragment(&self) -> bool {
-        self.buf.as_ref()[6] & 0x40 != 0
+        self.h()[6] & 0x40 != 0
     }
 
     /// Fragment offset in bytes.
     pub fn frag_offset(&self) -> u16 {
-        (be16(self.buf.as_ref(), 6) & 0x1fff) * 8
+        // 0x1fff × 8 = 65,528: fits.
+        (be16(self.h()[6], self.h()[7]) & 0x1fff).wrapping_mul(8)
     }
 
     /// Time to live.
     pub fn ttl(&self) -> u8 {
-        self.buf.as_ref()[8]
+        self.h()[8]
     }
 
     /// Protocol.
     pub fn protocol(&self) -> u8 {
-        self.buf.as_ref()[9]
+        self.h()[9]
     }
 
     /// Header checksum field.
     pub fn checksum(&self) -> u16 {
-        be16(self.buf.as_ref(), 10)
+        be16(self.h()[10], self.h()[11])
     }
 
     /// Source address.
     pub fn src(&self) -> [u8; 4] {
-        let b = self.buf.as_ref();
+        let b = self.h();
         [b[12], b[13], b[14], b[15]]
     }
 
     /// Destination address.
     pub fn dst(&self) -> [u8; 4] {
-        let b = self.buf.as_ref();
+        let b = self.h();
         [b[16], b[17], b[18], b[19]]
+    }
+
+    /// The fixed 20 bytes of the header.
+    fn h(&self) -> &[u8; 20] {
+        fixed(self.buf.as_ref())
     }
 
     /// Whether the header checksum is correct.
     pub fn verify_checksum(&self) -> bool {
-        checksum::sum_be(&self.buf.as_ref()[..self.header_len()]) == 0xffff
+        self.buf
+            .as_ref()
+            .get(..self.header_len())
+            .is_some_and(|h| checksum::sum_be(h) == 0xffff)
     }
 
     /// The final destination, which the TCP/UDP pseudo-header uses: the last address of a loose
@@ -235,27 +258,28 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
             match ty {
                 ipv4_option::END => break,
                 ipv4_option::NOP => {
-                    at += 1;
+                    at = at.wrapping_add(1);
                     continue;
                 }
                 _ => {}
             }
-            let len = usize::from(opts.get(at + 1).copied().unwrap_or(0));
-            let Some(opt) = opts.get(at..at + len).filter(|_| len >= 2) else {
+            let len = usize::from(opts.get(at.wrapping_add(1)).copied().unwrap_or(0));
+            // at < opts.len() <= 40 (the loop's `get`) and len <= 255: no overflow.
+            let Some(opt) = opts.get(at..at.wrapping_add(len)).filter(|_| len >= 2) else {
                 return dst;
             };
             if ty == ipv4_option::LSRR || ty == ipv4_option::SSRR {
-                routes += 1;
+                routes = routes.saturating_add(1);
                 let pointer = usize::from(opt.get(2).copied().unwrap_or(0));
                 let data = opt.get(3..).unwrap_or(&[]);
-                let n = data.len() / 4;
-                if n > 0 && pointer <= len {
-                    route = data
-                        .get(4 * (n - 1)..4 * n)
-                        .and_then(|a| <[u8; 4]>::try_from(a).ok());
+                // The last whole address of the route data.
+                if pointer <= len
+                    && let Some(a) = data.chunks_exact(4).next_back()
+                {
+                    route = <[u8; 4]>::try_from(a).ok();
                 }
             }
-            at += len;
+            at = at.wrapping_add(len);
         }
         match (routes, route) {
             (1, Some(a)) => a,
@@ -279,22 +303,41 @@ pub mod ipv4_option {
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv4Packet<T> {
     /// Sets the total length.
     pub fn set_total_len(&mut self, v: u16) {
-        self.buf.as_mut()[2..4].copy_from_slice(&v.to_be_bytes());
+        if let Some(h) = fixed_mut::<20>(self.buf.as_mut()) {
+            h[2..4].copy_from_slice(&v.to_be_bytes());
+        }
     }
 
     /// Sets the identification.
     pub fn set_ident(&mut self, v: u16) {
-        self.buf.as_mut()[4..6].copy_from_slice(&v.to_be_bytes());
+        if let Some(h) = fixed_mut::<20>(self.buf.as_mut()) {
+            h[4..6].copy_from_slice(&v.to_be_bytes());
+        }
     }
 
-    /// Computes and stores the header checksum.
-    pub fn fill_checksum(&mut self) {
+    /// Computes and stores the header checksum. The header length is read again from the
+    /// buffer: if the header with its options is no longer all there (the IHL was rewritten
+    /// since the view was made), nothing is written and the error says so.
+    pub fn fill_checksum(&mut self) -> Result<(), ParseError> {
         let hl = self.header_len();
         let b = self.buf.as_mut();
-        b[10] = 0;
-        b[11] = 0;
-        let c = checksum::checksum(&b[..hl]);
-        b[10..12].copy_from_slice(&c.to_be_bytes());
+        let have = b.len();
+        let Some(h) = b.get_mut(..hl).filter(|h| h.len() >= 20) else {
+            return Err(ParseError::Truncated {
+                layer: "ipv4 options",
+                need: hl,
+                have,
+            });
+        };
+        // h.len() >= 20: the field is there.
+        if let Some(f) = h.get_mut(10..12) {
+            f.fill(0);
+        }
+        let c = checksum::checksum(h);
+        if let Some(f) = h.get_mut(10..12) {
+            f.copy_from_slice(&c.to_be_bytes());
+        }
+        Ok(())
     }
 }
 
@@ -347,12 +390,15 @@ fn routing_final_dst(rh: &[u8]) -> Option<[u8; 16]> {
         return None;
     }
     let at = match ty {
-        routing_type::TYPE0 | routing_type::TYPE2 => 8 + 16 * (ext_len / 2 - 1),
+        // 8 + 16 × (ext_len / 2 − 1) with ext_len in 2..=255: at most 2,024.
+        routing_type::TYPE0 | routing_type::TYPE2 => (ext_len / 2)
+            .checked_sub(1)?
+            .checked_mul(16)?
+            .checked_add(8)?,
         routing_type::SRH => 8,
         _ => return None,
     };
-    rh.get(at..at + 16)
-        .and_then(|a| <[u8; 16]>::try_from(a).ok())
+    rh.get(at..)?.first_chunk::<16>().copied()
 }
 
 /// At most this many extension headers are followed (a chain that goes on is refused).
@@ -372,39 +418,45 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     pub fn new_checked(buf: T) -> Result<Self, ParseError> {
         let b = buf.as_ref();
         need(b.len(), 40, "ipv6")?;
-        if b[0] >> 4 != 6 {
-            return Err(ParseError::BadVersion(b[0] >> 4));
+        let v = fixed::<40>(b)[0];
+        if v >> 4 != 6 {
+            return Err(ParseError::BadVersion(v >> 4));
         }
         Ok(Self { buf })
     }
 
     /// Payload length field.
     pub fn payload_len(&self) -> u16 {
-        be16(self.buf.as_ref(), 4)
+        be16(self.h()[4], self.h()[5])
     }
 
     /// Next header.
     pub fn next_header(&self) -> u8 {
-        self.buf.as_ref()[6]
+        self.h()[6]
     }
 
     /// Hop limit.
     pub fn hop_limit(&self) -> u8 {
-        self.buf.as_ref()[7]
+        self.h()[7]
     }
 
     /// Source address.
     pub fn src(&self) -> [u8; 16] {
         let mut a = [0; 16];
-        a.copy_from_slice(&self.buf.as_ref()[8..24]);
+        a.copy_from_slice(&self.h()[8..24]);
         a
     }
 
     /// Destination address.
     pub fn dst(&self) -> [u8; 16] {
         let mut a = [0; 16];
-        a.copy_from_slice(&self.buf.as_ref()[24..40]);
+        a.copy_from_slice(&self.h()[24..40]);
         a
+    }
+
+    /// The fixed 40-byte header.
+    fn h(&self) -> &[u8; 40] {
+        fixed(self.buf.as_ref())
     }
 
     /// Walks the extension headers (hop-by-hop, routing, fragment, destination options, AH) up
@@ -412,51 +464,66 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     pub fn extensions(&self) -> Result<Ipv6Extensions, ParseError> {
         let b = self.buf.as_ref();
         let mut next = self.next_header();
-        let mut at = 40;
+        // Bytes of extension headers walked so far, after the fixed header: at most
+        // (MAX_IPV6_EXTENSIONS + 1) × 2,048, so no sum below overflows.
+        let mut len_so_far = 0usize;
         let mut fragment = None;
         let mut routing_dst = None;
+        let rest = b.get(40..).unwrap_or(&[]);
         for _ in 0..=MAX_IPV6_EXTENSIONS {
+            let need_at = |n: usize, layer| ParseError::Truncated {
+                layer,
+                need: 40usize.saturating_add(len_so_far).saturating_add(n),
+                have: b.len(),
+            };
+            // The header at `len_so_far`: its first two bytes (next header, length).
+            let ext = rest.get(len_so_far..).unwrap_or(&[]);
             let len = match next {
                 ip_proto::HOP_BY_HOP | ip_proto::ROUTING | ip_proto::DEST_OPTS => {
-                    need(b.len(), at + 2, "ipv6 extension")?;
-                    (usize::from(b[at + 1]) + 1) * 8
+                    let [_, l] = *ext.first_chunk::<2>().ok_or(need_at(2, "ipv6 extension"))?;
+                    // (l + 1) × 8 with l <= 255: no overflow.
+                    usize::from(l).wrapping_add(1).wrapping_mul(8)
                 }
                 ip_proto::FRAGMENT => {
-                    need(b.len(), at + 8, "ipv6 fragment")?;
-                    let off = be16(b, at + 2);
+                    let f = ext.first_chunk::<8>().ok_or(need_at(8, "ipv6 fragment"))?;
+                    let off = be16(f[2], f[3]);
                     fragment = Some((off & 0xfff8, off & 1 != 0));
                     8
                 }
                 ip_proto::AH => {
-                    need(b.len(), at + 2, "ipv6 ah")?;
-                    (usize::from(b[at + 1]) + 2) * 4
+                    let [_, l] = *ext.first_chunk::<2>().ok_or(need_at(2, "ipv6 ah"))?;
+                    // (l + 2) × 4 with l <= 255.
+                    usize::from(l).wrapping_add(2).wrapping_mul(4)
                 }
                 protocol => {
                     return Ok(Ipv6Extensions {
-                        len: at - 40,
+                        len: len_so_far,
                         protocol,
                         fragment,
                         routing_dst,
                     });
                 }
             };
-            need(b.len(), at + len, "ipv6 extension")?;
-            if next == ip_proto::HOP_BY_HOP && at != 40 {
+            let Some(header) = ext.get(..len) else {
+                return Err(need_at(len, "ipv6 extension"));
+            };
+            if next == ip_proto::HOP_BY_HOP && len_so_far != 0 {
                 return Err(ParseError::BadExtensionChain);
             }
             if next == ip_proto::ROUTING {
                 // RFC 8200 §4.1 allows one Routing header; should there be more, the last one
                 // still routing decides where the packet ends up.
-                if let Some(d) = b.get(at..at + len).and_then(routing_final_dst) {
+                if let Some(d) = routing_final_dst(header) {
                     routing_dst = Some(d);
                 }
             }
-            next = b[at];
-            at += len;
+            // The header is at least 8 bytes (every length above is).
+            next = header.first().copied().unwrap_or(ip_proto::NO_NEXT);
+            len_so_far = len_so_far.saturating_add(len);
             if fragment.is_some_and(|(off, _)| off != 0) {
                 // Later fragments: what follows is payload, not headers.
                 return Ok(Ipv6Extensions {
-                    len: at - 40,
+                    len: len_so_far,
                     protocol: next,
                     fragment,
                     routing_dst,
@@ -480,7 +547,9 @@ impl<T: AsRef<[u8]>> Ipv6Packet<T> {
 impl<T: AsRef<[u8]> + AsMut<[u8]>> Ipv6Packet<T> {
     /// Sets the payload length.
     pub fn set_payload_len(&mut self, v: u16) {
-        self.buf.as_mut()[4..6].copy_from_slice(&v.to_be_bytes());
+        if let Some(h) = fixed_mut::<40>(self.buf.as_mut()) {
+            h[4..6].copy_from_slice(&v.to_be_bytes());
+        }
     }
 }
 
@@ -515,7 +584,7 @@ impl<T: AsRef<[u8]>> TcpSegment<T> {
     pub fn new_checked(buf: T) -> Result<Self, ParseError> {
         let b = buf.as_ref();
         need(b.len(), 20, "tcp")?;
-        let hl = usize::from(b[12] >> 4) * 4;
+        let hl = usize::from(fixed::<20>(b)[12] >> 4) * 4;
         if hl < 20 {
             return Err(ParseError::BadHeaderLength {
                 layer: "tcp",
@@ -528,54 +597,67 @@ impl<T: AsRef<[u8]>> TcpSegment<T> {
 
     /// Source port.
     pub fn src_port(&self) -> u16 {
-        be16(self.buf.as_ref(), 0)
+        be16(self.h()[0], self.h()[1])
     }
 
     /// Destination port.
     pub fn dst_port(&self) -> u16 {
-        be16(self.buf.as_ref(), 2)
+        be16(self.h()[2], self.h()[3])
     }
 
     /// Sequence number.
     pub fn seq(&self) -> u32 {
-        be32(self.buf.as_ref(), 4)
+        let h = self.h();
+        u32::from_be_bytes([h[4], h[5], h[6], h[7]])
     }
 
     /// Acknowledgement number.
     pub fn ack(&self) -> u32 {
-        be32(self.buf.as_ref(), 8)
+        let h = self.h();
+        u32::from_be_bytes([h[8], h[9], h[10], h[11]])
     }
 
     /// Header length (data offset × 4, 20–60).
     pub fn header_len(&self) -> usize {
-        usize::from(self.buf.as_ref()[12] >> 4) * 4
+        usize::from(self.h()[12] >> 4) * 4
     }
 
     /// Flags byte (CWR…FIN).
     pub fn flags(&self) -> u8 {
-        self.buf.as_ref()[13]
+        self.h()[13]
     }
 
     /// Checksum field.
     pub fn checksum(&self) -> u16 {
-        be16(self.buf.as_ref(), 16)
+        be16(self.h()[16], self.h()[17])
+    }
+
+    /// The fixed 20 bytes of the header.
+    fn h(&self) -> &[u8; 20] {
+        fixed(self.buf.as_ref())
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> TcpSegment<T> {
     /// Sets the sequence number.
     pub fn set_seq(&mut self, v: u32) {
-        self.buf.as_mut()[4..8].copy_from_slice(&v.to_be_bytes());
+        if let Some(h) = fixed_mut::<20>(self.buf.as_mut()) {
+            h[4..8].copy_from_slice(&v.to_be_bytes());
+        }
     }
 
     /// Sets the flags byte.
     pub fn set_flags(&mut self, v: u8) {
-        self.buf.as_mut()[13] = v;
+        if let Some(h) = fixed_mut::<20>(self.buf.as_mut()) {
+            h[13] = v;
+        }
     }
 
     /// Sets the checksum field.
     pub fn set_checksum(&mut self, v: u16) {
-        self.buf.as_mut()[16..18].copy_from_slice(&v.to_be_bytes());
+        if let Some(h) = fixed_mut::<20>(self.buf.as_mut()) {
+            h[16..18].copy_from_slice(&v.to_be_bytes());
+        }
     }
 }
 
@@ -597,34 +679,43 @@ impl<T: AsRef<[u8]>> UdpDatagram<T> {
 
     /// Source port.
     pub fn src_port(&self) -> u16 {
-        be16(self.buf.as_ref(), 0)
+        be16(self.h()[0], self.h()[1])
     }
 
     /// Destination port.
     pub fn dst_port(&self) -> u16 {
-        be16(self.buf.as_ref(), 2)
+        be16(self.h()[2], self.h()[3])
     }
 
     /// Length field.
     pub fn len_field(&self) -> u16 {
-        be16(self.buf.as_ref(), 4)
+        be16(self.h()[4], self.h()[5])
     }
 
     /// Checksum field.
     pub fn checksum(&self) -> u16 {
-        be16(self.buf.as_ref(), 6)
+        be16(self.h()[6], self.h()[7])
+    }
+
+    /// The 8-byte header.
+    fn h(&self) -> &[u8; 8] {
+        fixed(self.buf.as_ref())
     }
 }
 
 impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpDatagram<T> {
     /// Sets the length field.
     pub fn set_len_field(&mut self, v: u16) {
-        self.buf.as_mut()[4..6].copy_from_slice(&v.to_be_bytes());
+        if let Some(h) = fixed_mut::<8>(self.buf.as_mut()) {
+            h[4..6].copy_from_slice(&v.to_be_bytes());
+        }
     }
 
     /// Sets the checksum field.
     pub fn set_checksum(&mut self, v: u16) {
-        self.buf.as_mut()[6..8].copy_from_slice(&v.to_be_bytes());
+        if let Some(h) = fixed_mut::<8>(self.buf.as_mut()) {
+            h[6..8].copy_from_slice(&v.to_be_bytes());
+        }
     }
 }
 

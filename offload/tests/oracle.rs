@@ -257,7 +257,7 @@ proptest! {
             rest.add_bytes(&tail[at..end]);
             at = end;
         }
-        fix.apply(first, rest);
+        prop_assert!(fix.apply(first, rest).is_ok());
         prop_assert_eq!(frame, expect);
     }
 

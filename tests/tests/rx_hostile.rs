@@ -260,6 +260,11 @@ impl Rig {
             "posted = in the virtqueue"
         );
         assert_eq!(self.rx.stats().bad_returns, 0);
+        assert_eq!(
+            self.rx.stats().internal_errors,
+            0,
+            "no state the engine rules out was reached"
+        );
     }
 }
 
