@@ -6,7 +6,7 @@
 #
 # Groups: always the virtqueues (split and packed: add, publish, pop_used, notifications,
 # reset), control completion (ControlQueue::poll) and the interrupt pieces (ISR read, Vectors
-# decoding, NotifyGate); `adapter`: Adapter::poll_control and config_changed; `tx`:
+# decoding, NotifyGate); `adapter`: Adapter::poll_control, control_tick, config_changed; `tx`:
 # TxQueue::advance/arm/disarm/flush/abandon_in_flight; `rx`: RxQueue::advance/return_buffer/arm.
 #
 # Usage: bash scripts/nopanic.sh [FEATURES]   (default "adapter tx rx": every group)

@@ -212,6 +212,16 @@ pub extern "C" fn nopanic_adapter_control(adapter: &mut Adapter<Mapped>) -> u32 
     ))
 }
 
+/// The control watchdog's tick (a WDF timer at DISPATCH_LEVEL): the pending command aged.
+#[cfg(feature = "adapter")]
+#[unsafe(no_mangle)]
+pub extern "C" fn nopanic_adapter_control_tick(adapter: &mut Adapter<Mapped>) -> u32 {
+    u32::from(matches!(
+        adapter.control_tick(),
+        virtionet::adapter::ControlProgress::Pending
+    ))
+}
+
 /// The configuration-change interrupt: the device configuration read again.
 #[cfg(feature = "adapter")]
 #[unsafe(no_mangle)]
