@@ -215,6 +215,55 @@ impl core::fmt::Debug for RxQueue {
 /// wrong one.
 pub const HEAD_COPY: usize = NetHeader::SIZE + 22 + 511 + 60;
 
+/// What is copied first: the virtio-net header and 128 frame bytes, which hold the headers of
+/// nearly every frame (Ethernet with two tags, IPv4 with options or IPv6, TCP with the usual
+/// options). The copy grows to [`HEAD_COPY`] only when [`headers_wanted`] says the headers
+/// may go further (IPv4 options with long TCP options, IPv6 extension headers): each byte is
+/// still read once — the second read starts where the first stopped.
+pub const HEAD_FIRST: usize = NetHeader::SIZE + 128;
+
+/// How many frame bytes the parser may need, judged from `frame` (the first bytes, from the
+/// private copy): the link, network and transport headers as far as their lengths can be read
+/// there, generously (the largest length when a length field lies past `frame`), and
+/// everything (`usize::MAX`) behind an IPv6 next header other than TCP, UDP or ICMPv6.
+/// Too small an answer can only make the layout shallower, never wrong: the parse runs on the
+/// copy alone.
+fn headers_wanted(frame: &[u8]) -> usize {
+    let be16 = |i: usize| {
+        frame.get(i..i.saturating_add(2)).map(|b| {
+            u16::from_be_bytes([
+                b.first().copied().unwrap_or(0),
+                b.get(1).copied().unwrap_or(0),
+            ])
+        })
+    };
+    let byte = |i: usize| frame.get(i).copied();
+    let mut l2 = 14usize;
+    let mut ty = be16(12);
+    for _ in 0..2 {
+        if matches!(ty, Some(0x8100 | 0x88a8)) {
+            ty = be16(l2 + 2);
+            l2 += 4;
+        }
+    }
+    // The transport header's length at `at` (TCP: its data offset; UDP and ICMP: 8).
+    let l4 = |at: usize, proto: Option<u8>| match proto {
+        Some(6) => at + byte(at + 12).map_or(60, |b| usize::from(b >> 4) * 4),
+        _ => at + 8,
+    };
+    match ty {
+        Some(0x0800) => {
+            let ihl = byte(l2).map_or(60, |b| usize::from(b & 0xf) * 4);
+            l4(l2 + ihl, byte(l2 + 9))
+        }
+        Some(0x86dd) => match byte(l2 + 6) {
+            Some(p @ (6 | 17 | 58)) => l4(l2 + 40, Some(p)),
+            _ => usize::MAX,
+        },
+        _ => l2,
+    }
+}
+
 /// Copies `dst.len()` bytes from device-writable memory at `src` into private memory, reading
 /// each byte exactly once with volatile reads (8 bytes at a time where aligned): the compiler
 /// may neither re-read nor assume the bytes, and the copy is what the caller parses.
@@ -236,13 +285,15 @@ unsafe fn copy_from_device(dst: &mut [u8], src: *const u8) {
         }
         i += 1;
     }
-    while i + 8 <= n {
-        // SAFETY: src + i is 8-byte aligned (past `lead`) and i + 8 <= n: inside the range.
-        let v = unsafe { core::ptr::read_volatile(src.wrapping_add(i).cast::<u64>()) };
-        if let Some(d) = dst.get_mut(i..i + 8) {
+    if let Some(body) = dst.get_mut(i..) {
+        let mut words = body.chunks_exact_mut(8);
+        for d in &mut words {
+            // SAFETY: src + i is 8-byte aligned (past `lead`) and i + 8 <= n (a whole chunk of
+            // `dst` is left): inside the range.
+            let v = unsafe { core::ptr::read_volatile(src.wrapping_add(i).cast::<u64>()) };
             d.copy_from_slice(&v.to_ne_bytes());
+            i += 8;
         }
-        i += 8;
     }
     while i < n {
         // SAFETY: i < n.
@@ -718,13 +769,25 @@ impl RxQueue {
                 self.drop_pending(1);
                 continue;
             }
-            // The private copy: the virtio-net header and the first frame bytes, read once.
-            let n = (len as usize).min(HEAD_COPY);
+            // The private copy: the virtio-net header and the first frame bytes, read once —
+            // HEAD_FIRST bytes, then up to HEAD_COPY if the headers may go further.
+            let mut n = (len as usize).min(HEAD_FIRST);
             // `first` is a pool buffer (`buf_cpu`) of `buffer_size` bytes and
             // n <= len <= buffer_size.
             let src = self.buf_cpu(first);
             // SAFETY: as above.
             unsafe { copy_from_device(&mut self.head[..n], src) };
+            if (len as usize) > n {
+                let wanted =
+                    NetHeader::SIZE.saturating_add(headers_wanted(&self.head[NetHeader::SIZE..n]));
+                if wanted > n {
+                    let more = (len as usize).min(HEAD_COPY).min(wanted);
+                    // SAFETY: n < more <= len <= buffer_size: inside the buffer; the bytes
+                    // before `n` are not read again.
+                    unsafe { copy_from_device(&mut self.head[n..more], src.wrapping_add(n)) };
+                    n = more;
+                }
+            }
             let hdr = NetHeader::read(&self.head[..NetHeader::SIZE]).unwrap_or_default();
             let count = if self.mergeable {
                 usize::from(hdr.num_buffers.max(1))
