@@ -21,15 +21,16 @@ pub struct FrameCounters {
 impl FrameCounters {
     /// Counts one frame by its destination address.
     pub fn count(&mut self, dst: &[u8; 6], bytes: u64) {
-        if *dst == [0xff; 6] {
-            self.broadcast_frames += 1;
-            self.broadcast_bytes += bytes;
-        } else if dst[0] & 1 != 0 {
-            self.multicast_frames += 1;
-            self.multicast_bytes += bytes;
-        } else {
+        // Unicast first: one bit decides the common case.
+        if dst[0] & 1 == 0 {
             self.unicast_frames += 1;
             self.unicast_bytes += bytes;
+        } else if *dst == [0xff; 6] {
+            self.broadcast_frames += 1;
+            self.broadcast_bytes += bytes;
+        } else {
+            self.multicast_frames += 1;
+            self.multicast_bytes += bytes;
         }
     }
 

@@ -28,7 +28,9 @@ use netring::{
     NetFragmentVirtualAddress, NetPacket, NetPacketChecksum, NetPacketGso, NetPacketIeee8021q,
     PacketRing, RingError,
 };
-use offload::tx::{DeviceTx, TxAction, TxRequest, insert_vlan, padding, prepare, vlan_tag_for};
+use offload::tx::{
+    DeviceTx, TxAction, TxRequest, insert_vlan, padding, prepare, prepare_parsed, vlan_tag_for,
+};
 use offload::{Layout, OffloadError};
 use virtio::Features;
 use virtio::hal::{Dma, DmaRegion};
@@ -552,6 +554,25 @@ impl TxQueue {
         frags: &mut Vec<FrameFragment>,
         segs: &mut Vec<Segment>,
     ) -> Posted {
+        let wants_offload = checksum.to_bits() != 0 || gso.mss() > 0;
+        let tag = if tag_ext.is_some_and(|t| t.tx_tagging_raw() != 0) || self.settings.vlan_id != 0
+        {
+            vlan_tag_for(
+                tag_ext,
+                self.settings.vlan_id,
+                self.settings.insert_priority,
+                self.settings.insert_vlan,
+            )
+        } else {
+            None
+        };
+        // Nothing to rewrite (direct mode): the chain is the header slot (filled in below),
+        // then every fragment by logical address — built in the gathering pass.
+        let prebuilt = !wants_offload && tag.is_none() && self.bounce.is_none();
+        if prebuilt && !crate::fallible::push_within(segs, Segment { addr: 0, len: 0 }) {
+            self.stats.bad_packets += 1;
+            return Posted::Done;
+        }
         let mut total = 0usize;
         for i in range {
             let Ok(f) = fragments.get(i) else {
@@ -570,8 +591,14 @@ impl TxQueue {
                 la: la.logical_address.wrapping_add(u64::from(f.offset())),
                 len: f.valid_length(),
             };
-            // Fewer than MAX_SEGMENTS fragments (post_one), so this always fits.
-            if !crate::fallible::push_within(frags, frag) {
+            // Fewer than MAX_SEGMENTS fragments (post_one), so these always fit.
+            let seg = Segment {
+                addr: frag.la,
+                len: frag.len,
+            };
+            if !crate::fallible::push_within(frags, frag)
+                || (prebuilt && !crate::fallible::push_within(segs, seg))
+            {
                 self.stats.bad_packets += 1;
                 return Posted::Done;
             }
@@ -586,18 +613,6 @@ impl TxQueue {
         if !self.vq.can_add(if confidential { 1 } else { n + 1 }) {
             return Posted::Full;
         }
-        let wants_offload = checksum.to_bits() != 0 || gso.mss() > 0;
-        let tag = if tag_ext.is_some_and(|t| t.tx_tagging_raw() != 0) || self.settings.vlan_id != 0
-        {
-            vlan_tag_for(
-                tag_ext,
-                self.settings.vlan_id,
-                self.settings.insert_priority,
-                self.settings.insert_vlan,
-            )
-        } else {
-            None
-        };
         let short = total < offload::tx::MIN_FRAME && gso.mss() == 0;
         let req = TxRequest {
             layout: p.layout,
@@ -623,9 +638,13 @@ impl TxQueue {
         let dev = self.dev;
         // Where the header (and any rewritten headers) are made: the packet's header slot, or
         // in confidential mode private memory, copied into the shared buffer when complete.
-        let mut private = [0u8; HDR_SLOT];
+        // Zeroed only when used (confidential mode): 256 bytes per packet otherwise.
+        let mut private;
         let slot: &mut [u8] = match (&buffer, header_slot(&mut self.slots, idx)) {
-            (Some(_), _) => &mut private,
+            (Some(_), _) => {
+                private = [0u8; HDR_SLOT];
+                &mut private
+            }
             (None, Some(s)) => s,
             (None, None) => {
                 self.stats.bad_packets += 1;
@@ -713,11 +732,19 @@ impl TxQueue {
                 addr: slot_dev,
                 len: slot_len as u32,
             };
-            if !crate::fallible::push_within(segs, seg) {
-                self.stats.bad_packets += 1;
-                return Posted::Done;
+            let ready = prebuilt && skip == 0;
+            if let (true, Some(s)) = (ready, segs.first_mut()) {
+                *s = seg;
+            } else {
+                // Headers were copied into the slot (or a short frame whole): the fragments'
+                // part of the chain starts past them.
+                segs.clear();
+                if !crate::fallible::push_within(segs, seg) {
+                    self.stats.bad_packets += 1;
+                    return Posted::Done;
+                }
             }
-            if skip < total {
+            if !ready && skip < total {
                 let mut skip = skip;
                 for f in frags.iter() {
                     let len = f.len as usize;
@@ -833,7 +860,8 @@ fn rewrite_headers(
 ) -> Result<(NetHeader, usize, usize), ()> {
     // The headers that parsed, as deep as they go: `prepare` decides whether the request
     // needs more (an IPv4 header checksum does not need the TCP header to parse).
-    let hlen = match Layout::parse_prefix(headers) {
+    let layout = Layout::parse_prefix(headers);
+    let hlen = match layout {
         (l, _) if l.l2_len != 0 => l.header_len(),
         _ if !wants_offload => 14,
         _ => {
@@ -853,7 +881,14 @@ fn rewrite_headers(
     let frame_len = total + (len - hlen);
     let mut hdr = NetHeader::default();
     if wants_offload {
-        match prepare(slot.get_mut(..len).ok_or(())?, frame_len, req, dev) {
+        let out = slot.get_mut(..len).ok_or(())?;
+        // Untagged, the slot holds the very header bytes parsed above (cut at their length):
+        // no second parse. A tag moved them: parse the slot.
+        let prepared = match tag {
+            None if layout.0.l2_len != 0 => prepare_parsed(out, layout, frame_len, req, dev),
+            _ => prepare(out, frame_len, req, dev),
+        };
+        match prepared {
             Ok((_, TxAction::Offload(h))) => hdr = h,
             Ok((_, TxAction::Segment(_))) => {
                 stats.unsegmentable += 1;
