@@ -27,7 +27,7 @@ use alloc::boxed::Box;
 use core::ptr::NonNull;
 
 use netring::{
-    Extension, FragmentRing, HashProtocolType, NetFragment, NetFragmentLogicalAddress,
+    Bound, Extension, FragmentRing, HashProtocolType, NetFragment, NetFragmentLogicalAddress,
     NetFragmentReturnContext, NetFragmentVirtualAddress, NetPacket, NetPacketChecksum,
     NetPacketHash, NetPacketIeee8021q, NetPacketRsc, PacketRing, RingError,
 };
@@ -63,6 +63,17 @@ pub struct RxExtensions {
     pub logical_address: Extension<NetFragmentLogicalAddress>,
     /// `ms_fragment_returncontext`.
     pub return_context: Extension<NetFragmentReturnContext>,
+}
+
+/// The extensions, bound to this Advance's rings (`None`: not registered, or not usable).
+struct BoundRx<'a> {
+    checksum: Option<Bound<'a, NetPacketChecksum>>,
+    rsc: Option<Bound<'a, NetPacketRsc>>,
+    ieee8021q: Option<Bound<'a, NetPacketIeee8021q>>,
+    hash: Option<Bound<'a, NetPacketHash>>,
+    virtual_address: Option<Bound<'a, NetFragmentVirtualAddress>>,
+    logical_address: Option<Bound<'a, NetFragmentLogicalAddress>>,
+    return_context: Option<Bound<'a, NetFragmentReturnContext>>,
 }
 
 /// How the queue receives.
@@ -744,6 +755,16 @@ impl RxQueue {
         packets: &mut PacketRing<'_>,
         fragments: &mut FragmentRing<'_>,
     ) -> Result<u32, RxFault> {
+        // Extensions are checked once per Advance, then written by masked index.
+        let ext = BoundRx {
+            checksum: self.ext.checksum.bind(packets).ok(),
+            rsc: self.ext.rsc.bind(packets).ok(),
+            ieee8021q: self.ext.ieee8021q.bind(packets).ok(),
+            hash: self.ext.hash.bind(packets).ok(),
+            virtual_address: self.ext.virtual_address.bind(fragments).ok(),
+            logical_address: self.ext.logical_address.bind(fragments).ok(),
+            return_context: self.ext.return_context.bind(fragments).ok(),
+        };
         let mut indicated = 0;
         let mut pkt = packets.begin_index();
         let mut frag = fragments.begin_index();
@@ -984,17 +1005,32 @@ impl RxQueue {
                     }
                     None => (b, self.buf_cpu(b), self.buf_device(b)),
                 };
-                if let Ok(e) = self.ext.virtual_address.get_mut(fragments, idx) {
-                    e.virtual_address = va.cast();
+                if let Some(e) = &ext.virtual_address {
+                    e.write(
+                        idx,
+                        NetFragmentVirtualAddress {
+                            virtual_address: va.cast(),
+                        },
+                    );
                 }
-                if let Ok(e) = self.ext.logical_address.get_mut(fragments, idx) {
-                    e.logical_address = la;
+                if let Some(e) = &ext.logical_address {
+                    e.write(
+                        idx,
+                        NetFragmentLogicalAddress {
+                            logical_address: la,
+                        },
+                    );
                 }
-                if let Ok(e) = self.ext.return_context.get_mut(fragments, idx) {
-                    e.handle = core::ptr::without_provenance_mut(context_of(
-                        self.settings.context_tag,
-                        owner,
-                    ));
+                if let Some(e) = &ext.return_context {
+                    e.write(
+                        idx,
+                        NetFragmentReturnContext {
+                            handle: core::ptr::without_provenance_mut(context_of(
+                                self.settings.context_tag,
+                                owner,
+                            )),
+                        },
+                    );
                 }
                 if self.private.is_some() {
                     // Copied: the shared buffer goes back to the device on the next Advance.
@@ -1007,25 +1043,27 @@ impl RxQueue {
             let p = packets.get_mut(pkt).map_err(RxFault::Ring)?;
             *p = NetPacket::new(frag, frags as u16);
             p.layout = meta.layout;
-            if let Ok(c) = self.ext.checksum.get_mut(packets, pkt) {
-                *c = meta.checksum;
+            if let Some(c) = &ext.checksum {
+                c.write(pkt, meta.checksum);
             }
             if let Some(rsc) = meta.rsc {
                 self.stats.coalesced_packets += 1;
-                if let Ok(r) = self.ext.rsc.get_mut(packets, pkt) {
-                    *r = rsc;
+                if let Some(r) = &ext.rsc {
+                    r.write(pkt, rsc);
                 }
             }
             if let Some(h) = hash
-                && let Ok(e) = self.ext.hash.get_mut(packets, pkt)
+                && let Some(e) = &ext.hash
             {
-                *e = h;
+                e.write(pkt, h);
             }
             if let Some(t) = tag
-                && let Ok(q) = self.ext.ieee8021q.get_mut(packets, pkt)
+                && let Some(e) = &ext.ieee8021q
             {
+                let mut q = e.read(pkt);
                 let _ = q.set_priority_code_point(t.pcp);
                 let _ = q.set_vlan_identifier(t.vid);
+                e.write(pkt, q);
             }
             if meta.checksum.rx_layer4() == Some(netring::RxChecksumEvaluation::Invalid)
                 || meta.checksum.rx_layer3() == Some(netring::RxChecksumEvaluation::Invalid)
