@@ -677,6 +677,9 @@ impl RxQueue {
             }
         }
         self.kick_if_stalled(&mut out, reaped);
+        if out.kicked {
+            self.stats.kicks += 1;
+        }
         // 3. Indicate.
         out.indicated = self.indicate(packets, fragments)?;
         Ok(out)

@@ -128,4 +128,6 @@ pub struct RxStats {
     /// Kicks sent although event suppression said none, because buffers were published
     /// unannounced and nothing arrived since (see `RxQueue`'s stall handling).
     pub stall_kicks: u64,
+    /// Notifications (kicks) sent to the device, `stall_kicks` included.
+    pub kicks: u64,
 }
