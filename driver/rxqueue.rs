@@ -809,13 +809,13 @@ impl RxQueue {
             // SAFETY: as above.
             unsafe { copy_from_device(&mut self.head[..n], src) };
             if (len as usize) > n {
-                let wanted =
-                    NetHeader::SIZE.saturating_add(headers_wanted(&self.head[NetHeader::SIZE..n]));
-                if wanted > n {
-                    let more = (len as usize).min(HEAD_COPY).min(wanted);
+                let frame = self.head.get(NetHeader::SIZE..n).unwrap_or(&[]);
+                let wanted = NetHeader::SIZE.saturating_add(headers_wanted(frame));
+                let more = (len as usize).min(HEAD_COPY).min(wanted);
+                if let Some(rest) = self.head.get_mut(n..more) {
                     // SAFETY: n < more <= len <= buffer_size: inside the buffer; the bytes
                     // before `n` are not read again.
-                    unsafe { copy_from_device(&mut self.head[n..more], src.wrapping_add(n)) };
+                    unsafe { copy_from_device(rest, src.wrapping_add(n)) };
                     n = more;
                 }
             }
