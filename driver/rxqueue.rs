@@ -685,18 +685,11 @@ impl RxQueue {
         Ok(out)
     }
 
-    /// Kicks when the queue is stuck — buffers published under a suppressed kick, since then
-    /// nothing received and nothing posted, and the device may really be short of buffers: it
-    /// has returned every buffer it is known to have seen
-    /// ([`VirtQueue::device_known_pending`]) — on the [`StallGuard`]'s back-off. A device
-    /// waiting for buffers it was not told about would otherwise never deliver again. A device
-    /// that still holds buffers it has seen is not waiting for a kick: a pause in the stream is
-    /// not a stall (QEMU 7.2 leaves `avail_event` where it was while it has buffers, so nearly
-    /// every repost is rightly suppressed; the packed ring, whose event wrap bit QEMU 7.2 can
-    /// report wrong, is never taken as proof and keeps the plain guard).
+    /// Kicks when the queue is stuck — buffers published under a suppressed kick, and since then
+    /// nothing received and nothing posted — on the [`StallGuard`]'s back-off. A device waiting
+    /// for buffers it was not told about would otherwise never deliver again.
     fn kick_if_stalled(&mut self, out: &mut RxAdvance, reaped: u32) {
-        let stuck =
-            self.unkicked && reaped == 0 && out.posted == 0 && self.vq.device_known_pending() == 0;
+        let stuck = self.unkicked && reaped == 0 && out.posted == 0;
         if self.stall.advance(stuck) {
             out.kicked = true;
             self.unkicked = false;

@@ -433,12 +433,11 @@ fn return_contexts_name_their_queue() {
     assert_eq!(b.rx.stats().bad_returns, 1);
 }
 
-/// Buffers published without a kick (the device's event index said none) while the device
-/// still holds buffers it has seen, then a pause: no stall kick — the device is not waiting for
-/// one (QEMU 7.2 leaves `avail_event` behind while it has buffers; the old guard kicked on the
-/// 2nd idle Advance of every pause).
+/// Buffers published without a kick (the device's event index said none) and then nothing:
+/// the engine kicks on the 2nd idle Advance, once — a device that missed the buffers (QEMU's
+/// packed ring reports inconsistent event indices, see the TX engine) delivers again.
 #[test]
-fn a_pause_while_the_device_holds_buffers_it_has_seen_sends_no_stall_kick() {
+fn unannounced_buffers_are_kicked_after_a_stall() {
     let mut b = setup(11, false, Features::VERSION_1);
     let advance = |b: &mut Bench| {
         b.os.post(16, 16);
@@ -472,54 +471,9 @@ fn a_pause_while_the_device_holds_buffers_it_has_seen_sends_no_stall_kick() {
         (5, false),
         "suppressed by the device's event index"
     );
-    // The device stays idle with the buffers it was told of: nothing to repeat.
-    let kicks: Vec<bool> = (0..8).map(|_| advance(&mut b).kicked).collect();
-    assert_eq!(kicks, [false; 8]);
-    assert_eq!(b.rx.stats().stall_kicks, 0);
-}
-
-/// The device returned every buffer it had been told of, and its event index stayed behind, so
-/// the buffers published since went unannounced: it may really be short of buffers, and the
-/// engine kicks on the 2nd idle Advance, once.
-#[test]
-fn unannounced_buffers_are_kicked_when_the_device_ran_dry() {
-    let mut b = setup(12, false, Features::VERSION_1);
-    let advance = |b: &mut Bench| {
-        b.os.post(64, 64);
-        let rx = &mut b.rx;
-        let r = b.os.callback(|p, f| rx.advance(p, f)).expect("advance");
-        b.os.reclaim();
-        for c in b.os.held.drain(..) {
-            rx.return_buffer(c);
-        }
-        r
-    };
-    let first = advance(&mut b);
-    assert!(first.posted == 128 && first.kicked, "announced");
-    // The device leaves its event index at 0, and fills every buffer.
-    let mut n = 0u8;
-    while b.deliver(
-        NetHeader::default(),
-        &frame([2, 0, 0, 0, 0, 1], 0x88b5, &[n; 60]),
-    ) {
-        n = n.wrapping_add(1);
-    }
-    assert_eq!(b.dev.available(&b.ram), 0);
-    let mut posted_unannounced = false;
-    for _ in 0..8 {
-        let r = advance(&mut b);
-        if r.posted > 0 {
-            assert!(!r.kicked, "event index 0 is behind: suppressed");
-            posted_unannounced = true;
-        }
-        if r.indicated == 0 && r.posted == 0 {
-            break;
-        }
-    }
-    assert!(posted_unannounced);
-    // The Advance that ended the loop was the 1st idle one: the next is the 2nd.
+    // The device stays idle: the second idle Advance kicks, and only once.
     let kicks: Vec<bool> = (0..6).map(|_| advance(&mut b).kicked).collect();
-    assert_eq!(kicks, [true, false, false, false, false, false]);
+    assert_eq!(kicks, [false, true, false, false, false, false]);
     assert_eq!(b.rx.stats().stall_kicks, 1);
 }
 

@@ -309,19 +309,6 @@ impl VirtQueue {
         dispatch!(self, q => q.in_flight())
     }
 
-    /// Of the chains in flight, how many the device is known to have seen and not returned:
-    /// those published up to the last kick, or (split ring with EVENT_IDX) up to the avail
-    /// index the device last reported reading (`avail_event`, which a device writes from the
-    /// index it read). 0 means the device may know of no chain at all — it may be waiting for
-    /// a kick. The packed ring says 0 always: QEMU 7.2 reports its event offset with a wrap bit
-    /// that can disagree with its position, so nothing it writes is taken as proof.
-    pub fn device_known_pending(&self) -> u16 {
-        match self {
-            VirtQueue::Split(q) => q.device_known_pending(),
-            VirtQueue::Packed(_) => 0,
-        }
-    }
-
     /// Whether `readable` + `writable` could be added now.
     #[inline]
     pub fn can_add(&self, segments: usize) -> bool {

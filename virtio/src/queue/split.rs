@@ -44,9 +44,6 @@ pub struct SplitQueue {
     avail_idx: u16,
     /// avail.idx as last published.
     published: u16,
-    /// Chains in flight the last kick told the device of and it has not returned yet (counted
-    /// down per used entry; exact, not a position that could wrap).
-    kick_known: u16,
     /// Next used entry to consume (free-running).
     last_used: u16,
     /// used.idx as last read (validated): entries before it can be consumed without a re-read.
@@ -101,7 +98,6 @@ impl SplitQueue {
             in_flight: 0,
             avail_idx: 0,
             published: 0,
-            kick_known: 0,
             last_used: 0,
             used_seen: 0,
             notifications: true,
@@ -121,7 +117,6 @@ impl SplitQueue {
         self.in_flight = 0;
         self.avail_idx = 0;
         self.published = 0;
-        self.kick_known = 0;
         self.last_used = 0;
         self.used_seen = 0;
         self.notifications = true;
@@ -314,38 +309,17 @@ impl SplitQueue {
         fence(Ordering::SeqCst);
         let old = self.published;
         self.published = self.avail_idx;
-        let kick = if self.event_idx {
-            need_event(self.avail_event(), self.avail_idx, old)
+        if self.event_idx {
+            let avail_event = self.mem.load16(
+                self.used_off
+                    .wrapping_add(4)
+                    .wrapping_add(8 * usize::from(self.size)),
+                Ordering::Relaxed,
+            );
+            need_event(avail_event, self.avail_idx, old)
         } else {
             self.mem.load16(self.used_off, Ordering::Relaxed) & USED_F_NO_NOTIFY == 0
-        };
-        if kick {
-            // Every chain in flight is published now, and the device is told.
-            self.kick_known = self.in_flight;
         }
-        kick
-    }
-
-    /// used.avail_event (with EVENT_IDX: the avail index after which the device wants a kick).
-    #[inline]
-    fn avail_event(&self) -> u16 {
-        self.mem.load16(
-            self.used_off
-                .wrapping_add(4)
-                .wrapping_add(8 * usize::from(self.size)),
-            Ordering::Relaxed,
-        )
-    }
-
-    /// See `VirtQueue::device_known_pending`. `avail_event` is a free-running avail index: more
-    /// than `in_flight` chains ahead of the last used entry is not a position the device can
-    /// have read (stale, or a lie), and counts as nothing.
-    pub(crate) fn device_known_pending(&self) -> u16 {
-        if !self.event_idx {
-            return self.kick_known;
-        }
-        let d = self.avail_event().wrapping_sub(self.last_used);
-        self.kick_known.max(if d <= self.in_flight { d } else { 0 })
     }
 
     #[inline]
@@ -405,7 +379,6 @@ impl SplitQueue {
         // The chain was in flight: its descriptors return (≤ size), in_flight ≥ 1.
         self.num_free = self.num_free.saturating_add(descs);
         self.in_flight = self.in_flight.saturating_sub(1);
-        self.kick_known = self.kick_known.saturating_sub(1);
         self.last_used = self.last_used.wrapping_add(1);
         if self.event_idx && self.notifications {
             self.write_used_event(self.last_used);
