@@ -354,6 +354,7 @@ impl TxQueue {
         // Post [NextIndex, EndIndex).
         let mut reaped = 0u32;
         let mut reaped_for_buffers = false;
+        let mut fragment_next = None;
         let mut post = packets.post().map_err(TxFault::Ring)?;
         while let Some(p) = post.current().copied() {
             let idx = post.index();
@@ -383,10 +384,16 @@ impl TxQueue {
                     break;
                 }
             }
-            self.record_fragment_end(idx, &p, fragments)?;
+            if let Some(end) = self.record_fragment_end(idx, &p, fragments) {
+                fragment_next = Some(end);
+            }
             post.advance();
         }
         post.set();
+        // The fragments of every packet taken are the driver's: NextIndex once per Advance.
+        if let Some(end) = fragment_next {
+            fragments.set_next_index(end).map_err(TxFault::Ring)?;
+        }
         if self.vq.publish() {
             self.stats.kicks += 1;
             out.kicked = true;
@@ -436,6 +443,7 @@ impl TxQueue {
         packets: &mut PacketRing<'_>,
         fragments: &mut FragmentRing<'_>,
     ) -> Result<(), TxFault> {
+        let mut fragment_next = None;
         let mut post = packets.post().map_err(TxFault::Ring)?;
         while let Some(p) = post.current().copied() {
             let idx = post.index();
@@ -443,21 +451,26 @@ impl TxQueue {
                 *d = true;
             }
             self.stats.flushed += 1;
-            self.record_fragment_end(idx, &p, fragments)?;
+            if let Some(end) = self.record_fragment_end(idx, &p, fragments) {
+                fragment_next = Some(end);
+            }
             post.advance();
         }
         post.set();
+        if let Some(end) = fragment_next {
+            fragments.set_next_index(end).map_err(TxFault::Ring)?;
+        }
         Ok(())
     }
 
-    /// Records where packet `idx`'s fragments end (so the drain need not recompute it) and
-    /// hands the OS's fragments up to there to the driver.
+    /// Records where packet `idx`'s fragments end (so the drain need not recompute it); returns
+    /// it, for the caller to hand the OS's fragments up to there to the driver (NextIndex).
     fn record_fragment_end(
         &mut self,
         idx: u32,
         p: &NetPacket,
-        fragments: &mut FragmentRing<'_>,
-    ) -> Result<(), TxFault> {
+        fragments: &FragmentRing<'_>,
+    ) -> Option<u32> {
         let end = if p.fragment_count > 0 {
             FragmentRange::of(p, fragments).map_or(u32::MAX, |r| r.end())
         } else {
@@ -466,10 +479,7 @@ impl TxQueue {
         if let Some(e) = self.fragment_end.get_mut(idx as usize) {
             *e = end;
         }
-        if end != u32::MAX {
-            fragments.set_next_index(end).map_err(TxFault::Ring)?;
-        }
-        Ok(())
+        (end != u32::MAX).then_some(end)
     }
 
     /// Returns finished packets (and their fragments) in ring order.
