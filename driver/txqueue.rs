@@ -620,10 +620,12 @@ impl TxQueue {
             return Posted::Done;
         }
         let confidential = self.bounce.is_some();
-        if !self.vq.can_add(if confidential { 1 } else { n + 1 }) {
+        let short = total < offload::tx::MIN_FRAME && gso.mss() == 0;
+        // A chain that rewrites nothing and counts nothing before `add` needs no check first:
+        // `add` says Full the same way.
+        if (!prebuilt || short) && !self.vq.can_add(if confidential { 1 } else { n + 1 }) {
             return Posted::Full;
         }
-        let short = total < offload::tx::MIN_FRAME && gso.mss() == 0;
         let req = TxRequest {
             layout: p.layout,
             checksum,
