@@ -583,19 +583,6 @@ impl RxQueue {
         }
     }
 
-    /// Appends to the pending ring. It holds one entry per buffer, and a buffer is pending at
-    /// most once, so it cannot overflow.
-    fn push_pending(&mut self, b: u32, len: u32) {
-        let mask = self.pending.len() - 1;
-        if let Some(slot) = self
-            .pending
-            .get_mut((self.pending_head + self.pending_len) & mask)
-        {
-            *slot = (b, len);
-            self.pending_len += 1;
-        }
-    }
-
     fn pending_at(&self, k: usize) -> (u32, u32) {
         let mask = self.pending.len() - 1;
         self.pending
@@ -660,22 +647,27 @@ impl RxQueue {
             self.unkicked = true;
         }
         // 2. Reap.
-        let mut reaped = 0u32;
-        loop {
-            match self.vq.pop_used() {
-                Ok(Some(u)) => {
-                    reaped += 1;
-                    let b = self.chain_buf.get(usize::from(u.id)).copied().unwrap_or(0);
-                    self.set_state(b, Buf::Pending);
-                    self.push_pending(b, u.len);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    self.stats.device_faults += 1;
-                    return Err(RxFault::Device(e));
-                }
+        let (chain_buf, state) = (&self.chain_buf, &mut self.state);
+        let (pending, head, len) = (&mut self.pending, self.pending_head, &mut self.pending_len);
+        let reaped = self.vq.drain_used(|u| {
+            let b = chain_buf.get(usize::from(u.id)).copied().unwrap_or(0);
+            if let Some(x) = state.get_mut(b as usize) {
+                *x = Buf::Pending;
             }
-        }
+            // As push_pending: one entry per buffer, a buffer pending at most once.
+            let mask = pending.len().wrapping_sub(1);
+            if let Some(slot) = pending.get_mut(head.wrapping_add(*len) & mask) {
+                *slot = (b, u.len);
+                *len += 1;
+            }
+        });
+        let reaped = match reaped {
+            Ok(n) => n,
+            Err(e) => {
+                self.stats.device_faults += 1;
+                return Err(RxFault::Device(e));
+            }
+        };
         self.kick_if_stalled(&mut out, reaped);
         if out.kicked {
             self.stats.kicks += 1;

@@ -407,33 +407,21 @@ impl TxQueue {
     /// shared buffer goes back to the pool. Returns how many. Bounded: the
     /// virtqueue returns each chain in flight once, and fails on anything else.
     fn reap(&mut self) -> Result<u32, TxFault> {
-        let mut reaped = 0u32;
-        loop {
-            match self.vq.pop_used() {
-                Ok(Some(u)) => {
-                    reaped += 1;
-                    let idx = self
-                        .owner
-                        .get(usize::from(u.id))
-                        .copied()
-                        .unwrap_or(u32::MAX);
-                    if let Some(d) = self.done.get_mut(idx as usize) {
-                        *d = true;
-                    }
-                    if let (Some(pool), Some(&b)) = (
-                        self.bounce.as_mut(),
-                        self.chain_buffer.get(usize::from(u.id)),
-                    ) {
-                        pool.release(b);
-                    }
-                }
-                Ok(None) => return Ok(reaped),
-                Err(e) => {
-                    self.stats.device_faults += 1;
-                    return Err(TxFault::Device(e));
-                }
+        let (owner, done) = (&self.owner, &mut self.done);
+        let (bounce, chain_buffer) = (&mut self.bounce, &self.chain_buffer);
+        let r = self.vq.drain_used(|u| {
+            let idx = owner.get(usize::from(u.id)).copied().unwrap_or(u32::MAX);
+            if let Some(d) = done.get_mut(idx as usize) {
+                *d = true;
             }
-        }
+            if let (Some(pool), Some(&b)) = (bounce.as_mut(), chain_buffer.get(usize::from(u.id))) {
+                pool.release(b);
+            }
+        });
+        r.map_err(|e| {
+            self.stats.device_faults += 1;
+            TxFault::Device(e)
+        })
     }
 
     /// The flushing Advance's post: every packet in [NextIndex, EndIndex) is done without a
