@@ -635,9 +635,11 @@ fn used_length_past_the_buffer_is_a_device_fault() {
     assert_eq!(b.rx.stats().device_faults, 1);
 }
 
-/// The private header copy starts with 128 frame bytes and grows only when the headers may go
-/// further: an IPv6 packet whose Hop-by-Hop options (256 bytes) and TCP header end 350 bytes in
-/// still parses to TCP with the whole chain in Layer3HeaderLength, and IPv4 and a TCP header with 40 option bytes each (134 bytes of headers) to TCP with its full length.
+/// The private header copy starts with the first frame bytes (rxqueue::HEAD_FIRST) and grows
+/// only when the headers may go further: an IPv6 packet whose Hop-by-Hop options (256 bytes)
+/// and TCP header end 350 bytes in still parses to TCP with the whole chain in
+/// Layer3HeaderLength, and IPv4 and TCP with 40 option bytes each (134 bytes of headers) to TCP
+/// with its full length.
 #[test]
 fn headers_past_the_first_copy_still_parse_fully() {
     use netring::{Layer3Type, Layer4Type};
