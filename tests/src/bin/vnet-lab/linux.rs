@@ -493,6 +493,7 @@ fn run_tap(a: &Args) -> Result<(), String> {
     };
     // MSI-X, so that the device's interrupts can be counted (one RAM word per vector).
     let mut m = QemuMachine::start(&opts, &UserSettings::default(), true, 1)?;
+    m.count_interrupts = true;
     println!(
         "device: QEMU virtio-net-pci with a vnet_hdr tap in namespace {}, accel {:?}, props '{}'",
         ns.name, m.qemu.accel, a.props
