@@ -779,7 +779,9 @@ impl TxQueue {
                 }
                 Posted::Chain
             }
-            Err(QueueError::Full) => {
+            // What `can_add` refuses (skipped for plain chains) waits, as it did: a full or
+            // broken virtqueue, a chain it cannot take.
+            Err(QueueError::Full | QueueError::Broken | QueueError::TooManySegments) => {
                 give_back(&mut self.bounce, buffer);
                 Posted::Full
             }
