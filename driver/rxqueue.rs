@@ -32,7 +32,7 @@ use alloc::boxed::Box;
 use core::ptr::NonNull;
 
 use netring::{
-    Extension, FragmentRing, HashProtocolType, NetFragment, NetFragmentLogicalAddress,
+    Bound, Extension, FragmentRing, HashProtocolType, NetFragment, NetFragmentLogicalAddress,
     NetFragmentReturnContext, NetFragmentVirtualAddress, NetPacket, NetPacketChecksum,
     NetPacketHash, NetPacketIeee8021q, NetPacketRsc, PacketRing, RingError,
 };
@@ -68,6 +68,17 @@ pub struct RxExtensions {
     pub logical_address: Extension<NetFragmentLogicalAddress>,
     /// `ms_fragment_returncontext`.
     pub return_context: Extension<NetFragmentReturnContext>,
+}
+
+/// The extensions, bound to this Advance's rings (`None`: not registered, or not usable).
+struct BoundRx<'a> {
+    checksum: Option<Bound<'a, NetPacketChecksum>>,
+    rsc: Option<Bound<'a, NetPacketRsc>>,
+    ieee8021q: Option<Bound<'a, NetPacketIeee8021q>>,
+    hash: Option<Bound<'a, NetPacketHash>>,
+    virtual_address: Option<Bound<'a, NetFragmentVirtualAddress>>,
+    logical_address: Option<Bound<'a, NetFragmentLogicalAddress>>,
+    return_context: Option<Bound<'a, NetFragmentReturnContext>>,
 }
 
 /// How the queue receives.
@@ -219,6 +230,59 @@ impl core::fmt::Debug for RxQueue {
 /// than the layout can report) parses to the layers that fit: a shallower layout, never a
 /// wrong one.
 pub const HEAD_COPY: usize = NetHeader::SIZE + 22 + 511 + 60;
+
+/// What is copied first: the virtio-net header and 96 frame bytes, which hold the headers of
+/// the usual frames (Ethernet with a tag, IPv4 or IPv6, TCP with timestamps: 18 + 40 + 32 = 90).
+/// The copy grows, up to [`HEAD_COPY`], only as far as [`headers_wanted`] says the headers may
+/// go (IPv4 or TCP options, two tags, IPv6 extension headers): each byte is still read once —
+/// the second read starts where the first stopped.
+pub const HEAD_FIRST: usize = NetHeader::SIZE + 96;
+
+/// How many frame bytes the parser may need, judged from `frame` (the first bytes, from the
+/// private copy): the link, network and transport headers as far as their lengths can be read
+/// there, generously (the largest length when a length field lies past `frame`), and
+/// everything (`usize::MAX`) behind an IPv6 next header other than TCP, UDP or ICMPv6.
+/// Too small an answer can only make the layout shallower, never wrong: the parse runs on the
+/// copy alone.
+fn headers_wanted(frame: &[u8]) -> usize {
+    let be16 = |i: usize| {
+        frame.get(i..i.saturating_add(2)).map(|b| {
+            u16::from_be_bytes([
+                b.first().copied().unwrap_or(0),
+                b.get(1).copied().unwrap_or(0),
+            ])
+        })
+    };
+    let byte = |i: usize| frame.get(i).copied();
+    // Every position below is at most 14 + 8 + 60 + 60 (or + 40 + 60): the sums saturate only
+    // in form, never in fact.
+    let mut l2 = 14usize;
+    let mut ty = be16(12);
+    for _ in 0..2 {
+        if matches!(ty, Some(0x8100 | 0x88a8)) {
+            ty = be16(l2.saturating_add(2));
+            l2 = l2.saturating_add(4);
+        }
+    }
+    // The transport header's length at `at` (TCP: its data offset; UDP and ICMP: 8).
+    let l4 = |at: usize, proto: Option<u8>| match proto {
+        Some(6) => at.saturating_add(
+            byte(at.saturating_add(12)).map_or(60, |b| usize::from(b >> 4).saturating_mul(4)),
+        ),
+        _ => at.saturating_add(8),
+    };
+    match ty {
+        Some(0x0800) => {
+            let ihl = byte(l2).map_or(60, |b| usize::from(b & 0xf).saturating_mul(4));
+            l4(l2.saturating_add(ihl), byte(l2.saturating_add(9)))
+        }
+        Some(0x86dd) => match byte(l2.saturating_add(6)) {
+            Some(p @ (6 | 17 | 58)) => l4(l2.saturating_add(40), Some(p)),
+            _ => usize::MAX,
+        },
+        _ => l2,
+    }
+}
 
 /// Copies `dst.len()` bytes from device-writable memory at `src` into private memory, reading
 /// each byte exactly once with volatile reads (8 bytes at a time where aligned): the compiler
@@ -532,20 +596,6 @@ impl RxQueue {
         }
     }
 
-    /// Appends to the pending ring. It holds one entry per buffer, and a buffer is pending at
-    /// most once, so it cannot overflow.
-    fn push_pending(&mut self, b: u32, len: u32) {
-        // The ring's length is a power of two (at least 1): positions wrap with the mask.
-        let mask = self.pending.len().wrapping_sub(1);
-        if let Some(slot) = self
-            .pending
-            .get_mut(self.pending_head.wrapping_add(self.pending_len) & mask)
-        {
-            *slot = (b, len);
-            self.pending_len = self.pending_len.saturating_add(1);
-        }
-    }
-
     fn pending_at(&self, k: usize) -> (u32, u32) {
         let mask = self.pending.len().wrapping_sub(1);
         self.pending
@@ -620,23 +670,31 @@ impl RxQueue {
             self.unkicked = true;
         }
         // 2. Reap.
-        let mut reaped = 0u32;
-        loop {
-            match self.vq.pop_used() {
-                Ok(Some(u)) => {
-                    reaped = reaped.saturating_add(1);
-                    let b = self.chain_buf.get(usize::from(u.id)).copied().unwrap_or(0);
-                    self.set_state(b, Buf::Pending);
-                    self.push_pending(b, u.len);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    bump(&mut self.stats.device_faults);
-                    return Err(RxFault::Device(e));
-                }
+        let (chain_buf, state) = (&self.chain_buf, &mut self.state);
+        let (pending, head, len) = (&mut self.pending, self.pending_head, &mut self.pending_len);
+        let reaped = self.vq.drain_used(|u| {
+            let b = chain_buf.get(usize::from(u.id)).copied().unwrap_or(0);
+            if let Some(x) = state.get_mut(b as usize) {
+                *x = Buf::Pending;
             }
-        }
+            // The pending ring holds one entry per buffer, a buffer pending at most once.
+            let mask = pending.len().wrapping_sub(1);
+            if let Some(slot) = pending.get_mut(head.wrapping_add(*len) & mask) {
+                *slot = (b, u.len);
+                *len = len.saturating_add(1);
+            }
+        });
+        let reaped = match reaped {
+            Ok(n) => n,
+            Err(e) => {
+                bump(&mut self.stats.device_faults);
+                return Err(RxFault::Device(e));
+            }
+        };
         self.kick_if_stalled(&mut out, reaped);
+        if out.kicked {
+            bump(&mut self.stats.kicks);
+        }
         // 3. Indicate.
         out.indicated = self.indicate(packets, fragments)?;
         Ok(out)
@@ -724,6 +782,16 @@ impl RxQueue {
         packets: &mut PacketRing<'_>,
         fragments: &mut FragmentRing<'_>,
     ) -> Result<u32, RxFault> {
+        // Extensions are checked once per Advance, then written by masked index.
+        let ext = BoundRx {
+            checksum: self.ext.checksum.bind(packets).ok(),
+            rsc: self.ext.rsc.bind(packets).ok(),
+            ieee8021q: self.ext.ieee8021q.bind(packets).ok(),
+            hash: self.ext.hash.bind(packets).ok(),
+            virtual_address: self.ext.virtual_address.bind(fragments).ok(),
+            logical_address: self.ext.logical_address.bind(fragments).ok(),
+            return_context: self.ext.return_context.bind(fragments).ok(),
+        };
         let mut indicated = 0u32;
         let mut pkt = packets.begin_index();
         let mut frag = fragments.begin_index();
@@ -749,13 +817,25 @@ impl RxQueue {
                 self.drop_pending(1);
                 continue;
             }
-            // The private copy: the virtio-net header and the first frame bytes, read once.
-            let n = (len as usize).min(HEAD_COPY);
+            // The private copy: the virtio-net header and the first frame bytes, read once —
+            // HEAD_FIRST bytes, then up to HEAD_COPY if the headers may go further.
+            let mut n = (len as usize).min(HEAD_FIRST);
             // `first` is a pool buffer (`buf_cpu`) of `buffer_size` bytes and
             // n <= len <= buffer_size.
             let src = self.buf_cpu(first);
             // SAFETY: as above.
             unsafe { copy_from_device(self.head.get_mut(..n).unwrap_or(&mut []), src) };
+            if (len as usize) > n {
+                let frame = self.head.get(NetHeader::SIZE..n).unwrap_or(&[]);
+                let wanted = NetHeader::SIZE.saturating_add(headers_wanted(frame));
+                let more = (len as usize).min(HEAD_COPY).min(wanted);
+                if let Some(rest) = self.head.get_mut(n..more) {
+                    // SAFETY: n < more <= len <= buffer_size: inside the buffer; the bytes
+                    // before `n` are not read again.
+                    unsafe { copy_from_device(rest, src.wrapping_add(n)) };
+                    n = more;
+                }
+            }
             // n >= NetHeader::SIZE + 14 and n <= HEAD_COPY: the copy holds the header.
             let hdr = NetHeader::read(self.head.get(..NetHeader::SIZE).unwrap_or(&[]))
                 .unwrap_or_default();
@@ -979,17 +1059,32 @@ impl RxQueue {
                     }
                     None => (b, self.buf_cpu(b), self.buf_device(b)),
                 };
-                if let Ok(e) = self.ext.virtual_address.get_mut(fragments, idx) {
-                    e.virtual_address = va.cast();
+                if let Some(e) = &ext.virtual_address {
+                    e.write(
+                        idx,
+                        NetFragmentVirtualAddress {
+                            virtual_address: va.cast(),
+                        },
+                    );
                 }
-                if let Ok(e) = self.ext.logical_address.get_mut(fragments, idx) {
-                    e.logical_address = la;
+                if let Some(e) = &ext.logical_address {
+                    e.write(
+                        idx,
+                        NetFragmentLogicalAddress {
+                            logical_address: la,
+                        },
+                    );
                 }
-                if let Ok(e) = self.ext.return_context.get_mut(fragments, idx) {
-                    e.handle = core::ptr::without_provenance_mut(context_of(
-                        self.settings.context_tag,
-                        owner,
-                    ));
+                if let Some(e) = &ext.return_context {
+                    e.write(
+                        idx,
+                        NetFragmentReturnContext {
+                            handle: core::ptr::without_provenance_mut(context_of(
+                                self.settings.context_tag,
+                                owner,
+                            )),
+                        },
+                    );
                 }
                 if self.private.is_some() {
                     // Copied: the shared buffer goes back to the device on the next Advance.
@@ -1002,25 +1097,27 @@ impl RxQueue {
             let p = packets.get_mut(pkt).map_err(RxFault::Ring)?;
             *p = NetPacket::new(frag, frags as u16);
             p.layout = meta.layout;
-            if let Ok(c) = self.ext.checksum.get_mut(packets, pkt) {
-                *c = meta.checksum;
+            if let Some(c) = &ext.checksum {
+                c.write(pkt, meta.checksum);
             }
             if let Some(rsc) = meta.rsc {
                 bump(&mut self.stats.coalesced_packets);
-                if let Ok(r) = self.ext.rsc.get_mut(packets, pkt) {
-                    *r = rsc;
+                if let Some(r) = &ext.rsc {
+                    r.write(pkt, rsc);
                 }
             }
             if let Some(h) = hash
-                && let Ok(e) = self.ext.hash.get_mut(packets, pkt)
+                && let Some(e) = &ext.hash
             {
-                *e = h;
+                e.write(pkt, h);
             }
             if let Some(t) = tag
-                && let Ok(q) = self.ext.ieee8021q.get_mut(packets, pkt)
+                && let Some(e) = &ext.ieee8021q
             {
+                let mut q = e.read(pkt);
                 let _ = q.set_priority_code_point(t.pcp);
                 let _ = q.set_vlan_identifier(t.vid);
+                e.write(pkt, q);
             }
             if meta.checksum.rx_layer4() == Some(netring::RxChecksumEvaluation::Invalid)
                 || meta.checksum.rx_layer3() == Some(netring::RxChecksumEvaluation::Invalid)

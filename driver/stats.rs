@@ -39,12 +39,13 @@ pub struct FrameCounters {
 impl FrameCounters {
     /// Counts one frame by its destination address.
     pub fn count(&mut self, dst: &[u8; 6], bytes: u64) {
-        let (frames, total) = if *dst == [0xff; 6] {
-            (&mut self.broadcast_frames, &mut self.broadcast_bytes)
-        } else if dst[0] & 1 != 0 {
-            (&mut self.multicast_frames, &mut self.multicast_bytes)
-        } else {
+        // Unicast first: one bit decides the common case.
+        let (frames, total) = if dst[0] & 1 == 0 {
             (&mut self.unicast_frames, &mut self.unicast_bytes)
+        } else if *dst == [0xff; 6] {
+            (&mut self.broadcast_frames, &mut self.broadcast_bytes)
+        } else {
+            (&mut self.multicast_frames, &mut self.multicast_bytes)
         };
         bump(frames);
         add(total, bytes);
@@ -152,4 +153,6 @@ pub struct RxStats {
     /// sized for every buffer found full (a buffer freed twice): the buffer is not listed
     /// again, or the packet is dropped. Always 0 unless the engine has a bug.
     pub internal_errors: u64,
+    /// Notifications (kicks) sent to the device, `stall_kicks` included.
+    pub kicks: u64,
 }

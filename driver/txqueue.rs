@@ -33,7 +33,9 @@ use netring::{
     NetFragmentVirtualAddress, NetPacket, NetPacketChecksum, NetPacketGso, NetPacketIeee8021q,
     PacketRing, RingError,
 };
-use offload::tx::{DeviceTx, TxAction, TxRequest, insert_vlan, padding, prepare, vlan_tag_for};
+use offload::tx::{
+    DeviceTx, TxAction, TxRequest, insert_vlan, padding, prepare, prepare_parsed, vlan_tag_for,
+};
 use offload::{Layout, OffloadError};
 use virtio::Features;
 use virtio::hal::{Dma, DmaRegion};
@@ -362,6 +364,7 @@ impl TxQueue {
         // Post [NextIndex, EndIndex).
         let mut reaped = 0u32;
         let mut reaped_for_buffers = false;
+        let mut fragment_next = None;
         let mut post = packets.post().map_err(TxFault::Ring)?;
         while let Some(p) = post.current().copied() {
             let idx = post.index();
@@ -391,10 +394,16 @@ impl TxQueue {
                     break;
                 }
             }
-            self.record_fragment_end(idx, &p, fragments)?;
+            if let Some(end) = self.record_fragment_end(idx, &p, fragments) {
+                fragment_next = Some(end);
+            }
             post.advance();
         }
         post.set();
+        // The fragments of every packet taken are the driver's: NextIndex once per Advance.
+        if let Some(end) = fragment_next {
+            fragments.set_next_index(end).map_err(TxFault::Ring)?;
+        }
         if self.vq.publish() {
             bump(&mut self.stats.kicks);
             out.kicked = true;
@@ -408,33 +417,21 @@ impl TxQueue {
     /// shared buffer goes back to the pool. Returns how many. Bounded: the
     /// virtqueue returns each chain in flight once, and fails on anything else.
     fn reap(&mut self) -> Result<u32, TxFault> {
-        let mut reaped = 0u32;
-        loop {
-            match self.vq.pop_used() {
-                Ok(Some(u)) => {
-                    reaped = reaped.saturating_add(1);
-                    let idx = self
-                        .owner
-                        .get(usize::from(u.id))
-                        .copied()
-                        .unwrap_or(u32::MAX);
-                    if let Some(d) = self.done.get_mut(idx as usize) {
-                        *d = true;
-                    }
-                    if let (Some(pool), Some(&b)) = (
-                        self.bounce.as_mut(),
-                        self.chain_buffer.get(usize::from(u.id)),
-                    ) {
-                        pool.release(b);
-                    }
-                }
-                Ok(None) => return Ok(reaped),
-                Err(e) => {
-                    bump(&mut self.stats.device_faults);
-                    return Err(TxFault::Device(e));
-                }
+        let (owner, done) = (&self.owner, &mut self.done);
+        let (bounce, chain_buffer) = (&mut self.bounce, &self.chain_buffer);
+        let r = self.vq.drain_used(|u| {
+            let idx = owner.get(usize::from(u.id)).copied().unwrap_or(u32::MAX);
+            if let Some(d) = done.get_mut(idx as usize) {
+                *d = true;
             }
-        }
+            if let (Some(pool), Some(&b)) = (bounce.as_mut(), chain_buffer.get(usize::from(u.id))) {
+                pool.release(b);
+            }
+        });
+        r.map_err(|e| {
+            bump(&mut self.stats.device_faults);
+            TxFault::Device(e)
+        })
     }
 
     /// The flushing Advance's post: every packet in [NextIndex, EndIndex) is done without a
@@ -444,6 +441,7 @@ impl TxQueue {
         packets: &mut PacketRing<'_>,
         fragments: &mut FragmentRing<'_>,
     ) -> Result<(), TxFault> {
+        let mut fragment_next = None;
         let mut post = packets.post().map_err(TxFault::Ring)?;
         while let Some(p) = post.current().copied() {
             let idx = post.index();
@@ -451,21 +449,26 @@ impl TxQueue {
                 *d = true;
             }
             bump(&mut self.stats.flushed);
-            self.record_fragment_end(idx, &p, fragments)?;
+            if let Some(end) = self.record_fragment_end(idx, &p, fragments) {
+                fragment_next = Some(end);
+            }
             post.advance();
         }
         post.set();
+        if let Some(end) = fragment_next {
+            fragments.set_next_index(end).map_err(TxFault::Ring)?;
+        }
         Ok(())
     }
 
-    /// Records where packet `idx`'s fragments end (so the drain need not recompute it) and
-    /// hands the OS's fragments up to there to the driver.
+    /// Records where packet `idx`'s fragments end (so the drain need not recompute it); returns
+    /// it, for the caller to hand the OS's fragments up to there to the driver (NextIndex).
     fn record_fragment_end(
         &mut self,
         idx: u32,
         p: &NetPacket,
-        fragments: &mut FragmentRing<'_>,
-    ) -> Result<(), TxFault> {
+        fragments: &FragmentRing<'_>,
+    ) -> Option<u32> {
         let end = if p.fragment_count > 0 {
             FragmentRange::of(p, fragments).map_or(u32::MAX, |r| r.end())
         } else {
@@ -474,10 +477,7 @@ impl TxQueue {
         if let Some(e) = self.fragment_end.get_mut(idx as usize) {
             *e = end;
         }
-        if end != u32::MAX {
-            fragments.set_next_index(end).map_err(TxFault::Ring)?;
-        }
-        Ok(())
+        (end != u32::MAX).then_some(end)
     }
 
     /// Returns finished packets (and their fragments) in ring order.
@@ -562,6 +562,25 @@ impl TxQueue {
         frags: &mut Vec<FrameFragment>,
         segs: &mut Vec<Segment>,
     ) -> Posted {
+        let wants_offload = checksum.to_bits() != 0 || gso.mss() > 0;
+        let tag = if tag_ext.is_some_and(|t| t.tx_tagging_raw() != 0) || self.settings.vlan_id != 0
+        {
+            vlan_tag_for(
+                tag_ext,
+                self.settings.vlan_id,
+                self.settings.insert_priority,
+                self.settings.insert_vlan,
+            )
+        } else {
+            None
+        };
+        // Nothing to rewrite (direct mode): the chain is the header slot (filled in below),
+        // then every fragment by logical address — built in the gathering pass.
+        let prebuilt = !wants_offload && tag.is_none() && self.bounce.is_none();
+        if prebuilt && !crate::fallible::push_within(segs, Segment { addr: 0, len: 0 }) {
+            bump(&mut self.stats.bad_packets);
+            return Posted::Done;
+        }
         let mut total = 0usize;
         for i in range {
             let Ok(f) = fragments.get(i) else {
@@ -580,8 +599,14 @@ impl TxQueue {
                 la: la.logical_address.wrapping_add(u64::from(f.offset())),
                 len: f.valid_length(),
             };
-            // Fewer than MAX_SEGMENTS fragments (post_one), so this always fits.
-            if !crate::fallible::push_within(frags, frag) {
+            // Fewer than MAX_SEGMENTS fragments (post_one), so these always fit.
+            let seg = Segment {
+                addr: frag.la,
+                len: frag.len,
+            };
+            if !crate::fallible::push_within(frags, frag)
+                || (prebuilt && !crate::fallible::push_within(segs, seg))
+            {
                 bump(&mut self.stats.bad_packets);
                 return Posted::Done;
             }
@@ -594,25 +619,16 @@ impl TxQueue {
             return Posted::Done;
         }
         let confidential = self.bounce.is_some();
-        if !self
-            .vq
-            .can_add(if confidential { 1 } else { n.saturating_add(1) })
+        let short = total < offload::tx::MIN_FRAME && gso.mss() == 0;
+        // A chain that rewrites nothing and counts nothing before `add` needs no check first:
+        // `add` says Full the same way.
+        if (!prebuilt || short)
+            && !self
+                .vq
+                .can_add(if confidential { 1 } else { n.saturating_add(1) })
         {
             return Posted::Full;
         }
-        let wants_offload = checksum.to_bits() != 0 || gso.mss() > 0;
-        let tag = if tag_ext.is_some_and(|t| t.tx_tagging_raw() != 0) || self.settings.vlan_id != 0
-        {
-            vlan_tag_for(
-                tag_ext,
-                self.settings.vlan_id,
-                self.settings.insert_priority,
-                self.settings.insert_vlan,
-            )
-        } else {
-            None
-        };
-        let short = total < offload::tx::MIN_FRAME && gso.mss() == 0;
         let req = TxRequest {
             layout: p.layout,
             checksum,
@@ -641,9 +657,13 @@ impl TxQueue {
         let dev = self.dev;
         // Where the header (and any rewritten headers) are made: the packet's header slot, or
         // in confidential mode private memory, copied into the shared buffer when complete.
-        let mut private = [0u8; HDR_SLOT];
+        // Zeroed only when used (confidential mode): 256 bytes per packet otherwise.
+        let mut private;
         let slot: &mut [u8] = match (&buffer, header_slot(&mut self.slots, idx)) {
-            (Some(_), _) => &mut private,
+            (Some(_), _) => {
+                private = [0u8; HDR_SLOT];
+                &mut private
+            }
             (None, Some(s)) => s,
             (None, None) => {
                 bump(&mut self.stats.bad_packets);
@@ -722,11 +742,19 @@ impl TxQueue {
                 addr: slot_dev,
                 len: slot_len as u32,
             };
-            if !crate::fallible::push_within(segs, seg) {
-                bump(&mut self.stats.bad_packets);
-                return Posted::Done;
+            let ready = prebuilt && skip == 0;
+            if let (true, Some(s)) = (ready, segs.first_mut()) {
+                *s = seg;
+            } else {
+                // Headers were copied into the slot (or a short frame whole): the fragments'
+                // part of the chain starts past them.
+                segs.clear();
+                if !crate::fallible::push_within(segs, seg) {
+                    bump(&mut self.stats.bad_packets);
+                    return Posted::Done;
+                }
             }
-            if skip < total {
+            if !ready && skip < total {
                 let mut skip = skip;
                 for f in frags.iter() {
                     let len = f.len as usize;
@@ -766,7 +794,9 @@ impl TxQueue {
                 }
                 Posted::Chain
             }
-            Err(QueueError::Full) => {
+            // What `can_add` refuses (skipped for plain chains) waits, as it did: a full or
+            // broken virtqueue, a chain it cannot take.
+            Err(QueueError::Full | QueueError::Broken | QueueError::TooManySegments) => {
                 give_back(&mut self.bounce, buffer);
                 Posted::Full
             }
@@ -855,7 +885,8 @@ fn rewrite_headers(
 ) -> Result<(NetHeader, usize, usize), ()> {
     // The headers that parsed, as deep as they go: `prepare` decides whether the request
     // needs more (an IPv4 header checksum does not need the TCP header to parse).
-    let hlen = match Layout::parse_prefix(headers) {
+    let layout = Layout::parse_prefix(headers);
+    let hlen = match layout {
         (l, _) if l.l2_len != 0 => l.header_len(),
         _ if !wants_offload => 14,
         _ => {
@@ -876,7 +907,14 @@ fn rewrite_headers(
     let frame_len = total.saturating_add(len.saturating_sub(hlen));
     let mut hdr = NetHeader::default();
     if wants_offload {
-        match prepare(slot.get_mut(..len).ok_or(())?, frame_len, req, dev) {
+        let out = slot.get_mut(..len).ok_or(())?;
+        // Untagged, the slot holds the very header bytes parsed above (cut at their length):
+        // no second parse. A tag moved them: parse the slot.
+        let prepared = match tag {
+            None if layout.0.l2_len != 0 => prepare_parsed(out, layout, frame_len, req, dev),
+            _ => prepare(out, frame_len, req, dev),
+        };
+        match prepared {
             Ok((_, TxAction::Offload(h))) => hdr = h,
             Ok((_, TxAction::Segment(_))) => {
                 bump(&mut stats.unsegmentable);

@@ -361,4 +361,19 @@ impl<T: Payload> Bound<'_, T> {
         // creates no reference, and T is valid for any bits.
         unsafe { p.read() }
     }
+
+    /// Writes `value` as the payload of element `index & mask` — for the driver's own elements
+    /// (those it owns in this callback), as [`Extension::get_mut`] would, without its per-call
+    /// checks.
+    #[inline]
+    pub fn write(&self, index: u32, value: T) {
+        let p = self
+            .base
+            .wrapping_add(((index & self.mask) as usize).wrapping_mul(self.stride))
+            .cast::<T>();
+        // SAFETY: as in `read` — the payload is in bounds and aligned; the write creates no
+        // reference, and the payload bytes lie after the ring's own element, where no
+        // reference the ring view hands out (to a packet or a fragment) reaches.
+        unsafe { p.write(value) }
+    }
 }

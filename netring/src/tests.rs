@@ -357,6 +357,38 @@ fn extensions_read_and_write_at_their_offsets() {
     assert_eq!(&e0[hash..hash + 6], &[4, 3, 2, 1, 0x24, 0]);
 }
 
+/// A bound handle writes where `get_mut` would, also while a packet of the same ring is
+/// borrowed mutably (the payload lies after the packet's bytes), and the index wraps by mask.
+#[test]
+fn bound_extensions_write_at_their_offsets() {
+    let (stride, [csum, _, q, _]) = packet_layout([3, 0, 5, 2], 2);
+    let mut mem = OwnedRing::new(16, stride).unwrap();
+    let ext_csum = mem.extension(csum, true);
+    let ext_q = mem.extension(q, true);
+    {
+        let mut r = mem.view::<NetPacket>().unwrap();
+        let h_csum = Extension::<NetPacketChecksum>::new(&ext_csum, &r).unwrap();
+        let h_q = Extension::<NetPacketIeee8021q>::new(&ext_q, &r).unwrap();
+        let (b_csum, b_q) = (h_csum.bind(&r).unwrap(), h_q.bind(&r).unwrap());
+        let p = r.get_mut(9).unwrap();
+        b_csum.write(
+            9,
+            NetPacketChecksum::tx(TxChecksumAction::Required, TxChecksumAction::Required),
+        );
+        p.fragment_count = 7;
+        let mut tag = b_q.read(15 + 16);
+        tag.set_vlan_identifier(42).unwrap();
+        b_q.write(15 + 16, tag);
+        assert_eq!(h_q.get(&r, 15).unwrap().vlan_identifier(), 42);
+        assert_eq!(b_csum.read(9), *h_csum.get(&r, 9).unwrap());
+    }
+    let e9 = mem.element_bytes(9).unwrap();
+    assert_eq!(e9[csum], 0b10_10_00);
+    assert_eq!(&e9[4..6], &7u16.to_le_bytes());
+    let e15 = mem.element_bytes(15).unwrap();
+    assert_eq!(&e15[q..q + 2], &(42u16 << 3).to_le_bytes());
+}
+
 #[test]
 fn bad_extension_handles_are_refused() {
     let mut mem = OwnedRing::new(8, 24).unwrap();

@@ -138,7 +138,20 @@ pub fn prepare(
     req: &TxRequest,
     dev: DeviceTx,
 ) -> Result<(Layout, TxAction), OffloadError> {
-    let (l, stopped) = Layout::parse_prefix(headers);
+    let parsed = Layout::parse_prefix(headers);
+    prepare_parsed(headers, parsed, frame_len, req, dev)
+}
+
+/// [`prepare`] for a caller that already parsed these very bytes: `parsed` must be what
+/// [`Layout::parse_prefix`] returns for `headers` (or for a longer frame they begin, cut at
+/// the layout's header length) — the parse is not repeated.
+pub fn prepare_parsed(
+    headers: &mut [u8],
+    (l, stopped): (Layout, Option<crate::ParseError>),
+    frame_len: usize,
+    req: &TxRequest,
+    dev: DeviceTx,
+) -> Result<(Layout, TxAction), OffloadError> {
     let mss = req.gso.mss();
     let l4_csum = req.checksum.tx_layer4() == Some(TxChecksumAction::Required);
     let ip_csum = req.checksum.tx_layer3() == Some(TxChecksumAction::Required);

@@ -167,12 +167,9 @@ fn virtionet_rx(ram: &GuestRam, len: usize, bounce: bool, iters: u64) -> Duratio
     }
     for _ in 0..iters {
         os.post(BATCH as u32, BATCH as u32);
-        let mut budget = BATCH;
-        dev.run(&translate, &mut |p, cap| {
-            if budget == 0 {
-                return 0;
-            }
-            budget -= 1;
+        // BATCH frames arrive; the other posted buffers stay with the device (completing
+        // them all, empty, made every other iteration indicate nothing and drop 192 runts).
+        dev.run_at_most(BATCH as u32, &translate, &mut |p, cap| {
             let n = bytes.len().min(cap as usize);
             // SAFETY: p is a posted buffer of `cap` bytes in the arena.
             unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), p, n) };

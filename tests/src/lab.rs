@@ -34,6 +34,14 @@ pub struct QemuMachine {
     pub extra: Vec<QueuePair>,
     /// Whether MSI-X vectors are in use (interrupts land in RAM words).
     pub msix: bool,
+    /// With `msix` and `count_interrupts`: the polls of queue pair 0 ([`pump`](Self::pump))
+    /// that found its RX (index 0) or TX (1) vector fired since the previous poll — a lower
+    /// bound on the device's interrupts (several between two polls count once). The harness
+    /// polls without arming, so the device's notifications stay on.
+    pub interrupts: [u64; 2],
+    /// Whether [`pump`](Self::pump) takes (and counts) pair 0's MSI-X words; off by default,
+    /// so that callers reading the words themselves ([`take_msix`](Self::take_msix)) see them.
+    pub count_interrupts: bool,
     /// Control commands the device refused or failed.
     pub control_errors: u32,
     /// No control command was in flight at the last poll.
@@ -114,6 +122,8 @@ impl QemuMachine {
             os_rx: first.os_rx,
             extra: all,
             msix,
+            interrupts: [0; 2],
+            count_interrupts: false,
             control_errors: 0,
             control_idle: false,
             bring_up_commands,
@@ -125,6 +135,14 @@ impl QemuMachine {
     /// queue's progress.
     pub fn pump(&mut self, pending: &mut Vec<TxFrame>) -> Result<(), String> {
         self.poll_control();
+        if self.msix && self.count_interrupts {
+            // Queue index + 1: RX 0 on vector 1, TX 0 on vector 2.
+            for (k, v) in [(0, 1), (1, 2)] {
+                if self.take_msix(v) {
+                    self.interrupts[k] += 1;
+                }
+            }
+        }
         pump_queues(
             &self.qemu,
             &mut self.adapter,

@@ -634,3 +634,67 @@ fn used_length_past_the_buffer_is_a_device_fault() {
     assert!(b.os.frames.is_empty());
     assert_eq!(b.rx.stats().device_faults, 1);
 }
+
+/// The private header copy starts with the first frame bytes (rxqueue::HEAD_FIRST) and grows
+/// only when the headers may go further: an IPv6 packet whose Hop-by-Hop options (256 bytes)
+/// and TCP header end 350 bytes in still parses to TCP with the whole chain in
+/// Layer3HeaderLength, and IPv4 and TCP with 40 option bytes each (134 bytes of headers) to TCP
+/// with its full length.
+#[test]
+fn headers_past_the_first_copy_still_parse_fully() {
+    use netring::{Layer3Type, Layer4Type};
+    let mut b = setup(31, false, Features::VERSION_1);
+    // IPv6: next header 0 (Hop-by-Hop, 256 bytes: Hdr Ext Len 31, PadN filling it), then TCP.
+    let mut v6 = vec![0u8; 40];
+    v6[0] = 0x60;
+    v6[4..6].copy_from_slice(&((256 + 20 + 16) as u16).to_be_bytes());
+    v6[6] = 0; // Hop-by-Hop
+    v6[7] = 64;
+    v6[8..24].copy_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    v6[24..40].copy_from_slice(&[0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+    let mut hbh = vec![0u8; 256];
+    hbh[0] = 6; // next: TCP
+    hbh[1] = 31; // (31 + 1) * 8 = 256 bytes
+    hbh[2] = 1; // PadN
+    hbh[3] = 252;
+    v6.extend_from_slice(&hbh);
+    let mut tcp = vec![0u8; 20];
+    tcp[12] = 5 << 4;
+    tcp[13] = 0x10;
+    v6.extend_from_slice(&tcp);
+    v6.extend_from_slice(&[0x5a; 16]);
+    // IPv4 with 40 option bytes (IHL 15), TCP with 40 option bytes (data offset 15).
+    let mut v4 = vec![0u8; 60];
+    v4[0] = 0x4f;
+    v4[2..4].copy_from_slice(&((60 + 60 + 16) as u16).to_be_bytes());
+    v4[8] = 64;
+    v4[9] = 6;
+    v4[12..16].copy_from_slice(&[10, 0, 0, 1]);
+    v4[16..20].copy_from_slice(&[10, 0, 0, 2]);
+    v4[20..60].fill(1); // NOP options
+    let mut tcp = vec![0u8; 60];
+    tcp[12] = 15 << 4;
+    tcp[13] = 0x10;
+    tcp[20..60].fill(1); // NOP options
+    v4.extend_from_slice(&tcp);
+    v4.extend_from_slice(&[0x5a; 16]);
+    let frames = vec![
+        frame([2, 0, 0, 0, 0, 1], 0x86dd, &v6),
+        frame([2, 0, 0, 0, 0, 1], 0x0800, &v4),
+    ];
+    run_traffic(&mut b, &frames);
+    assert_eq!(b.os.frames.len(), 2);
+    let l = b.os.frames[0].layout;
+    assert_eq!(l.layer3_type(), Some(Layer3Type::Ipv6WithExtensions));
+    assert_eq!(l.layer3_header_length(), 40 + 256);
+    assert_eq!(l.layer4_type(), Some(Layer4Type::Tcp));
+    assert_eq!(l.layer4_header_length(), 20);
+    let l = b.os.frames[1].layout;
+    assert_eq!(l.layer3_type(), Some(Layer3Type::Ipv4WithOptions));
+    assert_eq!(l.layer3_header_length(), 60);
+    assert_eq!(l.layer4_type(), Some(Layer4Type::Tcp));
+    assert_eq!(l.layer4_header_length(), 60);
+    for (got, sent) in b.os.frames.iter().zip(&frames) {
+        assert_eq!(&got.bytes, sent);
+    }
+}

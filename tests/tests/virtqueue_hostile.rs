@@ -249,3 +249,139 @@ fn fuzz_smoke_reap_with_device_writes() {
     }
     assert_eq!(ram.arena().outstanding(), 0);
 }
+
+/// `drain_used` (the engines' batched reap) refuses what `pop_used` refuses, with the same
+/// error, after handing over the good entries before the bad one; the queue is broken after.
+#[test]
+fn split_drain_used_refuses_every_violation_like_pop_used() {
+    let ram = GuestRam::new(1 << 20);
+    let mut got = Vec::new();
+    // A good completion, then an id out of range.
+    let mut q = split(&ram, 8);
+    let a = q.add(&R, &W).unwrap();
+    q.add(&R, &W).unwrap();
+    q.publish();
+    split_used(&ram, &q, 0, u32::from(a), 7, 1);
+    split_used(&ram, &q, 1, 8, 0, 2);
+    assert_eq!(
+        q.drain_used(|u| got.push((u.id, u.len))),
+        Err(QueueError::DeviceIdOutOfRange { id: 8 })
+    );
+    assert_eq!(got, [(a, 7)]);
+    assert_broken(&mut q);
+    assert_eq!(q.drain_used(|_| ()), Err(QueueError::Broken));
+    // The same id twice.
+    let mut q = split(&ram, 8);
+    let a = q.add(&R, &W).unwrap();
+    q.add(&R, &W).unwrap();
+    q.publish();
+    split_used(&ram, &q, 0, u32::from(a), 0, 1);
+    split_used(&ram, &q, 1, u32::from(a), 0, 2);
+    assert_eq!(
+        q.drain_used(|_| ()),
+        Err(QueueError::DeviceIdNotInFlight { id: u32::from(a) })
+    );
+    assert_broken(&mut q);
+    // More bytes than the chain can take.
+    let mut q = split(&ram, 8);
+    let a = q.add(&R, &W).unwrap();
+    q.publish();
+    split_used(&ram, &q, 0, u32::from(a), 101, 1);
+    assert_eq!(
+        q.drain_used(|_| ()),
+        Err(QueueError::DeviceLengthTooLarge {
+            id: a,
+            len: 101,
+            max: 100
+        })
+    );
+    assert_broken(&mut q);
+    // More completions than chains in flight.
+    let mut q = split(&ram, 8);
+    q.add(&R, &W).unwrap();
+    q.publish();
+    split_used(&ram, &q, 0, 0, 0, 2);
+    assert_eq!(
+        q.drain_used(|_| ()),
+        Err(QueueError::DeviceIndexJump {
+            last: 0,
+            published: 2
+        })
+    );
+    assert_broken(&mut q);
+}
+
+/// On a well-behaved device `drain_used` returns what `pop_used` would, in order, and leaves
+/// the queue as `pop_used` does: every descriptor free again, `used_event` at the last entry.
+#[test]
+fn split_drain_used_matches_pop_used() {
+    let ram = GuestRam::new(1 << 20);
+    let mk = || {
+        VirtQueue::new(
+            ram.arena(),
+            QueueConfig {
+                size: 16,
+                layout: Layout::Split,
+                event_idx: true,
+                max_indirect: 0,
+            },
+        )
+        .unwrap()
+    };
+    let (mut p, mut d) = (mk(), mk());
+    let mut rng = Rng::new(7);
+    for round in 0..50 {
+        let n = 1 + rng.below(8) as u16; // two descriptors a chain, 16 in the ring
+        let mut heads = [Vec::new(), Vec::new()];
+        for (q, h) in [&mut p, &mut d].into_iter().zip(&mut heads) {
+            for _ in 0..n {
+                h.push(q.add(&R, &W).unwrap());
+            }
+            q.publish();
+        }
+        assert_eq!(heads[0], heads[1], "same operations, same ids");
+        // The device completes every chain, in a shuffled order, with lengths up to 100.
+        let mut ids = heads[0].clone();
+        for i in (1..ids.len()).rev() {
+            ids.swap(i, rng.below(i as u64 + 1) as usize);
+        }
+        let lens: Vec<u32> = ids.iter().map(|_| rng.below(101) as u32).collect();
+        let mut by_pop = Vec::new();
+        let mut by_drain = Vec::new();
+        for q in [&p, &d] {
+            let used = q.addresses().device;
+            let base = u16::from_le_bytes({
+                let mut b = [0; 2];
+                assert!(ram.arena().read(used + 2, &mut b));
+                b
+            });
+            for (k, (&id, &len)) in ids.iter().zip(&lens).enumerate() {
+                let slot = base.wrapping_add(k as u16) % 16;
+                split_used(
+                    &ram,
+                    q,
+                    slot,
+                    u32::from(id),
+                    len,
+                    base.wrapping_add(k as u16 + 1),
+                );
+            }
+        }
+        while let Some(u) = p.pop_used().unwrap() {
+            by_pop.push((u.id, u.len));
+        }
+        let n_drained = d.drain_used(|u| by_drain.push((u.id, u.len))).unwrap();
+        assert_eq!(by_pop, by_drain, "round {round}");
+        assert_eq!(n_drained as usize, by_drain.len());
+        assert_eq!((p.num_free(), p.in_flight()), (d.num_free(), d.in_flight()));
+        assert_eq!(d.drain_used(|_| ()), Ok(0));
+        for q in [&p, &d] {
+            let a = q.addresses();
+            let mut ev = [0; 2];
+            assert!(ram.arena().read(a.driver + 4 + 2 * 16, &mut ev));
+            let mut idx = [0; 2];
+            assert!(ram.arena().read(a.device + 2, &mut idx));
+            assert_eq!(ev, idx, "used_event at the last entry");
+        }
+    }
+}

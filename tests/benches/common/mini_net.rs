@@ -46,11 +46,22 @@ impl MiniQueue {
         translate: &dyn Fn(u64) -> *mut u8,
         fill: &mut dyn FnMut(*mut u8, u32) -> u32,
     ) -> u32 {
+        self.run_at_most(u32::MAX, translate, fill)
+    }
+
+    /// Completes at most `max` available chains, in order (a receive device with `max` frames
+    /// to deliver: the other buffers stay posted).
+    pub fn run_at_most(
+        &mut self,
+        max: u32,
+        translate: &dyn Fn(u64) -> *mut u8,
+        fill: &mut dyn FnMut(*mut u8, u32) -> u32,
+    ) -> u32 {
         let avail_idx = rd16(self.avail.wrapping_add(2));
         fence(Ordering::Acquire);
         let mut n = 0;
         let size = usize::from(self.size);
-        while self.last_avail != avail_idx {
+        while self.last_avail != avail_idx && n < max {
             let head = rd16(
                 self.avail
                     .wrapping_add(4 + 2 * (usize::from(self.last_avail) % size)),

@@ -386,6 +386,62 @@ impl SplitQueue {
         Ok(Some(Used { id: id16, len }))
     }
 
+    /// See `VirtQueue::drain_used`.
+    #[inline]
+    pub(crate) fn drain_used(&mut self, mut f: impl FnMut(Used)) -> Result<u32, QueueError> {
+        if self.broken {
+            return Err(QueueError::Broken);
+        }
+        let published = self
+            .mem
+            .load16(self.used_off.wrapping_add(2), Ordering::Acquire);
+        let count = published.wrapping_sub(self.last_used);
+        if count == 0 {
+            return Ok(0);
+        }
+        if count > self.in_flight {
+            self.broken = true;
+            return Err(QueueError::DeviceIndexJump {
+                last: self.last_used,
+                published,
+            });
+        }
+        self.used_seen = published;
+        // count <= in_flight <= size: bounded.
+        for _ in 0..count {
+            let (id, len) = self.load_used_elem(self.last_used);
+            let Some(slot) = usize::try_from(id).ok().and_then(|i| self.slots.get_mut(i)) else {
+                self.broken = true;
+                return Err(QueueError::DeviceIdOutOfRange { id });
+            };
+            let id16 = id as u16;
+            if !slot.in_flight {
+                self.broken = true;
+                return Err(QueueError::DeviceIdNotInFlight { id });
+            }
+            if len > slot.writable {
+                let max = slot.writable;
+                self.broken = true;
+                return Err(QueueError::DeviceLengthTooLarge { id: id16, len, max });
+            }
+            slot.in_flight = false;
+            let (tail, descs) = (slot.tail, slot.descs);
+            if let Some(link) = self.next.get_mut(usize::from(tail)) {
+                *link = self.free_head;
+            }
+            self.free_head = id16;
+            self.num_free = self.num_free.saturating_add(descs);
+            self.in_flight = self.in_flight.saturating_sub(1);
+            self.last_used = self.last_used.wrapping_add(1);
+            f(Used { id: id16, len });
+        }
+        if self.event_idx && self.notifications {
+            self.write_used_event(self.last_used);
+        }
+        // Every entry was handed over (a bad one returned above).
+        Ok(u32::from(count))
+    }
+
     #[inline]
     fn write_used_event(&self, v: u16) {
         self.mem.store16(

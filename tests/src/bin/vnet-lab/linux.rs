@@ -491,7 +491,9 @@ fn run_tap(a: &Args) -> Result<(), String> {
         tap: Some(("vtap0".into(), ns.name.clone())),
         ..Default::default()
     };
-    let mut m = QemuMachine::start(&opts, &UserSettings::default(), false, 1)?;
+    // MSI-X, so that the device's interrupts can be counted (one RAM word per vector).
+    let mut m = QemuMachine::start(&opts, &UserSettings::default(), true, 1)?;
+    m.count_interrupts = true;
     println!(
         "device: QEMU virtio-net-pci with a vnet_hdr tap in namespace {}, accel {:?}, props '{}'",
         ns.name, m.qemu.accel, a.props
@@ -508,6 +510,8 @@ fn run_tap(a: &Args) -> Result<(), String> {
     let data: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
     let (mut tx_gbps, mut rx_gbps) = (Vec::new(), Vec::new());
     let (mut tx_pkts, mut rx_pkts) = (0u64, 0u64);
+    // Kicks and interrupts per stream direction, summed over the runs.
+    let mut notes = [Notifications::default(); 2];
     let timeout = Duration::from_secs(120);
     for run in 0..a.runs {
         let port = 6000 + run as u16 * 2;
@@ -525,8 +529,10 @@ fn run_tap(a: &Args) -> Result<(), String> {
             port,
         );
         let sent0 = m.tx.stats().sent.frames();
+        let before = Notifications::of(&m);
         let t = Instant::now();
         flow.send_stream(&mut m, &data, 1448, timeout)?;
+        notes[0].add(Notifications::of(&m).since(&before));
         let dt = t.elapsed().as_secs_f64();
         let got = h.join().map_err(|_| "sink thread")??;
         if got != data {
@@ -547,8 +553,10 @@ fn run_tap(a: &Args) -> Result<(), String> {
             42_000 + port,
             port + 1,
         );
+        let before = Notifications::of(&m);
         let t = Instant::now();
         let r = flow.recv_stream(&mut m, timeout)?;
+        notes[1].add(Notifications::of(&m).since(&before));
         let dt = t.elapsed().as_secs_f64();
         h.join().map_err(|_| "source thread")??;
         if r.data != data || r.bad_checksums != 0 {
@@ -589,10 +597,72 @@ fn run_tap(a: &Args) -> Result<(), String> {
         rx_pkts,
         fmt(&rx_gbps)
     );
+    let mib = (a.mib * a.runs) as f64;
+    println!(
+        "notifications per MiB (kicks: driver to device, stall kicks among them; interrupts: \
+         polls that found the queue's MSI-X vector fired, the harness polls without arming):"
+    );
+    for (name, n) in [("guest→kernel", &notes[0]), ("kernel→guest", &notes[1])] {
+        println!(
+            "  {name}: TX kicks {:.2} (stall {:.2}), RX kicks {:.2} (stall {:.2}), \
+             TX interrupts {:.2}, RX interrupts {:.2}",
+            n.tx_kicks as f64 / mib,
+            n.tx_stall_kicks as f64 / mib,
+            n.rx_kicks as f64 / mib,
+            n.rx_stall_kicks as f64 / mib,
+            n.tx_interrupts as f64 / mib,
+            n.rx_interrupts as f64 / mib
+        );
+    }
     print_stats(m.tx.stats(), m.rx.stats());
     let (tx, rx) = (*m.tx.stats(), *m.rx.stats());
     print_events(&mut m.adapter, &tx, &rx);
     Ok(())
+}
+
+/// Kicks and interrupts of queue pair 0 (counters, or a difference of two readings).
+#[derive(Debug, Clone, Copy, Default)]
+struct Notifications {
+    tx_kicks: u64,
+    tx_stall_kicks: u64,
+    rx_kicks: u64,
+    rx_stall_kicks: u64,
+    tx_interrupts: u64,
+    rx_interrupts: u64,
+}
+
+impl Notifications {
+    fn of(m: &QemuMachine) -> Self {
+        let (tx, rx) = (m.tx.stats(), m.rx.stats());
+        Self {
+            tx_kicks: tx.kicks,
+            tx_stall_kicks: tx.stall_kicks,
+            rx_kicks: rx.kicks,
+            rx_stall_kicks: rx.stall_kicks,
+            rx_interrupts: m.interrupts[0],
+            tx_interrupts: m.interrupts[1],
+        }
+    }
+
+    fn since(&self, b: &Self) -> Self {
+        Self {
+            tx_kicks: self.tx_kicks - b.tx_kicks,
+            tx_stall_kicks: self.tx_stall_kicks - b.tx_stall_kicks,
+            rx_kicks: self.rx_kicks - b.rx_kicks,
+            rx_stall_kicks: self.rx_stall_kicks - b.rx_stall_kicks,
+            tx_interrupts: self.tx_interrupts - b.tx_interrupts,
+            rx_interrupts: self.rx_interrupts - b.rx_interrupts,
+        }
+    }
+
+    fn add(&mut self, d: Self) {
+        self.tx_kicks += d.tx_kicks;
+        self.tx_stall_kicks += d.tx_stall_kicks;
+        self.rx_kicks += d.rx_kicks;
+        self.rx_stall_kicks += d.rx_stall_kicks;
+        self.tx_interrupts += d.tx_interrupts;
+        self.rx_interrupts += d.rx_interrupts;
+    }
 }
 
 fn run_inproc(a: &Args) -> Result<(), String> {
