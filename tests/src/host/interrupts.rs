@@ -96,7 +96,11 @@ fn dpc_thread(i: Arc<Interrupt>) {
             });
         }
         i.dpcs.fetch_add(1, Ordering::Relaxed);
-        i.running.store(false, Ordering::Release);
+        {
+            // Under the mutex `flush` waits with, for the same reason as in `shut_down`.
+            let _q = i.queued.lock().unwrap_or_else(|e| e.into_inner());
+            i.running.store(false, Ordering::Release);
+        }
         i.wake.notify_all();
     }
 }
@@ -202,7 +206,12 @@ impl Interrupt {
 
     /// Stops the DPC thread (the object is being deleted).
     pub fn shut_down(&self) {
-        self.exit.store(true, Ordering::Release);
+        {
+            // Under the mutex the DPC thread checks `exit` with: set between its check and
+            // its wait, the wake-up would be lost and the join below would never return.
+            let _q = self.queued.lock().unwrap_or_else(|e| e.into_inner());
+            self.exit.store(true, Ordering::Release);
+        }
         self.wake.notify_all();
         if let Some(t) = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take() {
             let _ = t.join();

@@ -1924,8 +1924,11 @@ impl Drop for Host {
             q.exit();
         }
         *lock(&self.state.controller) = None;
-        for i in lock(&self.state.interrupts).iter() {
+        // Not under the list's mutex: a DPC still running may look its interrupt up.
+        let ints: Vec<_> = lock(&self.state.interrupts).iter().cloned().collect();
+        for i in ints {
             i.disconnect();
+            let _ = i.flush();
             i.shut_down();
         }
         *lock(&CURRENT) = None;
