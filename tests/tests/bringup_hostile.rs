@@ -212,6 +212,14 @@ mod capabilities {
             TransportError::Misaligned {
                 cfg_type: cfg_type::NOTIFY,
             },
+        ); // Even, but no power of two (§4.1.4.4: 0 or an even power of two).
+        let m = model();
+        set32(&m, 0x50 + 16, 6);
+        probe_refused(
+            &m,
+            TransportError::Misaligned {
+                cfg_type: cfg_type::NOTIFY,
+            },
         );
     }
 

@@ -241,9 +241,9 @@ fn check_region(ty: u8, region: &Region, multiplier: u32) -> Result<(), Transpor
         cfg_type::ISR => (1, 1),
         _ => (1, 0),
     };
-    if !region.offset.is_multiple_of(align)
-        || (ty == cfg_type::NOTIFY && !multiplier.is_multiple_of(2))
-    {
+    // §4.1.4.4: the multiplier is 0 or an even power of two.
+    let multiplier_ok = multiplier == 0 || (multiplier >= 2 && multiplier.is_power_of_two());
+    if !region.offset.is_multiple_of(align) || (ty == cfg_type::NOTIFY && !multiplier_ok) {
         return Err(TransportError::Misaligned { cfg_type: ty });
     }
     if region.length < min_len {
