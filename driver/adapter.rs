@@ -29,15 +29,17 @@ use crate::rss::{RssError, RssSettings};
 /// Ticks of the control watchdog ([`Adapter::control_tick`]) a pending control command may
 /// go unanswered before it is given up on. The glue ticks every 10 ms while a command is
 /// pending (a WDF timer, so a device that raises no interrupt is still caught), which makes
-/// this at least one second; a device answers a command at once (QEMU completes it during the
-/// kick). Polls on the control queue's interrupt ([`Adapter::poll_control`]) complete commands
+/// this at least five seconds: a device answers a command at once (QEMU completes it during
+/// the kick), but a VMM's main loop can stall for a second or more (migration, its global
+/// lock), and the timeout ends in a device reset. Ticks, not elapsed time: a paused VM ages a
+/// command by one tick. Polls on the control queue's interrupt ([`Adapter::poll_control`]) complete commands
 /// but do not age them: how often they run says nothing about the time that passed. A command
 /// that times out is counted ([`Adapter::control_timeouts`]), reported
 /// ([`Event::ControlTimeout`]), and the control queue is marked broken until the next device
 /// reset — the command's descriptors and buffer still belong to the device, which may write
 /// them at any time, so they cannot be reused. [`Adapter::restore`] resets the queue and sends
 /// the wanted state again.
-pub const CONTROL_TIMEOUT_TICKS: u32 = 100;
+pub const CONTROL_TIMEOUT_TICKS: u32 = 500;
 
 /// Bring-up failures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -275,7 +275,7 @@ pub const TX_CANCEL_GRACE: u64 = 10_000_000;
 
 /// The control watchdog's period (`WdfTimerStart` due time: negative is relative, 100 ns
 /// units: 10 ms); with [`crate::adapter::CONTROL_TIMEOUT_TICKS`] ticks, an unanswered command
-/// times out after at least one second.
+/// times out after at least five seconds.
 pub const CONTROL_TICK: i64 = -100_000;
 
 /// Counters go to ETW about once a second (100 ns units).
@@ -326,6 +326,9 @@ impl Nic {
     /// by the control queue's interrupt, whose DPC calls this again). While a command is
     /// pending the control watchdog is armed.
     pub fn pump_control(&self) {
+        if self.dead.load(Ordering::Acquire) {
+            return; // failed or gone: nothing more is sent to it
+        }
         let pending = self.with_core(|a| matches!(a.poll_control(), ControlProgress::Pending));
         if pending == Some(true) {
             self.arm_control_watchdog();
@@ -705,12 +708,21 @@ pub extern "C" fn evt_control_watchdog(timer: WDFTIMER) {
         return;
     }
     let r = nic.with_core(|a| {
+        if a.is_removed() {
+            return None;
+        }
         let pending = matches!(a.control_tick(), ControlProgress::Pending);
-        (pending, a.control_broken())
+        Some((pending, a.control_broken()))
     });
     match r {
-        Some((true, _)) => nic.arm_control_watchdog(),
-        Some((false, true)) => nic.fail_and_restart(Recovery::ControlTimeout, 0),
+        // Gone (its registers read all-ones): no command will ever be answered, and a reset of
+        // a device that is not there helps no one; PnP removes the stack.
+        Some(None) => {
+            nic.record(Event::SurpriseRemoved);
+            nic.dead.store(true, Ordering::Release);
+        }
+        Some(Some((true, _))) => nic.arm_control_watchdog(),
+        Some(Some((false, true))) => nic.fail_and_restart(Recovery::ControlTimeout, 0),
         _ => {}
     }
 }
