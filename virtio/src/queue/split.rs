@@ -357,17 +357,32 @@ impl SplitQueue {
             }
             self.used_seen = published;
         }
+        let u = self.take_used()?;
+        if self.event_idx && self.notifications {
+            self.write_used_event(self.last_used);
+        }
+        Ok(Some(u))
+    }
+
+    /// Takes the used entry at `last_used`, which the device has published: checked (an id in
+    /// range and in flight, a length within what the chain let the device write), its chain
+    /// spliced back onto the free list. A bad entry breaks the queue.
+    #[inline]
+    fn take_used(&mut self) -> Result<Used, QueueError> {
         let (id, len) = self.load_used_elem(self.last_used);
         let Some(slot) = usize::try_from(id).ok().and_then(|i| self.slots.get_mut(i)) else {
-            return self.fault(QueueError::DeviceIdOutOfRange { id });
+            self.broken = true;
+            return Err(QueueError::DeviceIdOutOfRange { id });
         };
         let id16 = id as u16;
         if !slot.in_flight {
-            return self.fault(QueueError::DeviceIdNotInFlight { id });
+            self.broken = true;
+            return Err(QueueError::DeviceIdNotInFlight { id });
         }
         if len > slot.writable {
             let max = slot.writable;
-            return self.fault(QueueError::DeviceLengthTooLarge { id: id16, len, max });
+            self.broken = true;
+            return Err(QueueError::DeviceLengthTooLarge { id: id16, len, max });
         }
         slot.in_flight = false;
         let (tail, descs) = (slot.tail, slot.descs);
@@ -380,10 +395,7 @@ impl SplitQueue {
         self.num_free = self.num_free.saturating_add(descs);
         self.in_flight = self.in_flight.saturating_sub(1);
         self.last_used = self.last_used.wrapping_add(1);
-        if self.event_idx && self.notifications {
-            self.write_used_event(self.last_used);
-        }
-        Ok(Some(Used { id: id16, len }))
+        Ok(Used { id: id16, len })
     }
 
     /// See `VirtQueue::drain_used`.
@@ -409,31 +421,8 @@ impl SplitQueue {
         self.used_seen = published;
         // count <= in_flight <= size: bounded.
         for _ in 0..count {
-            let (id, len) = self.load_used_elem(self.last_used);
-            let Some(slot) = usize::try_from(id).ok().and_then(|i| self.slots.get_mut(i)) else {
-                self.broken = true;
-                return Err(QueueError::DeviceIdOutOfRange { id });
-            };
-            let id16 = id as u16;
-            if !slot.in_flight {
-                self.broken = true;
-                return Err(QueueError::DeviceIdNotInFlight { id });
-            }
-            if len > slot.writable {
-                let max = slot.writable;
-                self.broken = true;
-                return Err(QueueError::DeviceLengthTooLarge { id: id16, len, max });
-            }
-            slot.in_flight = false;
-            let (tail, descs) = (slot.tail, slot.descs);
-            if let Some(link) = self.next.get_mut(usize::from(tail)) {
-                *link = self.free_head;
-            }
-            self.free_head = id16;
-            self.num_free = self.num_free.saturating_add(descs);
-            self.in_flight = self.in_flight.saturating_sub(1);
-            self.last_used = self.last_used.wrapping_add(1);
-            f(Used { id: id16, len });
+            let u = self.take_used()?;
+            f(u);
         }
         if self.event_idx && self.notifications {
             self.write_used_event(self.last_used);
