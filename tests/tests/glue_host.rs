@@ -583,6 +583,20 @@ fn needs_reset_with_sends_in_flight_restarts_and_returns_every_send() {
     tear_down(&host);
 }
 
+const PROMISCUOUS: u32 = 0x20;
+
+/// A brought-up stack over the in-process device, which swallows the control command that the
+/// protocol's promiscuous packet filter makes: taken, never answered, no interrupt.
+fn an_unanswered_promiscuous_filter() -> (Arc<InprocBus>, Host) {
+    let bus = inproc();
+    let host = Host::new(bus.clone(), HostConfig::default());
+    bring_up(&host);
+    assert_eq!(host.restarts(), 0);
+    bus.with_device(|d| d.swallow_control = 1);
+    assert!(host.set_receive_filter(NDIS_FILTER | PROMISCUOUS, &[]));
+    (bus, host)
+}
+
 /// A device that takes a control command and never answers it (no used entry, no interrupt):
 /// the driver's control watchdog times the command out without any interrupt to prompt it and
 /// asks for a device reset (reason 7, the control queue), as the reset is what gives a control
@@ -590,13 +604,7 @@ fn needs_reset_with_sends_in_flight_restarts_and_returns_every_send() {
 /// reaches the device.
 #[test]
 fn a_control_command_the_device_never_answers_times_out_and_the_device_is_restarted() {
-    const PROMISCUOUS: u32 = 0x20;
-    let bus = inproc();
-    let host = Host::new(bus.clone(), HostConfig::default());
-    bring_up(&host);
-    let before = host.restarts();
-    bus.with_device(|d| d.swallow_control = 1);
-    assert!(host.set_receive_filter(NDIS_FILTER | PROMISCUOUS, &[]));
+    let (bus, host) = an_unanswered_promiscuous_filter();
     let asked = Instant::now();
     let deadline = asked + Duration::from_secs(20);
     while host.reset_diagnostics.lock().unwrap().is_empty() {
@@ -623,7 +631,7 @@ fn a_control_command_the_device_never_answers_times_out_and_the_device_is_restar
         !bus.with_device(|d| d.filter.promisc),
         "it was never answered"
     );
-    restarted(&host, before + 1);
+    restarted(&host, 1);
     assert!(host.set_receive_filter(NDIS_FILTER | PROMISCUOUS, &[]));
     let deadline = Instant::now() + Duration::from_secs(10);
     while !bus.with_device(|d| d.filter.promisc) {
@@ -645,12 +653,7 @@ fn a_control_command_the_device_never_answers_times_out_and_the_device_is_restar
 /// there — and PnP's surprise removal then finishes at once.
 #[test]
 fn a_control_command_unanswered_by_a_device_that_vanished_asks_for_no_reset() {
-    const PROMISCUOUS: u32 = 0x20;
-    let bus = inproc();
-    let host = Host::new(bus.clone(), HostConfig::default());
-    bring_up(&host);
-    bus.with_device(|d| d.swallow_control = 1);
-    assert!(host.set_receive_filter(NDIS_FILTER | PROMISCUOUS, &[]));
+    let (bus, host) = an_unanswered_promiscuous_filter();
     std::thread::sleep(Duration::from_millis(50));
     bus.model().with(|s| s.misbehave.removed = true);
     // Past the watchdog's bound (5 s) with a margin.
