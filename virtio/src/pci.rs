@@ -353,9 +353,8 @@ impl Capabilities {
                                 *slot = Some(region);
                             }
                             Err(e) => {
-                                let first = usize::from(ty.wrapping_sub(1))
-                                    .min(refused.len().saturating_sub(1));
-                                if let Some(r) = refused.get_mut(first) {
+                                // ty is COMMON..=DEVICE here (1..=4): a slot of `refused`.
+                                if let Some(r) = refused.get_mut(usize::from(ty.wrapping_sub(1))) {
                                     r.get_or_insert(e);
                                 }
                             }
