@@ -596,7 +596,14 @@ impl TxQueue {
                     .virtual_address
                     .cast::<u8>()
                     .wrapping_add(f.offset() as usize),
-                la: la.logical_address.wrapping_add(u64::from(f.offset())),
+                // An OS address that wraps is not a fragment: the packet is dropped.
+                la: match la.logical_address.checked_add(u64::from(f.offset())) {
+                    Some(a) => a,
+                    None => {
+                        bump(&mut self.stats.bad_packets);
+                        return Posted::Done;
+                    }
+                },
                 len: f.valid_length(),
             };
             // Fewer than MAX_SEGMENTS fragments (post_one), so these always fit.

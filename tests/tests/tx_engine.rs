@@ -425,6 +425,40 @@ fn a_flushed_queue_returns_every_packet_and_posts_nothing() {
 }
 
 #[test]
+fn a_plain_fragment_whose_logical_address_wraps_is_dropped_not_posted() {
+    // Nothing to rewrite: the fragment is posted by logical address + Offset as it stands. An
+    // OS address that wraps there is not a fragment: before, it was posted wrapped.
+    let mut b = setup(9, TxSettings::default(), 128);
+    let frame = TxFrame {
+        bytes: tcp4(100, 0x18),
+        ..Default::default()
+    };
+    assert!(b.os.post(b.ram.arena(), &frame));
+    let la_off =
+        b.os.rings
+            .registered(&netring::names::LOGICAL_ADDRESS)
+            .expect("logical address extension")
+            .offset;
+    let frags = &mut b.os.rings.fragments;
+    let i = frags.end_index().wrapping_sub(1) & (frags.len() - 1);
+    let bytes = frags.element_bytes_mut(i).unwrap();
+    let mut f = netring::NetFragment::from_bits(u64::from_le_bytes(bytes[..8].try_into().unwrap()));
+    f.set_offset(f.offset().max(1)).unwrap();
+    bytes[..8].copy_from_slice(&f.to_bits().to_le_bytes());
+    bytes[la_off..la_off + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+    let tx = &mut b.tx;
+    b.os.callback(|p, f| tx.advance(p, f)).expect("advance");
+    assert!(b.device_take().is_empty(), "nothing reached the device");
+    assert_eq!(
+        b.os.reclaim(b.ram.arena()).len(),
+        1,
+        "the packet is back with the OS"
+    );
+    assert_eq!(b.tx.stats().bad_packets, 1);
+    assert_eq!(b.tx.virtqueue().in_flight(), 0);
+}
+
+#[test]
 fn a_fragment_whose_logical_address_wraps_is_dropped_not_posted() {
     // Headers rewritten for a checksum request: the rest of the frame is posted by logical
     // address from past the copied headers (skip = 54 bytes into the fragment). An OS address
