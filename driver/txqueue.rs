@@ -107,6 +107,15 @@ pub enum TxFault {
     Extension(ExtensionError),
 }
 
+/// The driver-owned part of the fragment ring, `[BeginIndex, EndIndex)`, read once per Advance.
+#[derive(Clone, Copy)]
+struct OwnedSpan {
+    begin: u32,
+    count: u32,
+    mask: u32,
+    len: u32,
+}
+
 /// The fragment address extensions, bound to this Advance's fragment ring.
 #[derive(Clone, Copy)]
 struct Addresses<'a> {
@@ -168,6 +177,8 @@ pub struct TxQueue {
     /// datapath neither allocates nor zeroes per packet.
     frags: Vec<FrameFragment>,
     segs: Vec<Segment>,
+    /// The plain path's chain, MAX_SEGMENTS long (filled at creation, written in place).
+    plain: Vec<Segment>,
 }
 
 impl core::fmt::Debug for TxQueue {
@@ -213,6 +224,7 @@ impl TxQueue {
                 crate::fallible::filled(u32::MAX, packet_len as usize)?,
                 crate::fallible::with_capacity(MAX_SEGMENTS)?,
                 crate::fallible::with_capacity(MAX_SEGMENTS)?,
+                crate::fallible::filled(Segment { addr: 0, len: 0 }, MAX_SEGMENTS)?,
                 if confidential {
                     crate::fallible::filled(u32::MAX, usize::from(vq.size()))?
                 } else {
@@ -220,7 +232,7 @@ impl TxQueue {
                 },
             ))
         })();
-        let Ok((owner, done, fragment_end, frags, segs, chain_buffer)) = tables else {
+        let Ok((owner, done, fragment_end, frags, segs, plain, chain_buffer)) = tables else {
             return Err(Rejected {
                 error: TxCreateError::OutOfMemory,
                 vq,
@@ -258,6 +270,7 @@ impl TxQueue {
             stall: StallGuard::default(),
             frags,
             segs,
+            plain,
         })
     }
 
@@ -365,6 +378,17 @@ impl TxQueue {
         let mut reaped = 0u32;
         let mut reaped_for_buffers = false;
         let mut fragment_next = None;
+        // The driver-owned fragments, as the OS left them for this Advance (the post changes
+        // neither end: NextIndex is set after it).
+        let owned = OwnedSpan {
+            begin: fragments.begin_index(),
+            count: fragments.owned_count(),
+            mask: fragments.mask(),
+            len: fragments.len(),
+        };
+        // Packets with nothing to rewrite take the plain path (`post_plain`); a tag the queue
+        // inserts on every packet rules it out.
+        let plain_queue = self.slots.is_some() && self.settings.vlan_id == 0;
         let mut post = packets.post().map_err(TxFault::Ring)?;
         while let Some(p) = post.current().copied() {
             let idx = post.index();
@@ -373,6 +397,22 @@ impl TxQueue {
                 gso.map(|b| b.read(idx)).unwrap_or_default(),
                 tags.map(|b| b.read(idx)),
             );
+            let plain = plain_queue
+                && ext.0.to_bits() == 0
+                && ext.1.mss() == 0
+                && ext.2.is_none_or(|t| t.tx_tagging_raw() == 0);
+            if plain && let Some((r, end)) = self.post_plain(idx, &p, owned, fragments, addrs) {
+                match r {
+                    Posted::Chain => out.posted = out.posted.saturating_add(1),
+                    _ => break,
+                }
+                if let Some(e) = self.fragment_end.get_mut(idx as usize) {
+                    *e = end;
+                }
+                fragment_next = Some(end);
+                post.advance();
+                continue;
+            }
             let mut r = self.post_one(idx, &p, ext, fragments, addrs);
             if matches!(r, Posted::NoBuffer) && !reaped_for_buffers {
                 // The shared buffers are all out: take back those the device returned, once
@@ -507,6 +547,102 @@ impl TxQueue {
             fragments.set_begin_index(b).map_err(TxFault::Ring)?;
         }
         Ok(out)
+    }
+
+    /// The common packet, in direct mode with nothing to rewrite (no offload asked, no tag):
+    /// its chain is the header slot's plain virtio-net header, then the OS's fragments by
+    /// logical address, written straight from the fragment ring. `None` leaves the packet to
+    /// [`post_one`](Self::post_one), untouched: ignored, outside the driver's fragments, too
+    /// many fragments, an address that wraps, under 60 bytes (copied and padded), or a first
+    /// fragment too short to read the destination from. Otherwise (what happened, the fragment
+    /// index past the packet's fragments); on `Posted::Full` nothing was written but the slot.
+    #[inline(always)]
+    fn post_plain(
+        &mut self,
+        idx: u32,
+        p: &NetPacket,
+        owned: OwnedSpan,
+        fragments: &FragmentRing<'_>,
+        addrs: Addresses<'_>,
+    ) -> Option<(Posted, u32)> {
+        let (first, count) = (p.fragment_index, u32::from(p.fragment_count));
+        // The checks of `FragmentRange::of` and `is_owned_by`, against the span read once.
+        if p.ignore()
+            || count == 0
+            || first >= owned.len
+            || count as usize >= MAX_SEGMENTS
+            || u64::from(first.wrapping_sub(owned.begin) & owned.mask)
+                .wrapping_add(u64::from(count))
+                > u64::from(owned.count)
+        {
+            return None;
+        }
+        let slot_dev = self.slot_device(idx)?;
+        let segs = self.plain.get_mut(..MAX_SEGMENTS)?;
+        let (mut n, mut total) = (1usize, 0u32);
+        let mut dst = None;
+        for k in 0..count {
+            let i = first.wrapping_add(k) & owned.mask;
+            let f = fragments.get(i).ok()?;
+            let len = f.valid_length();
+            if len == 0 {
+                continue;
+            }
+            let addr = addrs
+                .la
+                .read(i)
+                .logical_address
+                .checked_add(u64::from(f.offset()))?;
+            if dst.is_none() {
+                if len < 6 {
+                    return None;
+                }
+                let va = addrs.va.read(i).virtual_address.cast::<u8>();
+                // SAFETY: the fragment is the driver's for this Advance (owned, checked above);
+                // NetAdapterCx keeps VirtualAddress + Offset valid for ValidLength ≥ 6 bytes.
+                dst = Some(unsafe {
+                    va.wrapping_add(f.offset() as usize)
+                        .cast::<[u8; 6]>()
+                        .read_unaligned()
+                });
+            }
+            // n ≤ count < MAX_SEGMENTS = segs.len(); lengths below 2^26, at most 63 of them.
+            *segs.get_mut(n)? = Segment { addr, len };
+            n = n.wrapping_add(1);
+            total = total.wrapping_add(len);
+        }
+        let dst = dst?;
+        if (total as usize) < offload::tx::MIN_FRAME {
+            return None;
+        }
+        let slot = header_slot(&mut self.slots, idx)?;
+        // The plain virtio-net header: every field 0 (no offload, num_buffers unused on TX).
+        *slot.first_chunk_mut::<{ NetHeader::SIZE }>()? = [0; NetHeader::SIZE];
+        *segs.first_mut()? = Segment {
+            addr: slot_dev,
+            len: NetHeader::SIZE as u32,
+        };
+        let end = first.wrapping_add(count) & owned.mask;
+        let chain = segs.get(..n)?;
+        let added = match self.vq.try_add_direct(chain, &[]) {
+            Some(id) => Ok(id),
+            None => self.vq.add(chain, &[]),
+        };
+        let r = match added {
+            Ok(id) => {
+                self.stats.sent.count(&dst, u64::from(total));
+                if let Some(o) = self.owner.get_mut(usize::from(id)) {
+                    *o = idx;
+                }
+                Posted::Chain
+            }
+            // As in `build_chain`: what the virtqueue cannot take now waits.
+            Err(QueueError::Full | QueueError::Broken | QueueError::TooManySegments) => {
+                Posted::Full
+            }
+            Err(_) => return None,
+        };
+        Some((r, end))
     }
 
     fn post_one(

@@ -322,6 +322,17 @@ impl VirtQueue {
         dispatch!(self, q => q.add(readable, writable))
     }
 
+    /// [`add`](Self::add) for the datapath's short chains, inlined: `Some(id)` when the chain
+    /// went into the ring as it would with `add`; `None`, with nothing written, when `add` must
+    /// decide (a long chain, a full or broken queue, the packed layout) — call it then.
+    #[inline(always)]
+    pub fn try_add_direct(&mut self, readable: &[Segment], writable: &[Segment]) -> Option<u16> {
+        match self {
+            VirtQueue::Split(q) => q.try_add_direct(readable, writable),
+            VirtQueue::Packed(_) => None,
+        }
+    }
+
     /// Makes every chain added since the last publish visible to the device at once; returns
     /// whether the device wants a notification (kick).
     #[inline]

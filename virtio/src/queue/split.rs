@@ -232,6 +232,80 @@ impl SplitQueue {
         readable: &[Segment],
         writable: &[Segment],
     ) -> Result<u16, QueueError> {
+        let total = readable.len().saturating_add(writable.len());
+        // The datapath's chains (a header and a fragment or two, one receive buffer): direct
+        // descriptors, as `ring_descs` decides for a short chain the ring has room for.
+        if !self.broken
+            && total != 0
+            && total <= super::DIRECT_MAX
+            && total <= usize::from(self.num_free)
+        {
+            return Ok(self.add_direct(readable, writable, total as u16));
+        }
+        self.add_any(readable, writable)
+    }
+
+    /// `add` for a chain that goes in direct descriptors now (at most DIRECT_MAX segments, the
+    /// ring has room, the queue is not broken); `None` (nothing written) for any other.
+    #[inline(always)]
+    pub(crate) fn try_add_direct(
+        &mut self,
+        readable: &[Segment],
+        writable: &[Segment],
+    ) -> Option<u16> {
+        let total = readable.len().saturating_add(writable.len());
+        (!self.broken
+            && total != 0
+            && total <= super::DIRECT_MAX
+            && total <= usize::from(self.num_free))
+        .then(|| self.add_direct(readable, writable, total as u16))
+    }
+
+    /// Writes a chain of `total` (1..=min(DIRECT_MAX, num_free)) direct descriptors.
+    #[inline(always)]
+    fn add_direct(&mut self, readable: &[Segment], writable: &[Segment], total: u16) -> u16 {
+        let head = self.free_head;
+        let (mut idx, mut tail, mut left) = (head, head, total);
+        for seg in readable {
+            left = left.wrapping_sub(1); // one per segment: ends at 0
+            let link = self.next_of(idx);
+            let flags = if left != 0 { DESC_F_NEXT } else { 0 };
+            self.write_desc(idx, seg.addr, seg.len, flags, link);
+            tail = idx;
+            idx = link;
+        }
+        for seg in writable {
+            left = left.wrapping_sub(1);
+            let link = self.next_of(idx);
+            let flags = DESC_F_WRITE | if left != 0 { DESC_F_NEXT } else { 0 };
+            self.write_desc(idx, seg.addr, seg.len, flags, link);
+            tail = idx;
+            idx = link;
+        }
+        self.free_head = idx;
+        // total ≤ num_free (the caller's check); in_flight < size.
+        self.num_free = self.num_free.wrapping_sub(total);
+        self.in_flight = self.in_flight.wrapping_add(1);
+        if let Some(slot) = self.slots.get_mut(usize::from(head & self.mask)) {
+            *slot = Slot {
+                in_flight: true,
+                descs: total,
+                tail,
+                writable: if writable.is_empty() {
+                    0
+                } else {
+                    writable_len(writable)
+                },
+            };
+        }
+        self.store_avail_slot(self.avail_idx, head);
+        self.avail_idx = self.avail_idx.wrapping_add(1);
+        head
+    }
+
+    /// Any chain: direct or through an indirect table (`ring_descs`), or the error.
+    #[inline(never)]
+    fn add_any(&mut self, readable: &[Segment], writable: &[Segment]) -> Result<u16, QueueError> {
         if self.broken {
             return Err(QueueError::Broken);
         }
