@@ -57,6 +57,10 @@ pub const COPY_MAX: usize = HDR_SLOT - NetHeader::SIZE - 4;
 /// Longest chain: the header slot plus OS fragments. The glue declares
 /// `MaximumNumberOfFragments = MAX_SEGMENTS − 1` so the OS bounces anything longer.
 pub const MAX_SEGMENTS: usize = 64;
+const _: () = assert!(
+    MAX_SEGMENTS.is_power_of_two(),
+    "the plain path masks with it"
+);
 
 /// What the user allowed (INF keywords) on top of what the device can do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -177,8 +181,8 @@ pub struct TxQueue {
     /// datapath neither allocates nor zeroes per packet.
     frags: Vec<FrameFragment>,
     segs: Vec<Segment>,
-    /// The plain path's chain, MAX_SEGMENTS long (filled at creation, written in place).
-    plain: Vec<Segment>,
+    /// The plain path's chain, written in place.
+    plain: [Segment; MAX_SEGMENTS],
 }
 
 impl core::fmt::Debug for TxQueue {
@@ -224,7 +228,6 @@ impl TxQueue {
                 crate::fallible::filled(u32::MAX, packet_len as usize)?,
                 crate::fallible::with_capacity(MAX_SEGMENTS)?,
                 crate::fallible::with_capacity(MAX_SEGMENTS)?,
-                crate::fallible::filled(Segment { addr: 0, len: 0 }, MAX_SEGMENTS)?,
                 if confidential {
                     crate::fallible::filled(u32::MAX, usize::from(vq.size()))?
                 } else {
@@ -232,7 +235,7 @@ impl TxQueue {
                 },
             ))
         })();
-        let Ok((owner, done, fragment_end, frags, segs, plain, chain_buffer)) = tables else {
+        let Ok((owner, done, fragment_end, frags, segs, chain_buffer)) = tables else {
             return Err(Rejected {
                 error: TxCreateError::OutOfMemory,
                 vq,
@@ -270,7 +273,7 @@ impl TxQueue {
             stall: StallGuard::default(),
             frags,
             segs,
-            plain,
+            plain: [Segment { addr: 0, len: 0 }; MAX_SEGMENTS],
         })
     }
 
@@ -578,12 +581,12 @@ impl TxQueue {
             return None;
         }
         let slot_dev = self.slot_device(idx)?;
-        let segs = self.plain.get_mut(..MAX_SEGMENTS)?;
+        let segs = &mut self.plain;
         let (mut n, mut total) = (1usize, 0u32);
         let mut dst = None;
         for k in 0..count {
             let i = first.wrapping_add(k) & owned.mask;
-            let f = fragments.get(i).ok()?;
+            let f = fragments.at(i);
             let len = f.valid_length();
             if len == 0 {
                 continue;
@@ -606,8 +609,9 @@ impl TxQueue {
                         .read_unaligned()
                 });
             }
-            // n ≤ count < MAX_SEGMENTS = segs.len(); lengths below 2^26, at most 63 of them.
-            *segs.get_mut(n)? = Segment { addr, len };
+            // n ≤ count < MAX_SEGMENTS = segs.len() (the mask only says so to the compiler);
+            // lengths below 2^26, at most 63 of them.
+            *segs.get_mut(n & (MAX_SEGMENTS - 1))? = Segment { addr, len };
             n = n.wrapping_add(1);
             total = total.wrapping_add(len);
         }

@@ -444,8 +444,10 @@ impl<'a, E: Element> Ring<'a, E> {
         Ok(unsafe { p.cast::<E>().as_mut() })
     }
 
-    /// Element at a masked index (cannot be out of range).
-    pub(crate) fn at(&self, index: u32) -> &E {
+    /// Element `index & ElementIndexMask`: never out of range, so no error to check (for loops
+    /// over indices already masked, such as a packet's fragments).
+    #[inline]
+    pub fn at(&self, index: u32) -> &E {
         let p = self.masked_element_ptr(index);
         // SAFETY: as in `get`; masking keeps the index inside the ring.
         unsafe { p.cast::<E>().as_ref() }
