@@ -425,6 +425,47 @@ fn a_flushed_queue_returns_every_packet_and_posts_nothing() {
 }
 
 #[test]
+fn empty_fragments_are_left_out_of_the_chain_first_or_between() {
+    // Nothing to rewrite: the chain is the header and the fragments with data, in order; an
+    // empty fragment (first or between) gives no descriptor, and the counters see the frame the
+    // device gets.
+    for zeroed in [0usize, 1] {
+        let mut b = setup(11, TxSettings::default(), 128);
+        let bytes = eth([2, 0, 0, 0, 0, 1], 0x88b5, &(0..86).collect::<Vec<u8>>());
+        let frame = TxFrame {
+            bytes: bytes.clone(),
+            split: vec![30, 40],
+            ..Default::default()
+        };
+        assert!(b.os.post(b.ram.arena(), &frame));
+        let frags = &mut b.os.rings.fragments;
+        let i = frags.end_index().wrapping_sub(3 - zeroed as u32) & (frags.len() - 1);
+        let e = frags.element_bytes_mut(i).unwrap();
+        let mut f = netring::NetFragment::from_bits(u64::from_le_bytes(e[..8].try_into().unwrap()));
+        f.set_valid_length(0).unwrap();
+        e[..8].copy_from_slice(&f.to_bits().to_le_bytes());
+        let tx = &mut b.tx;
+        b.os.callback(|p, f| tx.advance(p, f)).expect("advance");
+        let chains = b.device_take();
+        assert_eq!(chains.len(), 1, "one chain");
+        let kept: Vec<u8> = match zeroed {
+            0 => bytes[30..].to_vec(),
+            _ => [&bytes[..30], &bytes[70..]].concat(),
+        };
+        assert_eq!(&chains[0].1[..NetHeader::SIZE], &[0u8; NetHeader::SIZE]);
+        assert_eq!(
+            &chains[0].1[NetHeader::SIZE..],
+            &kept[..],
+            "empty fragment {zeroed}"
+        );
+        assert_eq!(b.tx.stats().bad_packets, 0);
+        assert_eq!(b.tx.stats().sent.bytes(), kept.len() as u64);
+        let dst_unicast = kept[0] & 1 == 0;
+        assert_eq!(b.tx.stats().sent.unicast_frames, u64::from(dst_unicast));
+    }
+}
+
+#[test]
 fn a_plain_fragment_whose_logical_address_wraps_is_dropped_not_posted() {
     // Nothing to rewrite: the fragment is posted by logical address + Offset as it stands. An
     // OS address that wraps there is not a fragment: before, it was posted wrapped.
