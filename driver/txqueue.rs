@@ -600,14 +600,10 @@ impl TxQueue {
                 if len < 6 {
                     return None;
                 }
+                // The destination address: VirtualAddress + Offset, valid for ValidLength ≥ 6
+                // bytes (read once the packet is posted).
                 let va = addrs.va.read(i).virtual_address.cast::<u8>();
-                // SAFETY: the fragment is the driver's for this Advance (owned, checked above);
-                // NetAdapterCx keeps VirtualAddress + Offset valid for ValidLength ≥ 6 bytes.
-                dst = Some(unsafe {
-                    va.wrapping_add(f.offset() as usize)
-                        .cast::<[u8; 6]>()
-                        .read_unaligned()
-                });
+                dst = Some(va.wrapping_add(f.offset() as usize).cast_const());
             }
             // n ≤ count < MAX_SEGMENTS = segs.len() (the mask only says so to the compiler);
             // lengths below 2^26, at most 63 of them.
@@ -634,7 +630,19 @@ impl TxQueue {
         };
         let r = match added {
             Ok(id) => {
-                self.stats.sent.count(&dst, u64::from(total));
+                // SAFETY: the fragment is the driver's for this Advance (owned, checked above);
+                // NetAdapterCx keeps VirtualAddress + Offset valid for ValidLength ≥ 6 bytes.
+                let group = unsafe { dst.read() };
+                if group & 1 == 0 {
+                    // Unicast, the common case.
+                    let c = &mut self.stats.sent;
+                    bump(&mut c.unicast_frames);
+                    add(&mut c.unicast_bytes, u64::from(total));
+                } else {
+                    // SAFETY: as above, 6 bytes.
+                    let dst = unsafe { dst.cast::<[u8; 6]>().read_unaligned() };
+                    self.stats.sent.count(&dst, u64::from(total));
+                }
                 if let Some(o) = self.owner.get_mut(usize::from(id)) {
                     *o = idx;
                 }
