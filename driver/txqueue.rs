@@ -111,8 +111,26 @@ pub enum TxFault {
     Extension(ExtensionError),
 }
 
-/// The driver-owned part of the fragment ring, `[BeginIndex, EndIndex)`, read once per Advance.
+/// Most header bytes the offload path copies and parses (Ethernet, a tag, IPv4 or IPv6 with
+/// options or a few extension headers, TCP with options); deeper headers take the general path.
+const OFFLOAD_HEAD: usize = 128;
+
+/// A packet's fragments as [`TxQueue::gather_direct`] found them.
 #[derive(Clone, Copy)]
+struct Gathered {
+    /// `plain[1..n]` holds them.
+    n: usize,
+    /// Bytes of the frame.
+    total: u32,
+    /// CPU address and length of the first fragment with data (at least 6 bytes).
+    va: *const u8,
+    first_len: u32,
+    /// Fragment index past the packet's fragments.
+    end: u32,
+}
+
+/// The driver-owned part of the fragment ring, `[BeginIndex, EndIndex)`, read once per Advance.
+#[derive(Clone, Copy, Default)]
 struct OwnedSpan {
     begin: u32,
     count: u32,
@@ -183,6 +201,8 @@ pub struct TxQueue {
     segs: Vec<Segment>,
     /// The plain path's chain, written in place.
     plain: [Segment; MAX_SEGMENTS],
+    /// This Advance's driver-owned fragments (for the offload path, out of the loop).
+    owned: OwnedSpan,
 }
 
 impl core::fmt::Debug for TxQueue {
@@ -274,6 +294,7 @@ impl TxQueue {
             frags,
             segs,
             plain: [Segment { addr: 0, len: 0 }; MAX_SEGMENTS],
+            owned: OwnedSpan::default(),
         })
     }
 
@@ -389,9 +410,10 @@ impl TxQueue {
             mask: fragments.mask(),
             len: fragments.len(),
         };
+        self.owned = owned;
         // Packets with nothing to rewrite take the plain path (`post_plain`); a tag the queue
         // inserts on every packet rules it out.
-        let plain_queue = self.slots.is_some() && self.settings.vlan_id == 0;
+        let direct_queue = self.slots.is_some() && self.settings.vlan_id == 0;
         let mut post = packets.post().map_err(TxFault::Ring)?;
         while let Some(p) = post.current().copied() {
             let idx = post.index();
@@ -400,11 +422,16 @@ impl TxQueue {
                 gso.map(|b| b.read(idx)).unwrap_or_default(),
                 tags.map(|b| b.read(idx)),
             );
-            let plain = plain_queue
+            let plain = direct_queue
                 && ext.0.to_bits() == 0
                 && ext.1.mss() == 0
                 && ext.2.is_none_or(|t| t.tx_tagging_raw() == 0);
-            if plain && let Some((r, end)) = self.post_plain(idx, &p, owned, fragments, addrs) {
+            let direct = if plain {
+                self.post_plain(idx, &p, owned, fragments, addrs)
+            } else {
+                None
+            };
+            if let Some((r, end)) = direct {
                 match r {
                     Posted::Chain => out.posted = out.posted.saturating_add(1),
                     _ => break,
@@ -552,22 +579,18 @@ impl TxQueue {
         Ok(out)
     }
 
-    /// The common packet, in direct mode with nothing to rewrite (no offload asked, no tag):
-    /// its chain is the header slot's plain virtio-net header, then the OS's fragments by
-    /// logical address, written straight from the fragment ring. `None` leaves the packet to
-    /// [`post_one`](Self::post_one), untouched: ignored, outside the driver's fragments, too
-    /// many fragments, an address that wraps, under 60 bytes (copied and padded), or a first
-    /// fragment too short to read the destination from. Otherwise (what happened, the fragment
-    /// index past the packet's fragments); on `Posted::Full` nothing was written but the slot.
+    /// The fragments of a packet on a direct path, gathered into `self.plain[1..n]` (device
+    /// address and length of their valid bytes; empty fragments left out). `None` leaves the
+    /// packet to [`post_one`](Self::post_one), untouched: ignored, outside the driver's
+    /// fragments, too many fragments, an address that wraps, or a first fragment under 6 bytes.
     #[inline(always)]
-    fn post_plain(
+    fn gather_direct(
         &mut self,
-        idx: u32,
         p: &NetPacket,
         owned: OwnedSpan,
         fragments: &FragmentRing<'_>,
         addrs: Addresses<'_>,
-    ) -> Option<(Posted, u32)> {
+    ) -> Option<Gathered> {
         let (first, count) = (p.fragment_index, u32::from(p.fragment_count));
         // The checks of `FragmentRange::of` and `is_owned_by`, against the span read once.
         if p.ignore()
@@ -580,10 +603,9 @@ impl TxQueue {
         {
             return None;
         }
-        let slot_dev = self.slot_device(idx)?;
         let segs = &mut self.plain;
         let (mut n, mut total) = (1usize, 0u32);
-        let mut dst = None;
+        let mut head: Option<(*const u8, u32)> = None;
         for k in 0..count {
             let i = first.wrapping_add(k) & owned.mask;
             let f = fragments.at(i);
@@ -596,14 +618,13 @@ impl TxQueue {
                 .read(i)
                 .logical_address
                 .checked_add(u64::from(f.offset()))?;
-            if dst.is_none() {
+            if head.is_none() {
                 if len < 6 {
                     return None;
                 }
-                // The destination address: VirtualAddress + Offset, valid for ValidLength ≥ 6
-                // bytes (read once the packet is posted).
+                // VirtualAddress + Offset, valid for ValidLength ≥ 6 bytes.
                 let va = addrs.va.read(i).virtual_address.cast::<u8>();
-                dst = Some(va.wrapping_add(f.offset() as usize).cast_const());
+                head = Some((va.wrapping_add(f.offset() as usize).cast_const(), len));
             }
             // n ≤ count < MAX_SEGMENTS = segs.len() (the mask only says so to the compiler);
             // lengths below 2^26, at most 63 of them.
@@ -611,50 +632,155 @@ impl TxQueue {
             n = n.wrapping_add(1);
             total = total.wrapping_add(len);
         }
-        let dst = dst?;
-        if (total as usize) < offload::tx::MIN_FRAME {
-            return None;
-        }
-        let slot = header_slot(&mut self.slots, idx)?;
-        // The plain virtio-net header: every field 0 (no offload, num_buffers unused on TX).
-        *slot.first_chunk_mut::<{ NetHeader::SIZE }>()? = [0; NetHeader::SIZE];
-        *segs.first_mut()? = Segment {
-            addr: slot_dev,
-            len: NetHeader::SIZE as u32,
-        };
-        let end = first.wrapping_add(count) & owned.mask;
-        let chain = segs.get(..n)?;
+        let (va, first_len) = head?;
+        Some(Gathered {
+            n,
+            total,
+            va,
+            first_len,
+            end: first.wrapping_add(count) & owned.mask,
+        })
+    }
+
+    /// Adds `self.plain[from..n]` (plain or direct add), counts the frame (`dst`: where its
+    /// destination address is readable) and records the chain's owner.
+    #[inline(always)]
+    fn add_direct(
+        &mut self,
+        idx: u32,
+        (from, n): (usize, usize),
+        dst: *const u8,
+        wire_len: u32,
+    ) -> Option<Posted> {
+        let chain = self.plain.get(from..n)?;
         let added = match self.vq.try_add_direct(chain, &[]) {
             Some(id) => Ok(id),
             None => self.vq.add(chain, &[]),
         };
-        let r = match added {
+        match added {
             Ok(id) => {
-                // SAFETY: the fragment is the driver's for this Advance (owned, checked above);
-                // NetAdapterCx keeps VirtualAddress + Offset valid for ValidLength ≥ 6 bytes.
+                // SAFETY: `dst` points at 6 readable bytes: the packet's first fragment (the
+                // driver's for this Advance; NetAdapterCx keeps VirtualAddress + Offset valid for
+                // ValidLength ≥ 6 bytes) or the driver's private copy of its headers.
                 let group = unsafe { dst.read() };
                 if group & 1 == 0 {
                     // Unicast, the common case.
                     let c = &mut self.stats.sent;
                     bump(&mut c.unicast_frames);
-                    add(&mut c.unicast_bytes, u64::from(total));
+                    add(&mut c.unicast_bytes, u64::from(wire_len));
                 } else {
                     // SAFETY: as above, 6 bytes.
                     let dst = unsafe { dst.cast::<[u8; 6]>().read_unaligned() };
-                    self.stats.sent.count(&dst, u64::from(total));
+                    self.stats.sent.count(&dst, u64::from(wire_len));
                 }
                 if let Some(o) = self.owner.get_mut(usize::from(id)) {
                     *o = idx;
                 }
-                Posted::Chain
+                Some(Posted::Chain)
             }
             // As in `build_chain`: what the virtqueue cannot take now waits.
             Err(QueueError::Full | QueueError::Broken | QueueError::TooManySegments) => {
-                Posted::Full
+                Some(Posted::Full)
             }
-            Err(_) => return None,
+            Err(_) => None,
+        }
+    }
+
+    /// The common packet, in direct mode with nothing to rewrite (no offload asked, no tag):
+    /// its chain is the header slot's plain virtio-net header, then the OS's fragments by
+    /// logical address, written straight from the fragment ring. `None` leaves the packet to
+    /// [`post_one`](Self::post_one), untouched: as [`gather_direct`](Self::gather_direct) says,
+    /// or under 60 bytes (copied and padded). Otherwise (what happened, the fragment index past
+    /// the packet's fragments); on `Posted::Full` nothing was written but the slot.
+    #[inline(always)]
+    fn post_plain(
+        &mut self,
+        idx: u32,
+        p: &NetPacket,
+        owned: OwnedSpan,
+        fragments: &FragmentRing<'_>,
+        addrs: Addresses<'_>,
+    ) -> Option<(Posted, u32)> {
+        let slot_dev = self.slot_device(idx)?;
+        let g = self.gather_direct(p, owned, fragments, addrs)?;
+        if (g.total as usize) < offload::tx::MIN_FRAME {
+            return None;
+        }
+        let slot = header_slot(&mut self.slots, idx)?;
+        // The plain virtio-net header: every field 0 (no offload, num_buffers unused on TX).
+        *slot.first_chunk_mut::<{ NetHeader::SIZE }>()? = [0; NetHeader::SIZE];
+        *self.plain.first_mut()? = Segment {
+            addr: slot_dev,
+            len: NetHeader::SIZE as u32,
         };
-        Some((r, end))
+        let r = self.add_direct(idx, (0, g.n), g.va, g.total)?;
+        Some((r, g.end))
+    }
+
+    /// A packet that asks for a checksum or segmentation offload the device does (no tag to
+    /// insert, direct mode), with its headers in its first fragment: the headers are copied
+    /// into private memory (at most `OFFLOAD_HEAD` bytes), parsed once, rewritten into the
+    /// header slot with the virtio-net header `prepare_parsed` makes, and the chain is the slot
+    /// then the rest of the frame by logical address. `None` leaves the packet to
+    /// [`post_one`](Self::post_one) — which rewrites the slot from scratch — for anything else:
+    /// a short frame, headers that do not fit the first fragment or `OFFLOAD_HEAD`, an
+    /// offload the device cannot do, or any error (counted there).
+    #[inline(always)]
+    fn post_offload(
+        &mut self,
+        idx: u32,
+        p: &NetPacket,
+        req: &TxRequest,
+        owned: OwnedSpan,
+        (fragments, addrs): (&FragmentRing<'_>, Addresses<'_>),
+    ) -> Option<(Posted, u32)> {
+        let slot_dev = self.slot_device(idx)?;
+        let g = self.gather_direct(p, owned, fragments, addrs)?;
+        if (g.total as usize) < offload::tx::MIN_FRAME && req.gso.mss() == 0 {
+            return None;
+        }
+        let mut headers = [0u8; OFFLOAD_HEAD];
+        let k = (g.first_len as usize).min(OFFLOAD_HEAD);
+        let copy = headers.get_mut(..k)?;
+        // SAFETY: the first fragment is the driver's for this Advance, readable for
+        // ValidLength ≥ k bytes (as in `gather_direct`); `copy` is private memory.
+        unsafe { core::ptr::copy_nonoverlapping(g.va, copy.as_mut_ptr(), k) };
+        let parsed = Layout::parse_prefix(copy);
+        if parsed.0.l2_len == 0 {
+            return None;
+        }
+        let hlen = parsed.0.header_len();
+        let slot = header_slot(&mut self.slots, idx)?;
+        let out = slot.get_mut(NetHeader::SIZE..)?.get_mut(..hlen)?;
+        out.copy_from_slice(headers.get(..hlen)?);
+        let Ok((_, TxAction::Offload(h))) =
+            prepare_parsed(out, parsed, g.total as usize, req, self.dev)
+        else {
+            return None;
+        };
+        h.write(slot)?;
+        // The slot (virtio-net header, then the rewritten headers), then the first fragment
+        // from past them (if anything is left of it), then the other fragments.
+        let head = Segment {
+            addr: slot_dev,
+            // hlen ≤ OFFLOAD_HEAD: no overflow.
+            len: NetHeader::SIZE.wrapping_add(hlen) as u32,
+        };
+        let rest = g.first_len.wrapping_sub(hlen as u32); // hlen ≤ k ≤ first_len
+        let from = if rest == 0 {
+            *self.plain.get_mut(1)? = head;
+            1
+        } else {
+            let first = self.plain.get_mut(1)?;
+            first.addr = first.addr.checked_add(hlen as u64)?;
+            first.len = rest;
+            *self.plain.first_mut()? = head;
+            0
+        };
+        // The destination from the private copy (k ≥ 6).
+        let wire_len = g.total.max(offload::tx::MIN_FRAME as u32);
+        let r = self.add_direct(idx, (from, g.n), headers.as_ptr(), wire_len)?;
+        Some((r, g.end))
     }
 
     fn post_one(
@@ -665,6 +791,22 @@ impl TxQueue {
         fragments: &FragmentRing<'_>,
         addrs: Addresses<'_>,
     ) -> Posted {
+        // An offload the device does, nothing else to change: the direct path, when it can.
+        if self.slots.is_some()
+            && self.settings.vlan_id == 0
+            && tag_ext.is_none_or(|t| t.tx_tagging_raw() == 0)
+            && (checksum.to_bits() != 0 || gso.mss() > 0)
+        {
+            let req = TxRequest {
+                layout: p.layout,
+                checksum,
+                gso,
+            };
+            let owned = self.owned;
+            if let Some((r, _)) = self.post_offload(idx, p, &req, owned, (fragments, addrs)) {
+                return r;
+            }
+        }
         if p.ignore() || p.fragment_count == 0 {
             bump(&mut self.stats.ignored);
             return Posted::Done;
