@@ -356,6 +356,44 @@ proptest! {
         prop_assert!(smoltcp_ok(&frame, l.l4_offset(), s.tcp, s.v6));
         prop_assert_eq!(&frame, &f, "headers restored to the original (lengths and checksums)");
     }
+
+    /// A checksum request alone (no segmentation), the common TX offload: the TCP/UDP seed and,
+    /// when asked, the IPv4 header checksum — both spoiled first — complete to the original.
+    #[test]
+    fn tx_checksum_request_completes_to_a_valid_frame(s in spec(3000), l3req: bool) {
+        let f = build(&s);
+        let l = Layout::parse(&f).unwrap();
+        let mut headers = f[..l.header_len()].to_vec();
+        let field = l.l4_offset() + if s.tcp { 16 } else { 6 };
+        headers[field] = 0xde; headers[field + 1] = 0xad;
+        let v4 = !s.v6;
+        if v4 && l3req {
+            headers[l.l3_offset() + 10] ^= 0x5a;
+        }
+        let req = TxRequest {
+            layout: l.to_net(),
+            checksum: NetPacketChecksum::tx(if l3req { A::Required } else { A::Passthrough }, A::Required),
+            gso: NetPacketGso::default(),
+        };
+        let dev = DeviceTx { csum: true, tso4: true, tso6: true, ecn: true, uso: true };
+        let (_, action) = match prepare(&mut headers, f.len(), &req, dev) {
+            Ok(r) => r,
+            Err(e) => { prop_assert!(l.fragmented, "{:?}", e); return Ok(()); }
+        };
+        let TxAction::Offload(h) = action else { prop_assert!(false, "{:?}", action); return Ok(()); };
+        prop_assert_eq!(h.flags, hdr_flags::NEEDS_CSUM);
+        prop_assert_eq!(usize::from(h.csum_start), l.l4_offset());
+        prop_assert_eq!(h.csum_offset, if s.tcp { 16 } else { 6 });
+        prop_assert_eq!((h.gso_type, h.gso_size), (0, 0));
+        let mut frame = f.clone();
+        frame[..headers.len()].copy_from_slice(&headers);
+        let mut c = checksum::Checksum::new();
+        c.add_bytes(&frame[usize::from(h.csum_start)..]);
+        let at = usize::from(h.csum_start + h.csum_offset);
+        frame[at..at + 2].copy_from_slice(&c.finish().to_be_bytes());
+        prop_assert!(smoltcp_ok(&frame, l.l4_offset(), s.tcp, s.v6));
+        prop_assert_eq!(&frame, &f, "headers restored to the original (checksums)");
+    }
 }
 
 #[test]
