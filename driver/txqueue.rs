@@ -7,6 +7,14 @@
 //! insertion); frames under 60 bytes are copied whole and padded. Ignored packets are skipped.
 //! One kick at most per Advance.
 //!
+//! Two direct paths take the common packets without the general path's scratch: a packet with
+//! nothing to rewrite has its chain written straight from the fragment ring (header slot, then
+//! each fragment by logical address), and a checksum or LSO request the device does, with its
+//! headers in the first fragment, has at most 128 header bytes copied to private memory, parsed
+//! once and rewritten into its slot. Anything else — short frames, tags, headers across
+//! fragments or deeper than that, offloads the device cannot do, any error — goes the general
+//! way, which judges and counts it.
+//!
 //! Drain: completions arrive in any order; they are recorded per packet and handed back in ring
 //! order, advancing the fragment ring's `BeginIndex` past each completed packet's fragments.
 //!
