@@ -39,7 +39,7 @@ use alloc::vec::Vec;
 use netring::{
     Bound, Extension, ExtensionError, FragmentRange, FragmentRing, NetFragmentLogicalAddress,
     NetFragmentVirtualAddress, NetPacket, NetPacketChecksum, NetPacketGso, NetPacketIeee8021q,
-    PacketRing, RingError,
+    PacketRing, RingError, RingIterator,
 };
 use offload::tx::{
     DeviceTx, TxAction, TxRequest, insert_vlan, padding, prepare, prepare_parsed, vlan_tag_for,
@@ -135,6 +135,45 @@ struct Gathered {
     first_len: u32,
     /// Fragment index past the packet's fragments.
     end: u32,
+}
+
+/// The packet extensions, bound to this Advance's packet ring (`None`: not enabled).
+#[derive(Clone, Copy)]
+struct PacketExtensions<'a> {
+    checksum: Option<Bound<'a, NetPacketChecksum>>,
+    gso: Option<Bound<'a, NetPacketGso>>,
+    tags: Option<Bound<'a, NetPacketIeee8021q>>,
+}
+
+impl PacketExtensions<'_> {
+    /// Packet `idx`'s checksum and GSO requests (zero when the extension is off) and tag.
+    #[inline(always)]
+    fn read(&self, idx: u32) -> (NetPacketChecksum, NetPacketGso, Option<NetPacketIeee8021q>) {
+        (
+            self.checksum.map(|b| b.read(idx)).unwrap_or_default(),
+            self.gso.map(|b| b.read(idx)).unwrap_or_default(),
+            self.tags.map(|b| b.read(idx)),
+        )
+    }
+}
+
+/// Whether a packet's requests leave nothing to rewrite: no checksum, no segmentation, no tag.
+#[inline(always)]
+fn is_plain(
+    (checksum, gso, tag): (NetPacketChecksum, NetPacketGso, Option<NetPacketIeee8021q>),
+) -> bool {
+    checksum.to_bits() == 0 && gso.mss() == 0 && tag.is_none_or(|t| t.tx_tagging_raw() == 0)
+}
+
+/// What [`TxQueue::post_plain_run`] did.
+#[derive(Default)]
+struct PlainRun {
+    /// Packets posted.
+    posted: u32,
+    /// Fragment index past the last one's fragments.
+    end: Option<u32>,
+    /// The virtqueue is full: stop posting.
+    full: bool,
 }
 
 /// The driver-owned part of the fragment ring, `[BeginIndex, EndIndex)`, read once per Advance.
@@ -422,34 +461,29 @@ impl TxQueue {
         // Packets with nothing to rewrite take the plain path (`post_plain`); a tag the queue
         // inserts on every packet rules it out.
         let direct_queue = self.slots.is_some() && self.settings.vlan_id == 0;
+        let exts = PacketExtensions {
+            checksum,
+            gso,
+            tags,
+        };
         let mut post = packets.post().map_err(TxFault::Ring)?;
         while let Some(p) = post.current().copied() {
             let idx = post.index();
-            let ext = (
-                checksum.map(|b| b.read(idx)).unwrap_or_default(),
-                gso.map(|b| b.read(idx)).unwrap_or_default(),
-                tags.map(|b| b.read(idx)),
-            );
-            let plain = direct_queue
-                && ext.0.to_bits() == 0
-                && ext.1.mss() == 0
-                && ext.2.is_none_or(|t| t.tx_tagging_raw() == 0);
-            let direct = if plain {
-                self.post_plain(idx, &p, owned, fragments, addrs)
-            } else {
-                None
-            };
-            if let Some((r, end)) = direct {
-                match r {
-                    Posted::Chain => out.posted = out.posted.saturating_add(1),
-                    _ => break,
+            let ext = exts.read(idx);
+            if direct_queue && is_plain(ext) {
+                // A run of plain packets in a loop of its own.
+                let run = self.post_plain_run(&mut post, exts, owned, (fragments, addrs));
+                out.posted = out.posted.saturating_add(run.posted);
+                if run.end.is_some() {
+                    fragment_next = run.end;
                 }
-                if let Some(e) = self.fragment_end.get_mut(idx as usize) {
-                    *e = end;
+                if run.full {
+                    break;
                 }
-                fragment_next = Some(end);
-                post.advance();
-                continue;
+                if run.posted > 0 {
+                    continue;
+                }
+                // The plain path left this very packet to the general one.
             }
             let mut r = self.post_one(idx, &p, ext, fragments, addrs);
             if matches!(r, Posted::NoBuffer) && !reaped_for_buffers {
@@ -585,6 +619,43 @@ impl TxQueue {
             fragments.set_begin_index(b).map_err(TxFault::Ring)?;
         }
         Ok(out)
+    }
+
+    /// Posts packets from `post` as long as they take the plain path (`post_plain`): stops at
+    /// the ring's end, at a packet that is not plain or that the plain path leaves to
+    /// [`post_one`](Self::post_one) (still current), or when the virtqueue is full. Out of line,
+    /// in a loop of its own: few values live across it, so the common packet costs least.
+    #[inline(never)]
+    fn post_plain_run(
+        &mut self,
+        post: &mut RingIterator<'_, '_, NetPacket>,
+        exts: PacketExtensions<'_>,
+        owned: OwnedSpan,
+        (fragments, addrs): (&FragmentRing<'_>, Addresses<'_>),
+    ) -> PlainRun {
+        let mut run = PlainRun::default();
+        while let Some(p) = post.current().copied() {
+            let idx = post.index();
+            if !is_plain(exts.read(idx)) {
+                break;
+            }
+            match self.post_plain(idx, &p, owned, fragments, addrs) {
+                Some((Posted::Chain, end)) => {
+                    if let Some(e) = self.fragment_end.get_mut(idx as usize) {
+                        *e = end;
+                    }
+                    run.end = Some(end);
+                    run.posted = run.posted.wrapping_add(1); // at most the ring's 2^16
+                    post.advance();
+                }
+                Some(_) => {
+                    run.full = true;
+                    break;
+                }
+                None => break,
+            }
+        }
+        run
     }
 
     /// The fragments of a packet on a direct path, gathered into `self.plain[1..n]` (device
