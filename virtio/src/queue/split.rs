@@ -19,6 +19,15 @@ const AVAIL_F_NO_INTERRUPT: u16 = 1;
 /// `VRING_USED_F_NO_NOTIFY`.
 const USED_F_NO_NOTIFY: u16 = 1;
 
+/// The part of a split queue's state a used entry moves (see `take_used`).
+#[derive(Clone, Copy)]
+struct Cursor {
+    free_head: u16,
+    num_free: u16,
+    in_flight: u16,
+    last_used: u16,
+}
+
 /// A split virtqueue.
 #[derive(Debug)]
 pub struct SplitQueue {
@@ -431,19 +440,23 @@ impl SplitQueue {
             }
             self.used_seen = published;
         }
-        let u = self.take_used()?;
+        let mut c = self.cursor();
+        let u = self.take_used(&mut c);
+        self.set_cursor(c);
+        let u = u?;
         if self.event_idx && self.notifications {
             self.write_used_event(self.last_used);
         }
         Ok(Some(u))
     }
 
-    /// Takes the used entry at `last_used`, which the device has published: checked (an id in
-    /// range and in flight, a length within what the chain let the device write), its chain
-    /// spliced back onto the free list. A bad entry breaks the queue.
+    /// Takes the used entry at `c.last_used`, which the device has published: checked (an id
+    /// in range and in flight, a length within what the chain let the device write), its chain
+    /// spliced back onto the free list. A bad entry breaks the queue. The ring cursor `c` is the
+    /// caller's copy of the queue's (kept in registers across a batch, written back after it).
     #[inline]
-    fn take_used(&mut self) -> Result<Used, QueueError> {
-        let (id, len) = self.load_used_elem(self.last_used);
+    fn take_used(&mut self, c: &mut Cursor) -> Result<Used, QueueError> {
+        let (id, len) = self.load_used_elem(c.last_used);
         let Some(slot) = usize::try_from(id).ok().and_then(|i| self.slots.get_mut(i)) else {
             self.broken = true;
             return Err(QueueError::DeviceIdOutOfRange { id });
@@ -462,14 +475,30 @@ impl SplitQueue {
         let (tail, descs) = (slot.tail, slot.descs);
         // Splice the chain [id .. tail] back onto the free list.
         if let Some(link) = self.next.get_mut(usize::from(tail)) {
-            *link = self.free_head;
+            *link = c.free_head;
         }
-        self.free_head = id16;
+        c.free_head = id16;
         // The chain was in flight: its descriptors return (≤ size), in_flight ≥ 1.
-        self.num_free = self.num_free.saturating_add(descs);
-        self.in_flight = self.in_flight.saturating_sub(1);
-        self.last_used = self.last_used.wrapping_add(1);
+        c.num_free = c.num_free.saturating_add(descs);
+        c.in_flight = c.in_flight.saturating_sub(1);
+        c.last_used = c.last_used.wrapping_add(1);
         Ok(Used { id: id16, len })
+    }
+
+    const fn cursor(&self) -> Cursor {
+        Cursor {
+            free_head: self.free_head,
+            num_free: self.num_free,
+            in_flight: self.in_flight,
+            last_used: self.last_used,
+        }
+    }
+
+    const fn set_cursor(&mut self, c: Cursor) {
+        self.free_head = c.free_head;
+        self.num_free = c.num_free;
+        self.in_flight = c.in_flight;
+        self.last_used = c.last_used;
     }
 
     /// See `VirtQueue::drain_used`.
@@ -494,10 +523,17 @@ impl SplitQueue {
         }
         self.used_seen = published;
         // count <= in_flight <= size: bounded.
+        let mut c = self.cursor();
         for _ in 0..count {
-            let u = self.take_used()?;
-            f(u);
+            match self.take_used(&mut c) {
+                Ok(u) => f(u),
+                Err(e) => {
+                    self.set_cursor(c);
+                    return Err(e);
+                }
+            }
         }
+        self.set_cursor(c);
         if self.event_idx && self.notifications {
             self.write_used_event(self.last_used);
         }
