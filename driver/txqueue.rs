@@ -165,7 +165,15 @@ fn is_plain(
     checksum.to_bits() == 0 && gso.mss() == 0 && tag.is_none_or(|t| t.tx_tagging_raw() == 0)
 }
 
-/// What [`TxQueue::post_plain_run`] did.
+/// Whether a packet asks for a checksum or segmentation offload and no tag.
+#[inline(always)]
+fn is_offload(
+    (checksum, gso, tag): (NetPacketChecksum, NetPacketGso, Option<NetPacketIeee8021q>),
+) -> bool {
+    (checksum.to_bits() != 0 || gso.mss() != 0) && tag.is_none_or(|t| t.tx_tagging_raw() == 0)
+}
+
+/// What [`TxQueue::post_plain_run`] (or `post_offload_run`) did.
 #[derive(Default)]
 struct PlainRun {
     /// Packets posted.
@@ -177,7 +185,7 @@ struct PlainRun {
 }
 
 /// The driver-owned part of the fragment ring, `[BeginIndex, EndIndex)`, read once per Advance.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 struct OwnedSpan {
     begin: u32,
     count: u32,
@@ -248,8 +256,6 @@ pub struct TxQueue {
     segs: Vec<Segment>,
     /// The plain path's chain, written in place.
     plain: [Segment; MAX_SEGMENTS],
-    /// This Advance's driver-owned fragments (for the offload path, out of the loop).
-    owned: OwnedSpan,
 }
 
 impl core::fmt::Debug for TxQueue {
@@ -341,7 +347,6 @@ impl TxQueue {
             frags,
             segs,
             plain: [Segment { addr: 0, len: 0 }; MAX_SEGMENTS],
-            owned: OwnedSpan::default(),
         })
     }
 
@@ -457,7 +462,6 @@ impl TxQueue {
             mask: fragments.mask(),
             len: fragments.len(),
         };
-        self.owned = owned;
         // Packets with nothing to rewrite take the plain path (`post_plain`); a tag the queue
         // inserts on every packet rules it out.
         let direct_queue = self.slots.is_some() && self.settings.vlan_id == 0;
@@ -484,6 +488,20 @@ impl TxQueue {
                     continue;
                 }
                 // The plain path left this very packet to the general one.
+            } else if direct_queue && is_offload(ext) {
+                // A run of packets whose offloads the device does, in a loop of its own.
+                let run = self.post_offload_run(&mut post, exts, owned, (fragments, addrs));
+                out.posted = out.posted.saturating_add(run.posted);
+                if run.end.is_some() {
+                    fragment_next = run.end;
+                }
+                if run.full {
+                    break;
+                }
+                if run.posted > 0 {
+                    continue;
+                }
+                // The offload path left this very packet to the general one.
             }
             let mut r = self.post_one(idx, &p, ext, fragments, addrs);
             if matches!(r, Posted::NoBuffer) && !reaped_for_buffers {
@@ -640,6 +658,47 @@ impl TxQueue {
                 break;
             }
             match self.post_plain(idx, &p, owned, fragments, addrs) {
+                Some((Posted::Chain, end)) => {
+                    if let Some(e) = self.fragment_end.get_mut(idx as usize) {
+                        *e = end;
+                    }
+                    run.end = Some(end);
+                    run.posted = run.posted.wrapping_add(1); // at most the ring's 2^16
+                    post.advance();
+                }
+                Some(_) => {
+                    run.full = true;
+                    break;
+                }
+                None => break,
+            }
+        }
+        run
+    }
+
+    /// [`post_plain_run`](Self::post_plain_run) for packets that ask for an offload and
+    /// nothing else (`post_offload`).
+    #[inline(never)]
+    fn post_offload_run(
+        &mut self,
+        post: &mut RingIterator<'_, '_, NetPacket>,
+        exts: PacketExtensions<'_>,
+        owned: OwnedSpan,
+        (fragments, addrs): (&FragmentRing<'_>, Addresses<'_>),
+    ) -> PlainRun {
+        let mut run = PlainRun::default();
+        while let Some(p) = post.current().copied() {
+            let idx = post.index();
+            let (checksum, gso, tag) = exts.read(idx);
+            if !is_offload((checksum, gso, tag)) {
+                break;
+            }
+            let req = TxRequest {
+                layout: p.layout,
+                checksum,
+                gso,
+            };
+            match self.post_offload(idx, &p, &req, owned, (fragments, addrs)) {
                 Some((Posted::Chain, end)) => {
                     if let Some(e) = self.fragment_end.get_mut(idx as usize) {
                         *e = end;
@@ -870,22 +929,6 @@ impl TxQueue {
         fragments: &FragmentRing<'_>,
         addrs: Addresses<'_>,
     ) -> Posted {
-        // An offload the device does, nothing else to change: the direct path, when it can.
-        if self.slots.is_some()
-            && self.settings.vlan_id == 0
-            && tag_ext.is_none_or(|t| t.tx_tagging_raw() == 0)
-            && (checksum.to_bits() != 0 || gso.mss() > 0)
-        {
-            let req = TxRequest {
-                layout: p.layout,
-                checksum,
-                gso,
-            };
-            let owned = self.owned;
-            if let Some((r, _)) = self.post_offload(idx, p, &req, owned, (fragments, addrs)) {
-                return r;
-            }
-        }
         if p.ignore() || p.fragment_count == 0 {
             bump(&mut self.stats.ignored);
             return Posted::Done;
