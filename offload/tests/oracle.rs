@@ -352,7 +352,10 @@ proptest! {
         let mut c = checksum::Checksum::new();
         c.add_bytes(&frame[usize::from(h.csum_start)..]);
         let at = usize::from(h.csum_start + h.csum_offset);
-        frame[at..at + 2].copy_from_slice(&c.finish().to_be_bytes());
+        // A UDP checksum that computes to 0 is sent as 0xFFFF (RFC 768; RFC 8200 §8.1), as a
+        // device does (QEMU's net_checksum_calculate).
+        let v = match c.finish() { 0 if !s.tcp => 0xffff, v => v };
+        frame[at..at + 2].copy_from_slice(&v.to_be_bytes());
         prop_assert!(smoltcp_ok(&frame, l.l4_offset(), s.tcp, s.v6));
         prop_assert_eq!(&frame, &f, "headers restored to the original (lengths and checksums)");
     }
@@ -390,7 +393,10 @@ proptest! {
         let mut c = checksum::Checksum::new();
         c.add_bytes(&frame[usize::from(h.csum_start)..]);
         let at = usize::from(h.csum_start + h.csum_offset);
-        frame[at..at + 2].copy_from_slice(&c.finish().to_be_bytes());
+        // A UDP checksum that computes to 0 is sent as 0xFFFF (RFC 768; RFC 8200 §8.1), as a
+        // device does (QEMU's net_checksum_calculate).
+        let v = match c.finish() { 0 if !s.tcp => 0xffff, v => v };
+        frame[at..at + 2].copy_from_slice(&v.to_be_bytes());
         prop_assert!(smoltcp_ok(&frame, l.l4_offset(), s.tcp, s.v6));
         prop_assert_eq!(&frame, &f, "headers restored to the original (checksums)");
     }
