@@ -122,7 +122,10 @@ pub enum TxFault {
 /// Most header bytes the offload path copies and parses (Ethernet, a tag, IPv4 or IPv6 with
 /// options or a few extension headers, TCP with options); deeper headers take the general path.
 const OFFLOAD_HEAD: usize = 128;
-const _: () = assert!(NetHeader::SIZE + OFFLOAD_HEAD <= HDR_SLOT, "the copy fits the slot");
+const _: () = assert!(
+    NetHeader::SIZE + OFFLOAD_HEAD <= HDR_SLOT,
+    "the copy fits the slot"
+);
 
 /// A packet's fragments as [`TxQueue::gather_direct`] found them.
 #[derive(Clone, Copy)]

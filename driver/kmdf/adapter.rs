@@ -185,6 +185,10 @@ pub struct Nic {
     pub reset_work: WDFWORKITEM,
     /// Why, and on which pair, the reset was asked for (`Recovery << 16 | pair`).
     pub recovery: AtomicU32,
+    /// The device status register when the reset was asked for (0xff: unreadable): what the
+    /// diagnostics report, since the device may be reset (quiesced) before NetAdapterCx
+    /// collects them.
+    pub recovery_status: AtomicU8,
     /// One-shot timer started by a transmit queue's Cancel while the device holds packets: it
     /// wakes the stopping queues after [`TX_CANCEL_GRACE`], so a device that stalled is found
     /// even though no completion interrupt will ever come (`txqueue::evt_tx_watchdog`).
@@ -374,6 +378,12 @@ impl Nic {
     /// is not available, fails the device for WDF to restart (`reference/netadaptercx.md` §9.7).
     pub fn fail_and_restart(&self, why: Recovery, pair: u16) {
         if !self.dead.swap(true, Ordering::AcqRel) {
+            // Before anything can stop the device: once `dead` is set, the next Advance quiesces
+            // it (a reset clears the status register).
+            let status = self
+                .with_core(|a| a.transport().status())
+                .unwrap_or(0xff);
+            self.recovery_status.store(status, Ordering::Release);
             self.recovery
                 .store((why as u32) << 16 | u32::from(pair), Ordering::Release);
             // SAFETY: the device's work item (created in DeviceAdd, deleted with the device);

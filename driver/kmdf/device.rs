@@ -234,6 +234,7 @@ pub extern "C" fn evt_device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) 
         control_armed: AtomicBool::new(false),
         reset_work,
         recovery: AtomicU32::new(0),
+        recovery_status: AtomicU8::new(0),
         isr: (0, 0),
         isr_pending: AtomicU8::new(0),
     });
@@ -302,9 +303,10 @@ extern "system" fn evt_collect_reset_diagnostics(device: netcx::WDFDEVICE) {
     // SAFETY: the Nic lives as long as the device; only read here.
     let nic = unsafe { &*p };
     let recovery = nic.recovery.load(core::sync::atomic::Ordering::Acquire);
-    let (features, status) = nic
-        .with_core(|a| (a.features().bits(), a.transport().status()))
-        .unwrap_or((0, 0xff));
+    let features = nic.with_core(|a| a.features().bits()).unwrap_or(0);
+    // As it was when the reset was asked for (`fail_and_restart`): the device may have been
+    // stopped since.
+    let status = nic.recovery_status.load(core::sync::atomic::Ordering::Acquire);
     let mut blob = [0u8; 40];
     let fields: [&[u8]; 8] = [
         b"VNETDIAG",

@@ -154,10 +154,9 @@ fn tcp4_checksum(
     // Big-endian 32-bit words, summed in 64 bits (at most 5 of them: no overflow); a one's
     // complement sum of 16-bit words folds the same from 32-bit words (RFC 1071 §2(C)).
     let words = |b: &[u8]| {
-        b.as_chunks::<4>()
-            .0
-            .iter()
-            .fold(0u64, |s, w| s.wrapping_add(u64::from(u32::from_be_bytes(*w))))
+        b.as_chunks::<4>().0.iter().fold(0u64, |s, w| {
+            s.wrapping_add(u64::from(u32::from_be_bytes(*w)))
+        })
     };
     // The pseudo-header (RFC 9293 §3.1): source, destination (no options: the final one), zero
     // and protocol, TCP length.
