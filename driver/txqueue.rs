@@ -905,19 +905,22 @@ impl TxQueue {
         };
         h.write(slot)?;
         // The slot (virtio-net header, then the rewritten headers), then the first fragment
-        // from past them (if anything is left of it), then the other fragments.
+        // from past them (if anything is left of it), then the other fragments. A frame the
+        // private copy holds whole (a TCP acknowledgement, a small datagram) is sent from the
+        // slot alone, its payload as copied: a chain of one descriptor.
+        let in_slot = if k == g.total as usize { k } else { hlen };
         let head = Segment {
             addr: slot_dev,
-            // hlen ≤ OFFLOAD_HEAD: no overflow.
-            len: NetHeader::SIZE.wrapping_add(hlen) as u32,
+            // in_slot ≤ OFFLOAD_HEAD: no overflow.
+            len: NetHeader::SIZE.wrapping_add(in_slot) as u32,
         };
-        let rest = g.first_len.wrapping_sub(hlen as u32); // hlen ≤ k ≤ first_len
+        let rest = g.first_len.wrapping_sub(in_slot as u32); // hlen ≤ k ≤ first_len
         let from = if rest == 0 {
             *self.plain.get_mut(1)? = head;
             1
         } else {
             let first = self.plain.get_mut(1)?;
-            first.addr = first.addr.checked_add(hlen as u64)?;
+            first.addr = first.addr.checked_add(in_slot as u64)?;
             first.len = rest;
             *self.plain.first_mut()? = head;
             0

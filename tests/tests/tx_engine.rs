@@ -300,6 +300,66 @@ fn checksum_and_lso_requests_become_virtio_headers() {
 }
 
 #[test]
+fn checksum_requests_take_the_chain_their_layout_allows() {
+    // One fragment holding a small frame whole (the private header copy holds it all): one
+    // descriptor, from the header slot. Headers alone in the first fragment: the slot, then the
+    // rest by address. A longer frame in one fragment: the slot, then the first fragment from
+    // past the headers. Each arrives with checksums that complete to valid ones.
+    let mut b = setup(12, TxSettings::default(), 128);
+    let csum = NetPacketChecksum::tx(A::Required, A::Required);
+    let ack = tcp4(0, 0x10);
+    let small = tcp4(40, 0x18);
+    let long = tcp4(1400, 0x18);
+    let frames = [
+        (ack.clone(), vec![], 1u16),
+        (small.clone(), vec![], 1),
+        (small.clone(), vec![54], 2),
+        (long.clone(), vec![], 2),
+        (long.clone(), vec![54, 600], 3),
+    ];
+    let mut pending: Vec<TxFrame> = frames
+        .iter()
+        .map(|(bytes, split, _)| TxFrame {
+            bytes: bytes.clone(),
+            split: split.clone(),
+            checksum: csum,
+            ..Default::default()
+        })
+        .collect();
+    b.iterate(&mut pending);
+    let chains = b.dev.pop_all(&b.ram);
+    assert_eq!(chains.len(), frames.len());
+    for (c, (bytes, split, descs)) in chains.iter().zip(&frames) {
+        assert_eq!(
+            c.readable.len() as u16,
+            *descs,
+            "{} bytes split {split:?}",
+            bytes.len()
+        );
+        let got = SplitDevice::gather(&b.ram, c);
+        let h = NetHeader::read(&got).unwrap();
+        assert_eq!(
+            (h.flags, h.csum_start, h.csum_offset),
+            (hdr_flags::NEEDS_CSUM, 34, 16)
+        );
+        let frame = device_checksum(&h, got[12..].to_vec());
+        // The 54-byte acknowledgement is padded to 60 (the general path's short frame).
+        assert_eq!(frame.len(), bytes.len().max(60));
+        let l = offload::Layout::parse(&frame).unwrap();
+        assert_eq!(offload::segment::verify_l4_checksum(&frame, &l), Some(true));
+        assert_eq!(
+            offload::segment::verify_ipv4_checksum(&frame, &l),
+            Some(true)
+        );
+        assert_eq!(
+            &frame[54..bytes.len()],
+            &bytes[54..],
+            "payload as the OS gave it"
+        );
+    }
+}
+
+#[test]
 fn a_full_virtqueue_defers_posting_without_losing_packets() {
     let mut b = setup(4, TxSettings::default(), 8);
     let mut pending: Vec<TxFrame> = (0..40)
