@@ -48,6 +48,45 @@ pub struct RxMetadata {
     pub parsed: Option<Layout>,
 }
 
+/// Whether [`metadata`] has anything to give beyond the link layer for a packet with this
+/// header: a transport checksum verdict (the device's `DATA_VALID`/`NEEDS_CSUM` under
+/// `guest_csum`, or software verification), a checksum to complete (`NEEDS_CSUM`), or a coalesced
+/// packet (RSC: its segment count needs the TCP header). `checksum_wanted`: the OS registered the
+/// checksum extension (a verdict nobody reads need not be made).
+///
+/// When it is `false` the packet needs no header parse: [`link_layout`] describes it, and the
+/// OS parses the network and transport layers itself (`reference/netadaptercx.md` §2.4, "a zero
+/// length means unknown") and, with no verdict from the driver, verifies the checksums itself.
+#[inline]
+pub fn wants_headers(hdr: &NetHeader, opt: RxOptions, checksum_wanted: bool) -> bool {
+    let device_verdict =
+        opt.guest_csum && hdr.flags & (hdr_flags::DATA_VALID | hdr_flags::NEEDS_CSUM) != 0;
+    hdr.flags & hdr_flags::NEEDS_CSUM != 0
+        || hdr.gso_type & !gso::ECN != gso::NONE
+        || (checksum_wanted && (device_verdict || opt.software_verify))
+}
+
+/// The layout of a frame whose upper layers the driver leaves to the OS: Ethernet, with its
+/// header length when `frame` (at least its first 14 bytes) shows an untagged Ethernet II header
+/// (EtherType ≥ 0x600, not 802.1Q/802.1ad), else 0 ("unknown": the OS parses layer 2 as well,
+/// tags and SNAP included); layers 3 and 4 Unspecified with length 0, which the OS parses from
+/// the frame. A frame shorter than an Ethernet header is Layer2 Unspecified, as
+/// [`Layout::parse_prefix`] would have it.
+#[inline]
+pub fn link_layout(frame: &[u8]) -> NetPacketLayout {
+    let mut n = NetPacketLayout::ZERO;
+    let Some(&[t0, t1]) = frame.get(12..14) else {
+        return n;
+    };
+    n.set_layer2_type(netring::Layer2Type::Ethernet);
+    let ty = u16::from_be_bytes([t0, t1]);
+    if ty >= 0x600 && ty != ethertype::VLAN && ty != ethertype::QINQ {
+        // 14 fits the 7-bit field.
+        let _ = n.set_layer2_header_length(14);
+    }
+    n
+}
+
 /// Computes the metadata of a packet of `total_len` bytes whose first `frame.len()` bytes are in
 /// `frame` (the whole packet when `frame.len() == total_len`; software verification needs that).
 ///
