@@ -237,12 +237,13 @@ pub const HEAD_COPY: usize = NetHeader::SIZE + 22 + 511 + 60;
 /// beyond the link layer ([`offload::rx::wants_headers`]) needs no more.
 pub const HEAD_LINK: usize = NetHeader::SIZE + 20;
 
-/// What is copied for a packet whose headers are parsed: the virtio-net header and 96 frame bytes, which hold the headers of
+/// What is copied for a packet whose headers are parsed: the virtio-net header and 100 frame bytes
+/// (112 in all: whole 8-byte reads), which hold the headers of
 /// the usual frames (Ethernet with a tag, IPv4 or IPv6, TCP with timestamps: 18 + 40 + 32 = 90).
 /// The copy grows, up to [`HEAD_COPY`], only as far as [`headers_wanted`] says the headers may
 /// go (IPv4 or TCP options, two tags, IPv6 extension headers): each byte is still read once —
 /// the second read starts where the first stopped.
-pub const HEAD_FIRST: usize = NetHeader::SIZE + 96;
+pub const HEAD_FIRST: usize = NetHeader::SIZE + 100;
 
 /// How many frame bytes the parser may need, judged from `frame` (the first bytes, from the
 /// private copy): the link, network and transport headers as far as their lengths can be read
@@ -298,7 +299,23 @@ fn headers_wanted(frame: &[u8]) -> usize {
 ///
 /// `src` must be valid for reads of `dst.len()` bytes (bytes another agent may write at any
 /// time; no reference to them exists).
+#[inline]
 unsafe fn copy_from_device(dst: &mut [u8], src: *const u8) {
+    // The usual first read: HEAD_LINK bytes from the start of a (64-byte aligned) buffer.
+    if let Ok(d) = <&mut [u8; HEAD_LINK]>::try_from(&mut *dst)
+        && src.addr().is_multiple_of(8)
+    {
+        const _: () = assert!(HEAD_LINK.is_multiple_of(8));
+        let mut p = src;
+        for w in d.as_chunks_mut::<8>().0 {
+            // SAFETY: `p` is 8-byte aligned and its 8 bytes are inside the range, as `w` is
+            // inside `dst`.
+            let v = unsafe { core::ptr::read_volatile(p.cast::<u64>()) };
+            *w = v.to_ne_bytes();
+            p = p.wrapping_add(8);
+        }
+        return;
+    }
     // Byte reads up to an 8-byte boundary of the source, then aligned 8-byte reads, then the
     // bytes left. `p` walks the source in step with the destination.
     let lead = src.align_offset(8).min(dst.len());
@@ -849,10 +866,44 @@ impl RxQueue {
                 .unwrap_or_default();
             let full = self.rss.is_some()
                 || offload::rx::wants_headers(&hdr, self.options, ext.checksum.is_some());
-            // The plain path: one buffer, nothing to report beyond the link layer, no tag to
-            // strip, room in the OS's rings — the packet goes out as it is, from the copy.
+            // Parsed, but nothing for the general path to do: the device's verdict only.
+            let plain_full = hdr.flags & virtio::net::hdr_flags::NEEDS_CSUM == 0
+                && hdr.gso_type & !virtio::net::gso::ECN == virtio::net::gso::NONE
+                && !self.options.software_verify;
+            if full && (len as usize) > n {
+                let more = (len as usize).min(HEAD_FIRST);
+                if let Some(rest) = self.head.get_mut(n..more) {
+                    // SAFETY: n < more <= len <= buffer_size: inside the buffer; the bytes
+                    // before `n` are not read again.
+                    unsafe { copy_from_device(rest, src.wrapping_add(n)) };
+                    n = more;
+                }
+            }
+            // Untagged IPv4 without options: the headers (at most 14 + 20 + 60 bytes) are in
+            // the HEAD_FIRST bytes already.
+            if full
+                && (len as usize) > n
+                && !matches!(
+                    self.head
+                        .get(NetHeader::SIZE..n)
+                        .and_then(|f| f.get(12..15)),
+                    Some(&[0x08, 0x00, 0x45])
+                )
+            {
+                let frame = self.head.get(NetHeader::SIZE..n).unwrap_or(&[]);
+                let wanted = NetHeader::SIZE.saturating_add(headers_wanted(frame));
+                let more = (len as usize).min(HEAD_COPY).min(wanted);
+                if let Some(rest) = self.head.get_mut(n..more) {
+                    // SAFETY: as above.
+                    unsafe { copy_from_device(rest, src.wrapping_add(n)) };
+                    n = more;
+                }
+            }
+            // The plain path: one buffer, no checksum to complete, no RSC, no software
+            // verification, no tag to strip, room in the OS's rings — the packet goes out as it
+            // is, with the link layout or (a device verdict to give) the parsed one.
             if plain_ok
-                && !full
+                && (!full || plain_full)
                 && (!self.mergeable || hdr.num_buffers <= 1)
                 && pkt_free > 0
                 && frag_free > 0
@@ -864,11 +915,25 @@ impl RxQueue {
                     if let Some(d) = frame.first_chunk::<6>() {
                         dst = *d;
                     }
-                    let layout = offload::rx::link_layout(frame);
+                    let valid = len.saturating_sub(NetHeader::SIZE as u32);
+                    let (layout, checksum) = if full {
+                        let m = offload::rx::metadata(&hdr, frame, valid as usize, self.options);
+                        if m.checksum.rx_layer4() == Some(netring::RxChecksumEvaluation::Invalid)
+                            || m.checksum.rx_layer3()
+                                == Some(netring::RxChecksumEvaluation::Invalid)
+                        {
+                            bump(&mut self.stats.checksum_errors);
+                        }
+                        (m.layout, m.checksum)
+                    } else {
+                        (
+                            offload::rx::link_layout(frame),
+                            NetPacketChecksum::default(),
+                        )
+                    };
                     let (va, la) = self.pool.addresses(first);
                     // len >= NetHeader::SIZE + 14 (checked above) and <= buffer_size <=
                     // MAX_LENGTH; Offset 12: each value fits its field.
-                    let valid = len.saturating_sub(NetHeader::SIZE as u32);
                     *fragments.at_mut(frag) = NetFragment::from_bits(
                         capacity_bits | ((NetHeader::SIZE as u64) << 52) | u64::from(valid),
                     );
@@ -905,7 +970,7 @@ impl RxQueue {
                     *p = NetPacket::new(frag, 1);
                     p.layout = layout;
                     if let Some(c) = &ext.checksum {
-                        c.write(pkt, NetPacketChecksum::default());
+                        c.write(pkt, checksum);
                     }
                     received.count(&dst, u64::from(valid));
                     self.pop_pending(1);
@@ -915,25 +980,6 @@ impl RxQueue {
                     frag_free = frag_free.saturating_sub(1);
                     indicated = indicated.saturating_add(1);
                     continue;
-                }
-            }
-            if full && (len as usize) > n {
-                let more = (len as usize).min(HEAD_FIRST);
-                if let Some(rest) = self.head.get_mut(n..more) {
-                    // SAFETY: n < more <= len <= buffer_size: inside the buffer; the bytes
-                    // before `n` are not read again.
-                    unsafe { copy_from_device(rest, src.wrapping_add(n)) };
-                    n = more;
-                }
-            }
-            if full && (len as usize) > n {
-                let frame = self.head.get(NetHeader::SIZE..n).unwrap_or(&[]);
-                let wanted = NetHeader::SIZE.saturating_add(headers_wanted(frame));
-                let more = (len as usize).min(HEAD_COPY).min(wanted);
-                if let Some(rest) = self.head.get_mut(n..more) {
-                    // SAFETY: as above.
-                    unsafe { copy_from_device(rest, src.wrapping_add(n)) };
-                    n = more;
                 }
             }
             let count = if self.mergeable {

@@ -744,9 +744,12 @@ fn without_a_verdict_the_os_gets_the_link_layer() {
         assert!(b.deliver(NetHeader::default(), &tagged));
         assert!(b.deliver(NetHeader::default(), &llc));
         assert!(b.deliver(NetHeader::default(), &mcast));
+        let mut bad_ip = good.clone();
+        bad_ip[18] ^= 0x01; // the IPv4 identification: the header checksum no longer holds
+        assert!(b.deliver(valid, &bad_ip));
         b.iterate(false);
         let f = &b.os.frames;
-        assert_eq!(f.len(), 5);
+        assert_eq!(f.len(), 6);
         let lens = |i: usize| {
             let l = f[i].layout;
             (
@@ -797,7 +800,10 @@ fn without_a_verdict_the_os_gets_the_link_layer() {
         assert_eq!((lens(3), verdict(3)), (link(0), none));
         assert_eq!(f[3].bytes, llc);
         assert_eq!((lens(4), verdict(4)), (link(14), none));
+        assert_eq!(lens(5), lens(1));
+        assert_eq!(verdict(5), (Some(Eval::Invalid), Some(Eval::Valid)));
         let s = b.rx.stats();
+        assert_eq!(s.checksum_errors, 1);
         let sum = |v: &[&Vec<u8>]| v.iter().map(|x| x.len() as u64).sum::<u64>();
         let tagged_len = if strip_vlan { good.len() } else { tagged.len() };
         assert_eq!(
@@ -810,8 +816,8 @@ fn without_a_verdict_the_os_gets_the_link_layer() {
                 s.received.multicast_bytes,
             ),
             (
-                3,
-                sum(&[&good, &good]) + tagged_len as u64,
+                4,
+                sum(&[&good, &good, &bad_ip]) + tagged_len as u64,
                 1,
                 llc.len() as u64,
                 1,
