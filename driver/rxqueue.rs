@@ -7,7 +7,9 @@
 //! The device is untrusted (issue 16): it may rewrite a buffer it completed at any time, also
 //! while the driver looks at it. The engine never forms a slice over device-writable memory and
 //! never reads a header byte twice: per packet it copies the virtio-net header and the first
-//! [`HEAD_COPY`] bytes once, with volatile reads, into a private buffer reserved at creation,
+//! frame bytes once, with volatile reads, into a private buffer reserved at creation — the
+//! addresses and EtherType ([`HEAD_LINK`]) for every packet, on to the headers (up to
+//! [`HEAD_COPY`]) for one whose headers are parsed, each read starting where the last stopped —
 //! and takes every decision on that copy. The few writes into the buffer (802.1Q strip, checksum
 //! completion) write the copy's values; bytes past the copy are read once, by volatile reads,
 //! only to be summed. Every value from the device is bounded before use (`num_buffers`, used
@@ -20,6 +22,21 @@
 //! mergeable RX buffers), the first fragment's Offset skipping the virtio-net header — with
 //! layout, checksum verdict, RSC and 802.1Q metadata. When the OS has no packet or fragment to
 //! spare, frames wait in the pending queue; no buffer is ever lost.
+//!
+//! The layout the OS gets: the full NET_PACKET_LAYOUT, parsed from the copy, when the driver
+//! has something to report that depends on the headers — a checksum verdict (the device's
+//! `DATA_VALID`/`NEEDS_CSUM`, or software verification; with the checksum extension
+//! registered), a checksum to complete, an RSC packet, the software RSS hash. Otherwise only the
+//! link layer ([`offload::rx::link_layout`]: Ethernet, length 14 for an untagged Ethernet II
+//! frame, else 0), layers 3 and 4 Unspecified with length 0, and no verdict: NetAdapterCx
+//! parses the missing layers itself before it translates the metadata (`NxGetPacketLayout`:
+//! "a zero length means unknown", §2.4), and the stack checks the checksums as it does for any
+//! packet without a verdict. The same work is done once either way, by whoever needs it.
+//!
+//! The plain path serves the usual packet — one buffer, no bounce, filter or RSS hash, no tag to
+//! strip, no checksum to complete, no RSC, no software verification — straight from the copy
+//! (link layout, or the parsed one with the device's verdict); anything else takes the general
+//! path, with the same result for the packets both could take.
 
 #![cfg_attr(
     not(test),
@@ -237,9 +254,10 @@ pub const HEAD_COPY: usize = NetHeader::SIZE + 22 + 511 + 60;
 /// beyond the link layer ([`offload::rx::wants_headers`]) needs no more.
 pub const HEAD_LINK: usize = NetHeader::SIZE + 20;
 
-/// What is copied for a packet whose headers are parsed: the virtio-net header and 100 frame bytes
-/// (112 in all: whole 8-byte reads), which hold the headers of
-/// the usual frames (Ethernet with a tag, IPv4 or IPv6, TCP with timestamps: 18 + 40 + 32 = 90).
+/// What is copied for a packet whose headers are parsed: the virtio-net header and 100 frame
+/// bytes (112 in all: whole 8-byte reads), which hold the headers of the usual frames (Ethernet
+/// with a tag, IPv4 or IPv6, TCP with timestamps: 18 + 40 + 32 = 90; untagged IPv4 without
+/// options, whose headers are at most 14 + 20 + 60 = 94 bytes, always).
 /// The copy grows, up to [`HEAD_COPY`], only as far as [`headers_wanted`] says the headers may
 /// go (IPv4 or TCP options, two tags, IPv6 extension headers): each byte is still read once —
 /// the second read starts where the first stopped.
