@@ -855,6 +855,10 @@ impl RxQueue {
         // The plain path (below) serves this Advance's packets unless a feature that looks at
         // every packet is on: bounce mode, the software filter or RSS hash.
         let plain_ok = self.private.is_none() && self.filter.is_none() && self.rss.is_none();
+        // Which packets have their headers parsed (`offload::rx::wants_headers`), decided per
+        // queue once.
+        let need = offload::rx::HeaderNeed::new(self.options, ext.checksum.is_some())
+            .or_always(self.rss.is_some());
         while self.pending_len > 0 {
             let (first, len) = self.pending_at(0);
             if len > self.buffer_size {
@@ -882,8 +886,7 @@ impl RxQueue {
             // n >= NetHeader::SIZE + 14: the copy holds the header.
             let hdr = NetHeader::read(self.head.get(..NetHeader::SIZE).unwrap_or(&[]))
                 .unwrap_or_default();
-            let full = self.rss.is_some()
-                || offload::rx::wants_headers(&hdr, self.options, ext.checksum.is_some());
+            let full = need.wants(&hdr);
             // Parsed, but nothing for the general path to do: the device's verdict only.
             let plain_full = hdr.flags & virtio::net::hdr_flags::NEEDS_CSUM == 0
                 && hdr.gso_type & !virtio::net::gso::ECN == virtio::net::gso::NONE

@@ -59,11 +59,43 @@ pub struct RxMetadata {
 /// length means unknown") and, with no verdict from the driver, verifies the checksums itself.
 #[inline]
 pub fn wants_headers(hdr: &NetHeader, opt: RxOptions, checksum_wanted: bool) -> bool {
-    let device_verdict =
-        opt.guest_csum && hdr.flags & (hdr_flags::DATA_VALID | hdr_flags::NEEDS_CSUM) != 0;
-    hdr.flags & hdr_flags::NEEDS_CSUM != 0
-        || hdr.gso_type & !gso::ECN != gso::NONE
-        || (checksum_wanted && (device_verdict || opt.software_verify))
+    HeaderNeed::new(opt, checksum_wanted).wants(hdr)
+}
+
+/// [`wants_headers`] with what depends only on the queue (options, the checksum extension)
+/// decided once, for a loop over packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderNeed {
+    /// Header flags that call for the parse.
+    flags: u8,
+    /// Every packet is parsed (software verification with the extension registered).
+    always: bool,
+}
+
+impl HeaderNeed {
+    /// For a queue with these options; `checksum_wanted` as for [`wants_headers`].
+    pub const fn new(opt: RxOptions, checksum_wanted: bool) -> Self {
+        let verdict = checksum_wanted && opt.guest_csum;
+        Self {
+            flags: hdr_flags::NEEDS_CSUM | if verdict { hdr_flags::DATA_VALID } else { 0 },
+            always: checksum_wanted && opt.software_verify,
+        }
+    }
+
+    /// Also parse every packet (a per-packet feature of the caller's, such as an RSS hash).
+    #[must_use]
+    pub const fn or_always(self, always: bool) -> Self {
+        Self {
+            flags: self.flags,
+            always: self.always || always,
+        }
+    }
+
+    /// Whether a packet with this header wants its headers parsed.
+    #[inline]
+    pub const fn wants(self, hdr: &NetHeader) -> bool {
+        self.always || hdr.flags & self.flags != 0 || hdr.gso_type & !gso::ECN != gso::NONE
+    }
 }
 
 /// The layout of a frame whose upper layers the driver leaves to the OS: Ethernet, with its
@@ -317,5 +349,47 @@ impl ChecksumFix {
             *f = c.to_be_bytes();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-queue form decides as the definition does, for every flag byte, GSO type,
+    /// option and registration.
+    #[test]
+    fn header_need_is_wants_headers() {
+        for bits in 0..16u8 {
+            let opt = RxOptions {
+                guest_csum: bits & 1 != 0,
+                rsc_ext: bits & 2 != 0,
+                software_verify: bits & 4 != 0,
+            };
+            let wanted = bits & 8 != 0;
+            let need = HeaderNeed::new(opt, wanted);
+            for flags in 0..=255u8 {
+                for gso_type in [
+                    gso::NONE,
+                    gso::TCPV4,
+                    gso::ECN,
+                    gso::TCPV6 | gso::ECN,
+                    gso::UDP,
+                ] {
+                    let hdr = NetHeader {
+                        flags,
+                        gso_type,
+                        ..Default::default()
+                    };
+                    let device = opt.guest_csum
+                        && flags & (hdr_flags::DATA_VALID | hdr_flags::NEEDS_CSUM) != 0;
+                    let def = flags & hdr_flags::NEEDS_CSUM != 0
+                        || gso_type & !gso::ECN != gso::NONE
+                        || (wanted && (device || opt.software_verify));
+                    assert_eq!(need.wants(&hdr), def, "{opt:?} {wanted} {flags} {gso_type}");
+                    assert!(need.or_always(true).wants(&hdr));
+                }
+            }
+        }
     }
 }
