@@ -251,26 +251,38 @@ impl Layout {
             // re-parses a frame only when Layer2Type is not Unspecified).
             return n;
         }
-        n.set_layer2_type(Layer2Type::Ethernet);
-        // Lengths were bounded when parsing (l2 ≤ 22, l3 ≤ 511), so the setters cannot fail.
-        let _ = n.set_layer2_header_length(self.l2_len);
-        if let Some(l3) = self.l3 {
-            n.set_layer3_type(match l3 {
-                L3::Ipv4 { options: true } => Layer3Type::Ipv4WithOptions,
-                L3::Ipv4 { options: false } => Layer3Type::Ipv4NoOptions,
-                L3::Ipv6 { extensions: true } => Layer3Type::Ipv6WithExtensions,
-                L3::Ipv6 { extensions: false } => Layer3Type::Ipv6NoExtensions,
-            });
-            let _ = n.set_layer3_header_length(self.l3_len);
-            n.set_layer4_type(match self.l4 {
-                L4::Tcp => Layer4Type::Tcp,
-                L4::Udp => Layer4Type::Udp,
-                L4::Fragment => Layer4Type::IpFragment,
-                L4::Other => Layer4Type::IpNotFragment,
-                L4::Unspecified => Layer4Type::Unspecified,
-            });
-            n.set_layer4_header_length(self.l4_len);
-        }
+        // The five bytes at once (§1.3's bit layout). Lengths were bounded when parsing
+        // (l2 ≤ 22, l3 ≤ 511); one that did not fit its field would be left 0 ("unknown"), as
+        // the setters leave it.
+        let l2 = if self.l2_len <= 0x7f { self.l2_len } else { 0 };
+        let (l3_type, l3_len, l4_type, l4_len) = match self.l3 {
+            None => (Layer3Type::Unspecified, 0, Layer4Type::Unspecified, 0),
+            Some(l3) => (
+                match l3 {
+                    L3::Ipv4 { options: true } => Layer3Type::Ipv4WithOptions,
+                    L3::Ipv4 { options: false } => Layer3Type::Ipv4NoOptions,
+                    L3::Ipv6 { extensions: true } => Layer3Type::Ipv6WithExtensions,
+                    L3::Ipv6 { extensions: false } => Layer3Type::Ipv6NoExtensions,
+                },
+                if self.l3_len <= 0x1ff { self.l3_len } else { 0 },
+                match self.l4 {
+                    L4::Tcp => Layer4Type::Tcp,
+                    L4::Udp => Layer4Type::Udp,
+                    L4::Fragment => Layer4Type::IpFragment,
+                    L4::Other => Layer4Type::IpNotFragment,
+                    L4::Unspecified => Layer4Type::Unspecified,
+                },
+                self.l4_len,
+            ),
+        };
+        let unit01 = (u16::from(l2) | (l3_len << 7)).to_le_bytes();
+        n = NetPacketLayout::from_bytes([
+            unit01[0],
+            unit01[1],
+            l4_len,
+            (Layer2Type::Ethernet as u8) | ((l3_type as u8) << 4),
+            l4_type as u8,
+        ]);
         n
     }
 }
