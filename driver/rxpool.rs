@@ -18,14 +18,29 @@ use crate::fallible;
 /// The largest contiguous allocation the pool asks for (unless one buffer is larger).
 pub const CHUNK_BYTES: usize = 128 * 1024;
 
+/// Where one buffer is: its CPU and device addresses, computed once when the pool is made.
+#[derive(Debug, Clone, Copy)]
+struct BufAddr {
+    cpu: *mut u8,
+    device: u64,
+}
+
 /// Buffers of `buffer_size` bytes in chunks of DMA memory.
 pub struct RxPool {
     chunks: Vec<DmaRegion>,
+    /// Buffer → addresses: one bounds-checked load per lookup on the datapath instead of the
+    /// chunk arithmetic.
+    addrs: Vec<BufAddr>,
     /// log2 of the buffers per chunk.
     shift: u32,
     buffer_size: u32,
     buffers: u32,
 }
+
+// SAFETY: the address table only points into the pool's own chunks (DmaRegion is Send: plain
+// memory its allocator keeps alive until `free`, with no thread affinity); the pool is used from
+// one execution context at a time, as its chunks are.
+unsafe impl Send for RxPool {}
 
 impl RxPool {
     /// Allocates `buffers` buffers of `buffer_size` bytes (both nonzero), 64-byte aligned; `None`
@@ -44,6 +59,7 @@ impl RxPool {
         let per = 1u32 << shift;
         let count = buffers.div_ceil(per) as usize;
         let mut chunks = fallible::with_capacity(count).ok()?;
+        let mut addrs = fallible::with_capacity(buffers as usize).ok()?;
         let mut left = buffers;
         while left > 0 {
             let here = left.min(per);
@@ -69,12 +85,31 @@ impl RxPool {
             // here <= left.
             left = left.saturating_sub(here);
         }
-        Some(Self {
+        let mut pool = Self {
             chunks,
+            addrs: Vec::new(),
             shift,
             buffer_size,
             buffers,
-        })
+        };
+        for b in 0..buffers {
+            let a = BufAddr {
+                cpu: pool.locate(b).map_or(core::ptr::null_mut(), |(c, off)| {
+                    c.cpu().as_ptr().wrapping_add(off)
+                }),
+                // An offset inside the chunk from its device address: no overflow.
+                device: pool
+                    .locate(b)
+                    .map_or(0, |(c, off)| c.device().wrapping_add(off as u64)),
+            };
+            // Within the capacity reserved above (one per buffer): no allocation.
+            if !fallible::push_within(&mut addrs, a) {
+                pool.free(dma);
+                return None;
+            }
+        }
+        pool.addrs = addrs;
+        Some(pool)
     }
 
     /// Gives the memory back (after the device and the OS are done with every buffer).
@@ -95,20 +130,30 @@ impl RxPool {
         Some((chunk, within.wrapping_mul(self.buffer_size as usize)))
     }
 
-    /// The device address of buffer `b`.
+    /// The device address of buffer `b` (clamped to the pool).
     #[inline]
     pub fn device(&self, b: u32) -> u64 {
-        // An offset inside the chunk from its device address: no overflow.
-        self.locate(b)
-            .map_or(0, |(c, off)| c.device().wrapping_add(off as u64))
+        self.addr(b).map_or(0, |a| a.device)
     }
 
-    /// The CPU address of buffer `b` (`buffer_size` bytes inside one chunk).
+    /// The CPU address of buffer `b` (`buffer_size` bytes inside one chunk; clamped to the
+    /// pool).
     #[inline]
     pub fn cpu(&self, b: u32) -> *mut u8 {
-        self.locate(b).map_or(core::ptr::null_mut(), |(c, off)| {
-            c.cpu().as_ptr().wrapping_add(off)
-        })
+        self.addr(b).map_or(core::ptr::null_mut(), |a| a.cpu)
+    }
+
+    /// Both addresses of buffer `b` (clamped to the pool): (CPU, device).
+    #[inline]
+    pub fn addresses(&self, b: u32) -> (*mut u8, u64) {
+        self.addr(b)
+            .map_or((core::ptr::null_mut(), 0), |a| (a.cpu, a.device))
+    }
+
+    #[inline]
+    fn addr(&self, b: u32) -> Option<&BufAddr> {
+        self.addrs
+            .get((b as usize).min(self.addrs.len().saturating_sub(1)))
     }
 
     /// Chunks allocated.

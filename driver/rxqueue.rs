@@ -7,7 +7,9 @@
 //! The device is untrusted (issue 16): it may rewrite a buffer it completed at any time, also
 //! while the driver looks at it. The engine never forms a slice over device-writable memory and
 //! never reads a header byte twice: per packet it copies the virtio-net header and the first
-//! [`HEAD_COPY`] bytes once, with volatile reads, into a private buffer reserved at creation,
+//! frame bytes once, with volatile reads, into a private buffer reserved at creation — the
+//! addresses and EtherType ([`HEAD_LINK`]) for every packet, on to the headers (up to
+//! [`HEAD_COPY`]) for one whose headers are parsed, each read starting where the last stopped —
 //! and takes every decision on that copy. The few writes into the buffer (802.1Q strip, checksum
 //! completion) write the copy's values; bytes past the copy are read once, by volatile reads,
 //! only to be summed. Every value from the device is bounded before use (`num_buffers`, used
@@ -20,6 +22,21 @@
 //! mergeable RX buffers), the first fragment's Offset skipping the virtio-net header — with
 //! layout, checksum verdict, RSC and 802.1Q metadata. When the OS has no packet or fragment to
 //! spare, frames wait in the pending queue; no buffer is ever lost.
+//!
+//! The layout the OS gets: the full NET_PACKET_LAYOUT, parsed from the copy, when the driver
+//! has something to report that depends on the headers — a checksum verdict (the device's
+//! `DATA_VALID`/`NEEDS_CSUM`, or software verification; with the checksum extension
+//! registered), a checksum to complete, an RSC packet, the software RSS hash. Otherwise only the
+//! link layer ([`offload::rx::link_layout`]: Ethernet, length 14 for an untagged Ethernet II
+//! frame, else 0), layers 3 and 4 Unspecified with length 0, and no verdict: NetAdapterCx
+//! parses the missing layers itself before it translates the metadata (`NxGetPacketLayout`:
+//! "a zero length means unknown", §2.4), and the stack checks the checksums as it does for any
+//! packet without a verdict. The same work is done once either way, by whoever needs it.
+//!
+//! The plain path serves the usual packet — one buffer, no bounce, filter or RSS hash, no tag to
+//! strip, no checksum to complete, no RSC, no software verification — straight from the copy
+//! (link layout, or the parsed one with the device's verdict); anything else takes the general
+//! path, with the same result for the packets both could take.
 
 #![cfg_attr(
     not(test),
@@ -39,7 +56,7 @@ use netring::{
 use offload::checksum::Checksum;
 use offload::filter::RxFilter;
 use offload::rss::Toeplitz;
-use offload::rx::{RxOptions, checksum_fix, metadata_with, strip_vlan};
+use offload::rx::{RxMetadata, RxOptions, checksum_fix, metadata_with, strip_vlan};
 use virtio::Features;
 use virtio::hal::Dma;
 use virtio::net::NetHeader;
@@ -49,7 +66,7 @@ use crate::fallible;
 use crate::notify::NotifyGate;
 use crate::rxpool::RxPool;
 use crate::stall::StallGuard;
-use crate::stats::{RxStats, add, bump};
+use crate::stats::{FrameCounters, RxStats, add, bump};
 
 /// The RX queue's extension handles, validated once at queue creation.
 #[derive(Debug, Clone, Copy)]
@@ -231,12 +248,20 @@ impl core::fmt::Debug for RxQueue {
 /// wrong one.
 pub const HEAD_COPY: usize = NetHeader::SIZE + 22 + 511 + 60;
 
-/// What is copied first: the virtio-net header and 96 frame bytes, which hold the headers of
-/// the usual frames (Ethernet with a tag, IPv4 or IPv6, TCP with timestamps: 18 + 40 + 32 = 90).
+/// What every packet has copied: the virtio-net header and the first 20 frame bytes — the
+/// addresses (the destination decides the counters and the software filter), an 802.1Q tag and
+/// the EtherType behind it (the tag strip, the link layout). A packet with nothing to report
+/// beyond the link layer ([`offload::rx::wants_headers`]) needs no more.
+pub const HEAD_LINK: usize = NetHeader::SIZE + 20;
+
+/// What is copied for a packet whose headers are parsed: the virtio-net header and 100 frame
+/// bytes (112 in all: whole 8-byte reads), which hold the headers of the usual frames (Ethernet
+/// with a tag, IPv4 or IPv6, TCP with timestamps: 18 + 40 + 32 = 90; untagged IPv4 without
+/// options, whose headers are at most 14 + 20 + 60 = 94 bytes, always).
 /// The copy grows, up to [`HEAD_COPY`], only as far as [`headers_wanted`] says the headers may
 /// go (IPv4 or TCP options, two tags, IPv6 extension headers): each byte is still read once —
 /// the second read starts where the first stopped.
-pub const HEAD_FIRST: usize = NetHeader::SIZE + 96;
+pub const HEAD_FIRST: usize = NetHeader::SIZE + 100;
 
 /// How many frame bytes the parser may need, judged from `frame` (the first bytes, from the
 /// private copy): the link, network and transport headers as far as their lengths can be read
@@ -292,7 +317,23 @@ fn headers_wanted(frame: &[u8]) -> usize {
 ///
 /// `src` must be valid for reads of `dst.len()` bytes (bytes another agent may write at any
 /// time; no reference to them exists).
+#[inline]
 unsafe fn copy_from_device(dst: &mut [u8], src: *const u8) {
+    // The usual first read: HEAD_LINK bytes from the start of a (64-byte aligned) buffer.
+    if let Ok(d) = <&mut [u8; HEAD_LINK]>::try_from(&mut *dst)
+        && src.addr().is_multiple_of(8)
+    {
+        const _: () = assert!(HEAD_LINK.is_multiple_of(8));
+        let mut p = src;
+        for w in d.as_chunks_mut::<8>().0 {
+            // SAFETY: `p` is 8-byte aligned and its 8 bytes are inside the range, as `w` is
+            // inside `dst`.
+            let v = unsafe { core::ptr::read_volatile(p.cast::<u64>()) };
+            *w = v.to_ne_bytes();
+            p = p.wrapping_add(8);
+        }
+        return;
+    }
     // Byte reads up to an 8-byte boundary of the source, then aligned 8-byte reads, then the
     // bytes left. `p` walks the source in step with the destination.
     let lead = src.align_offset(8).min(dst.len());
@@ -449,7 +490,11 @@ impl RxQueue {
     ) -> Result<Self, Rejected<RxCreateError>> {
         let n = settings.buffers;
         // Buffer indices + 1 stay below the tag bits.
-        if n == 0 || n > 1 << 16 || (settings.buffer_size as usize) < NetHeader::SIZE + 60 {
+        if n == 0
+            || n > 1 << 16
+            || (settings.buffer_size as usize) < NetHeader::SIZE + 60
+            || settings.buffer_size > NetFragment::MAX_LENGTH
+        {
             return Err(Rejected {
                 error: RxCreateError::BadSettings,
                 vq,
@@ -793,6 +838,10 @@ impl RxQueue {
             return_context: self.ext.return_context.bind(fragments).ok(),
         };
         let mut indicated = 0u32;
+        // Counted here, added to the queue's statistics once per Advance.
+        let mut received = FrameCounters::default();
+        // Every fragment's Capacity: the buffer size (<= NetFragment::MAX_LENGTH, `new`).
+        let capacity_bits = u64::from(self.buffer_size) << 26;
         let mut pkt = packets.begin_index();
         let mut frag = fragments.begin_index();
         let mut pkt_free = packets.owned_count();
@@ -803,6 +852,13 @@ impl RxQueue {
             .min(usize::from(self.vq.size()))
             .min(fragments.len().saturating_sub(1) as usize)
             .max(1);
+        // The plain path (below) serves this Advance's packets unless a feature that looks at
+        // every packet is on: bounce mode, the software filter or RSS hash.
+        let plain_ok = self.private.is_none() && self.filter.is_none() && self.rss.is_none();
+        // Which packets have their headers parsed (`offload::rx::wants_headers`), decided per
+        // queue once.
+        let need = offload::rx::HeaderNeed::new(self.options, ext.checksum.is_some())
+            .or_always(self.rss.is_some());
         while self.pending_len > 0 {
             let (first, len) = self.pending_at(0);
             if len > self.buffer_size {
@@ -818,17 +874,25 @@ impl RxQueue {
                 continue;
             }
             // The private copy: the virtio-net header and the first frame bytes, read once —
-            // HEAD_FIRST bytes, then up to HEAD_COPY if the headers may go further.
-            let mut n = (len as usize).min(HEAD_FIRST);
+            // HEAD_LINK bytes; for a packet whose headers are parsed, on to HEAD_FIRST, then up
+            // to HEAD_COPY if the headers may go further. Each stage starts where the last
+            // stopped: no byte is read twice.
+            let mut n = (len as usize).min(HEAD_LINK);
             // `first` is a pool buffer (`buf_cpu`) of `buffer_size` bytes and
             // n <= len <= buffer_size.
             let src = self.buf_cpu(first);
             // SAFETY: as above.
             unsafe { copy_from_device(self.head.get_mut(..n).unwrap_or(&mut []), src) };
-            if (len as usize) > n {
-                let frame = self.head.get(NetHeader::SIZE..n).unwrap_or(&[]);
-                let wanted = NetHeader::SIZE.saturating_add(headers_wanted(frame));
-                let more = (len as usize).min(HEAD_COPY).min(wanted);
+            // n >= NetHeader::SIZE + 14: the copy holds the header.
+            let hdr = NetHeader::read(self.head.get(..NetHeader::SIZE).unwrap_or(&[]))
+                .unwrap_or_default();
+            let full = need.wants(&hdr);
+            // Parsed, but nothing for the general path to do: the device's verdict only.
+            let plain_full = hdr.flags & virtio::net::hdr_flags::NEEDS_CSUM == 0
+                && hdr.gso_type & !virtio::net::gso::ECN == virtio::net::gso::NONE
+                && !self.options.software_verify;
+            if full && (len as usize) > n {
+                let more = (len as usize).min(HEAD_FIRST);
                 if let Some(rest) = self.head.get_mut(n..more) {
                     // SAFETY: n < more <= len <= buffer_size: inside the buffer; the bytes
                     // before `n` are not read again.
@@ -836,9 +900,109 @@ impl RxQueue {
                     n = more;
                 }
             }
-            // n >= NetHeader::SIZE + 14 and n <= HEAD_COPY: the copy holds the header.
-            let hdr = NetHeader::read(self.head.get(..NetHeader::SIZE).unwrap_or(&[]))
-                .unwrap_or_default();
+            // Untagged IPv4 without options: the headers (at most 14 + 20 + 60 bytes) are in
+            // the HEAD_FIRST bytes already.
+            if full
+                && (len as usize) > n
+                && !matches!(
+                    self.head
+                        .get(NetHeader::SIZE..n)
+                        .and_then(|f| f.get(12..15)),
+                    Some(&[0x08, 0x00, 0x45])
+                )
+            {
+                let frame = self.head.get(NetHeader::SIZE..n).unwrap_or(&[]);
+                let wanted = NetHeader::SIZE.saturating_add(headers_wanted(frame));
+                let more = (len as usize).min(HEAD_COPY).min(wanted);
+                if let Some(rest) = self.head.get_mut(n..more) {
+                    // SAFETY: as above.
+                    unsafe { copy_from_device(rest, src.wrapping_add(n)) };
+                    n = more;
+                }
+            }
+            // The plain path: one buffer, no checksum to complete, no RSC, no software
+            // verification, no tag to strip, room in the OS's rings — the packet goes out as it
+            // is, with the link layout or (a device verdict to give) the parsed one.
+            if plain_ok
+                && (!full || plain_full)
+                && (!self.mergeable || hdr.num_buffers <= 1)
+                && pkt_free > 0
+                && frag_free > 0
+            {
+                let frame = self.head.get(NetHeader::SIZE..n).unwrap_or(&[]);
+                let tagged = matches!(frame.get(12..14), Some(&[0x81, 0x00] | &[0x88, 0xa8]));
+                if !(self.settings.strip_vlan && tagged) {
+                    let mut dst = [0u8; 6];
+                    if let Some(d) = frame.first_chunk::<6>() {
+                        dst = *d;
+                    }
+                    let valid = len.saturating_sub(NetHeader::SIZE as u32);
+                    let (layout, checksum) = if full {
+                        let m = offload::rx::metadata(&hdr, frame, valid as usize, self.options);
+                        if m.checksum.rx_layer4() == Some(netring::RxChecksumEvaluation::Invalid)
+                            || m.checksum.rx_layer3()
+                                == Some(netring::RxChecksumEvaluation::Invalid)
+                        {
+                            bump(&mut self.stats.checksum_errors);
+                        }
+                        (m.layout, m.checksum)
+                    } else {
+                        (
+                            offload::rx::link_layout(frame),
+                            NetPacketChecksum::default(),
+                        )
+                    };
+                    let (va, la) = self.pool.addresses(first);
+                    // len >= NetHeader::SIZE + 14 (checked above) and <= buffer_size <=
+                    // MAX_LENGTH; Offset 12: each value fits its field.
+                    *fragments.at_mut(frag) = NetFragment::from_bits(
+                        capacity_bits | ((NetHeader::SIZE as u64) << 52) | u64::from(valid),
+                    );
+                    if let Some(e) = &ext.virtual_address {
+                        e.write(
+                            frag,
+                            NetFragmentVirtualAddress {
+                                virtual_address: va.cast(),
+                            },
+                        );
+                    }
+                    if let Some(e) = &ext.logical_address {
+                        e.write(
+                            frag,
+                            NetFragmentLogicalAddress {
+                                logical_address: la,
+                            },
+                        );
+                    }
+                    if let Some(e) = &ext.return_context {
+                        e.write(
+                            frag,
+                            NetFragmentReturnContext {
+                                handle: core::ptr::without_provenance_mut(context_of(
+                                    self.settings.context_tag,
+                                    first,
+                                )),
+                            },
+                        );
+                    }
+                    self.set_state(first, Buf::WithOs);
+                    // `pkt` is a masked index into the packets the OS gave (pkt_free > 0).
+                    let p = packets.at_mut(pkt);
+                    *p = NetPacket::new(frag, 1);
+                    p.layout = layout;
+                    if let Some(c) = &ext.checksum {
+                        c.write(pkt, checksum);
+                    }
+                    received.count(&dst, u64::from(valid));
+                    self.pop_pending(1);
+                    pkt = packets.increment_index(pkt);
+                    frag = fragments.increment_index(frag);
+                    pkt_free = pkt_free.saturating_sub(1);
+                    frag_free = frag_free.saturating_sub(1);
+                    indicated = indicated.saturating_add(1);
+                    continue;
+                }
+            }
             let count = if self.mergeable {
                 usize::from(hdr.num_buffers.max(1))
             } else {
@@ -966,20 +1130,32 @@ impl RxQueue {
             let copied = n.saturating_sub(offset);
             let (mut meta, dst, hash, fix) = {
                 let bytes = self.head.get(offset..n).unwrap_or(&[]);
-                let sum_tail = |from: usize, to: usize| Some(self.sum_frame(offset, from, to));
-                let meta = metadata_with(&hdr, bytes, frame_len, options, sum_tail);
-                let fix = checksum_fix(&hdr, &meta, bytes, frame_len, tag.is_some(), options);
                 let mut dst = [0u8; 6];
                 if let Some(d) = bytes.get(..6) {
                     dst.copy_from_slice(d);
                 }
-                let hash = match (self.rss, meta.parsed) {
-                    (Some(types), Some(l)) => {
-                        offload::rss::hash_frame(&self.rss_table, bytes, &l, types)
-                    }
-                    _ => None,
-                };
-                (meta, dst, hash, fix)
+                if full {
+                    let sum_tail = |from: usize, to: usize| Some(self.sum_frame(offset, from, to));
+                    let meta = metadata_with(&hdr, bytes, frame_len, options, sum_tail);
+                    let fix = checksum_fix(&hdr, &meta, bytes, frame_len, tag.is_some(), options);
+                    let hash = match (self.rss, meta.parsed) {
+                        (Some(types), Some(l)) => {
+                            offload::rss::hash_frame(&self.rss_table, bytes, &l, types)
+                        }
+                        _ => None,
+                    };
+                    (meta, dst, hash, fix)
+                } else {
+                    // Nothing to report beyond the link layer: the OS parses the rest and
+                    // checks the checksums itself.
+                    let meta = RxMetadata {
+                        layout: offload::rx::link_layout(bytes),
+                        checksum: NetPacketChecksum::default(),
+                        rsc: None,
+                        parsed: None,
+                    };
+                    (meta, dst, None, Ok(None))
+                }
             };
             if let Some(f) = &self.filter
                 && (!f.accepts(&dst) || !f.vlan_accepts(tag.map(|t| t.vid)))
@@ -1044,12 +1220,11 @@ impl RxQueue {
                     (0, blen)
                 };
                 let idx = fragments.advance_index(frag, frags as i32);
-                let mut f = NetFragment::default();
-                // Offset <= 16 and lengths <= buffer_size < 2^26: the setters cannot fail.
-                let _ = f.set_capacity(self.buffer_size);
-                let _ = f.set_offset(off);
-                let _ = f.set_valid_length(valid);
-                *fragments.get_mut(idx).map_err(RxFault::Ring)? = f;
+                // Offset <= 16 and valid <= buffer_size <= MAX_LENGTH (checked at creation):
+                // each value fits its field.
+                *fragments.at_mut(idx) = NetFragment::from_bits(
+                    capacity_bits | (u64::from(off) << 52) | u64::from(valid),
+                );
                 let (owner, va, la) = match &self.private {
                     Some(p) => {
                         let pb = self.segs.get(k).map_or(0, |s| s.0);
@@ -1057,7 +1232,10 @@ impl RxQueue {
                         // fragments by their virtual address.
                         (pb, p.cpu(pb), 0)
                     }
-                    None => (b, self.buf_cpu(b), self.buf_device(b)),
+                    None => {
+                        let (va, la) = self.pool.addresses(b);
+                        (b, va, la)
+                    }
                 };
                 if let Some(e) = &ext.virtual_address {
                     e.write(
@@ -1094,7 +1272,8 @@ impl RxQueue {
                 }
                 frags = frags.saturating_add(1);
             }
-            let p = packets.get_mut(pkt).map_err(RxFault::Ring)?;
+            // `pkt` is a masked index into the packets the OS gave (pkt_free > 0).
+            let p = packets.at_mut(pkt);
             *p = NetPacket::new(frag, frags as u16);
             p.layout = meta.layout;
             if let Some(c) = &ext.checksum {
@@ -1124,7 +1303,7 @@ impl RxQueue {
             {
                 bump(&mut self.stats.checksum_errors);
             }
-            self.stats.received.count(&dst, frame_len as u64);
+            received.count(&dst, frame_len as u64);
             self.pop_pending(count);
             pkt = packets.increment_index(pkt);
             frag = fragments.advance_index(frag, frags as i32);
@@ -1133,6 +1312,7 @@ impl RxQueue {
             frag_free = frag_free.saturating_sub(frags);
             indicated = indicated.saturating_add(1);
         }
+        self.stats.received.merge(&received);
         packets.set_begin_index(pkt).map_err(RxFault::Ring)?;
         fragments.set_begin_index(frag).map_err(RxFault::Ring)?;
         Ok(indicated)

@@ -51,6 +51,17 @@ impl FrameCounters {
         add(total, bytes);
     }
 
+    /// Adds `other`'s counts (a batch counted apart) to these.
+    #[inline]
+    pub fn merge(&mut self, other: &Self) {
+        add(&mut self.unicast_frames, other.unicast_frames);
+        add(&mut self.unicast_bytes, other.unicast_bytes);
+        add(&mut self.multicast_frames, other.multicast_frames);
+        add(&mut self.multicast_bytes, other.multicast_bytes);
+        add(&mut self.broadcast_frames, other.broadcast_frames);
+        add(&mut self.broadcast_bytes, other.broadcast_bytes);
+    }
+
     /// All frames.
     pub const fn frames(&self) -> u64 {
         self.unicast_frames

@@ -453,8 +453,10 @@ impl<'a, E: Element> Ring<'a, E> {
         unsafe { p.cast::<E>().as_ref() }
     }
 
-    /// Element at a masked index, for writing.
-    pub(crate) fn at_mut(&mut self, index: u32) -> &mut E {
+    /// Element `index & ElementIndexMask`, for writing: never out of range, so no error to
+    /// check (for the driver's own elements at indices it computed from the ring's).
+    #[inline]
+    pub fn at_mut(&mut self, index: u32) -> &mut E {
         let p = self.masked_element_ptr(index);
         // SAFETY: as in `get_mut`; masking keeps the index inside the ring.
         unsafe { p.cast::<E>().as_mut() }

@@ -48,6 +48,77 @@ pub struct RxMetadata {
     pub parsed: Option<Layout>,
 }
 
+/// Whether [`metadata`] has anything to give beyond the link layer for a packet with this
+/// header: a transport checksum verdict (the device's `DATA_VALID`/`NEEDS_CSUM` under
+/// `guest_csum`, or software verification), a checksum to complete (`NEEDS_CSUM`), or a coalesced
+/// packet (RSC: its segment count needs the TCP header). `checksum_wanted`: the OS registered the
+/// checksum extension (a verdict nobody reads need not be made).
+///
+/// When it is `false` the packet needs no header parse: [`link_layout`] describes it, and the
+/// OS parses the network and transport layers itself (`reference/netadaptercx.md` §2.4, "a zero
+/// length means unknown") and, with no verdict from the driver, verifies the checksums itself.
+#[inline]
+pub fn wants_headers(hdr: &NetHeader, opt: RxOptions, checksum_wanted: bool) -> bool {
+    HeaderNeed::new(opt, checksum_wanted).wants(hdr)
+}
+
+/// [`wants_headers`] with what depends only on the queue (options, the checksum extension)
+/// decided once, for a loop over packets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderNeed {
+    /// Header flags that call for the parse.
+    flags: u8,
+    /// Every packet is parsed (software verification with the extension registered).
+    always: bool,
+}
+
+impl HeaderNeed {
+    /// For a queue with these options; `checksum_wanted` as for [`wants_headers`].
+    pub const fn new(opt: RxOptions, checksum_wanted: bool) -> Self {
+        let verdict = checksum_wanted && opt.guest_csum;
+        Self {
+            flags: hdr_flags::NEEDS_CSUM | if verdict { hdr_flags::DATA_VALID } else { 0 },
+            always: checksum_wanted && opt.software_verify,
+        }
+    }
+
+    /// Also parse every packet (a per-packet feature of the caller's, such as an RSS hash).
+    #[must_use]
+    pub const fn or_always(self, always: bool) -> Self {
+        Self {
+            flags: self.flags,
+            always: self.always || always,
+        }
+    }
+
+    /// Whether a packet with this header wants its headers parsed.
+    #[inline]
+    pub const fn wants(self, hdr: &NetHeader) -> bool {
+        self.always || hdr.flags & self.flags != 0 || hdr.gso_type & !gso::ECN != gso::NONE
+    }
+}
+
+/// The layout of a frame whose upper layers the driver leaves to the OS: Ethernet, with its
+/// header length when `frame` (at least its first 14 bytes) shows an untagged Ethernet II header
+/// (EtherType ≥ 0x600, not 802.1Q/802.1ad), else 0 ("unknown": the OS parses layer 2 as well,
+/// tags and SNAP included); layers 3 and 4 Unspecified with length 0, which the OS parses from
+/// the frame. A frame shorter than an Ethernet header is Layer2 Unspecified, as
+/// [`Layout::parse_prefix`] would have it.
+#[inline]
+pub fn link_layout(frame: &[u8]) -> NetPacketLayout {
+    let mut n = NetPacketLayout::ZERO;
+    let Some(&[t0, t1]) = frame.get(12..14) else {
+        return n;
+    };
+    n.set_layer2_type(netring::Layer2Type::Ethernet);
+    let ty = u16::from_be_bytes([t0, t1]);
+    if ty >= 0x600 && ty != ethertype::VLAN && ty != ethertype::QINQ {
+        // 14 fits the 7-bit field.
+        let _ = n.set_layer2_header_length(14);
+    }
+    n
+}
+
 /// Computes the metadata of a packet of `total_len` bytes whose first `frame.len()` bytes are in
 /// `frame` (the whole packet when `frame.len() == total_len`; software verification needs that).
 ///
@@ -278,5 +349,47 @@ impl ChecksumFix {
             *f = c.to_be_bytes();
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-queue form decides as the definition does, for every flag byte, GSO type,
+    /// option and registration.
+    #[test]
+    fn header_need_is_wants_headers() {
+        for bits in 0..16u8 {
+            let opt = RxOptions {
+                guest_csum: bits & 1 != 0,
+                rsc_ext: bits & 2 != 0,
+                software_verify: bits & 4 != 0,
+            };
+            let wanted = bits & 8 != 0;
+            let need = HeaderNeed::new(opt, wanted);
+            for flags in 0..=255u8 {
+                for gso_type in [
+                    gso::NONE,
+                    gso::TCPV4,
+                    gso::ECN,
+                    gso::TCPV6 | gso::ECN,
+                    gso::UDP,
+                ] {
+                    let hdr = NetHeader {
+                        flags,
+                        gso_type,
+                        ..Default::default()
+                    };
+                    let device = opt.guest_csum
+                        && flags & (hdr_flags::DATA_VALID | hdr_flags::NEEDS_CSUM) != 0;
+                    let def = flags & hdr_flags::NEEDS_CSUM != 0
+                        || gso_type & !gso::ECN != gso::NONE
+                        || (wanted && (device || opt.software_verify));
+                    assert_eq!(need.wants(&hdr), def, "{opt:?} {wanted} {flags} {gso_type}");
+                    assert!(need.or_always(true).wants(&hdr));
+                }
+            }
+        }
     }
 }

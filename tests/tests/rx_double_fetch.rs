@@ -49,7 +49,10 @@ struct Rig {
     rng: Rng,
 }
 
-fn rig(seed: u64, mergeable: bool) -> Rig {
+/// `plain`: no software verification and no RSS hash, so the DATA_VALID frames take the
+/// engine's plain path (parsed from the same private copy) and the NEEDS_CSUM ones the general
+/// path; otherwise every frame takes the general path.
+fn rig(seed: u64, mergeable: bool, plain: bool) -> Rig {
     let ram = GuestRam::new(8 << 20);
     let mut rng = Rng::new(seed);
     let mut os = OsRx::new(32, 64, &mut rng);
@@ -72,15 +75,17 @@ fn rig(seed: u64, mergeable: bool) -> Rig {
         buffers: POOL,
         buffer_size: if mergeable { 256 } else { 12 + 1518 },
         strip_vlan: true,
-        software_checksum: true,
+        software_checksum: !plain,
         bounce: false,
         context_tag: 0,
     };
     let ext = os.extensions();
     let mut rx = RxQueue::new(ram.arena(), vq, features, settings, ext).unwrap();
     // The software hash parses the layout's headers too.
-    let key: [u8; 40] = core::array::from_fn(|i| (i * 37 + 11) as u8);
-    rx.set_rss(Some((&key, netring::HashProtocolType::all())));
+    if !plain {
+        let key: [u8; 40] = core::array::from_fn(|i| (i * 37 + 11) as u8);
+        rx.set_rss(Some((&key, netring::HashProtocolType::all())));
+    }
     Rig {
         ram,
         os,
@@ -319,8 +324,12 @@ fn budget() -> Duration {
 }
 
 fn double_fetch(seed: u64, mergeable: bool, field: Field) {
-    let what = format!("{field:?} mergeable={mergeable}");
-    let mut r = rig(seed, mergeable);
+    double_fetch_on(seed, mergeable, field, false);
+}
+
+fn double_fetch_on(seed: u64, mergeable: bool, field: Field, plain: bool) {
+    let what = format!("{field:?} mergeable={mergeable} plain={plain}");
+    let mut r = rig(seed, mergeable, plain);
     let targets = Targets {
         addr: core::array::from_fn(|_| AtomicUsize::new(0)),
         count: AtomicUsize::new(0),
@@ -448,4 +457,14 @@ fn data_offset_flipped_while_parsing() {
 #[test]
 fn data_offset_flipped_while_parsing_mergeable() {
     double_fetch(0x16_04, true, Field::DataOffset);
+}
+
+#[test]
+fn ihl_flipped_while_parsing_on_the_plain_path() {
+    double_fetch_on(0x16_05, false, Field::Ihl, true);
+}
+
+#[test]
+fn data_offset_flipped_while_parsing_on_the_plain_path_mergeable() {
+    double_fetch_on(0x16_06, true, Field::DataOffset, true);
 }

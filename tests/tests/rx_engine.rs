@@ -27,6 +27,17 @@ fn setup(seed: u64, mergeable: bool, features: Features) -> Bench {
 }
 
 fn setup_tagged(seed: u64, mergeable: bool, features: Features, context_tag: u16) -> Bench {
+    setup_with(seed, mergeable, features, context_tag, true, true)
+}
+
+fn setup_with(
+    seed: u64,
+    mergeable: bool,
+    features: Features,
+    context_tag: u16,
+    strip_vlan: bool,
+    software_checksum: bool,
+) -> Bench {
     let ram = GuestRam::new(32 << 20);
     let mut rng = Rng::new(seed);
     let mut os = OsRx::new(64, 128, &mut rng);
@@ -48,8 +59,8 @@ fn setup_tagged(seed: u64, mergeable: bool, features: Features, context_tag: u16
     let settings = RxSettings {
         buffers: 128,
         buffer_size,
-        strip_vlan: true,
-        software_checksum: true,
+        strip_vlan,
+        software_checksum,
         bounce: false,
         context_tag,
     };
@@ -696,5 +707,123 @@ fn headers_past_the_first_copy_still_parse_fully() {
     assert_eq!(l.layer4_header_length(), 60);
     for (got, sent) in b.os.frames.iter().zip(&frames) {
         assert_eq!(&got.bytes, sent);
+    }
+}
+
+/// What the OS gets when the driver has nothing to report beyond the link layer (the device
+/// gave no checksum verdict, none is computed in software, no RSC, no RSS hash): Ethernet with
+/// its header length for an untagged Ethernet II frame, 0 ("unknown": the OS parses layer 2 as
+/// well) for a tagged or an 802.3 frame, layers 3 and 4 Unspecified with length 0, which
+/// NetAdapterCx parses itself, and no checksum verdict. With DATA_VALID the same frame gets the
+/// full layout and the verdicts; a stripped tag leaves an untagged frame.
+#[test]
+fn without_a_verdict_the_os_gets_the_link_layer() {
+    for strip_vlan in [false, true] {
+        let mut b = setup_with(
+            21,
+            true,
+            Features::VERSION_1 | Features::NET_GUEST_CSUM,
+            0,
+            strip_vlan,
+            false,
+        );
+        b.os.post(64, 127);
+        b.iterate(false);
+        let good = tcp4(1000);
+        let mut tagged = good[..12].to_vec();
+        tagged.extend_from_slice(&[0x81, 0x00, 0x60, 0x2a]); // PCP 3, VID 42
+        tagged.extend_from_slice(&good[12..]);
+        let llc = frame([0xff; 6], 0x0040, &[0xaa; 64]);
+        let mcast = frame([1, 0, 0x5e, 0, 0, 1], 0x0800, &good[14..]);
+        let valid = NetHeader {
+            flags: hdr_flags::DATA_VALID,
+            ..Default::default()
+        };
+        assert!(b.deliver(NetHeader::default(), &good));
+        assert!(b.deliver(valid, &good));
+        assert!(b.deliver(NetHeader::default(), &tagged));
+        assert!(b.deliver(NetHeader::default(), &llc));
+        assert!(b.deliver(NetHeader::default(), &mcast));
+        let mut bad_ip = good.clone();
+        bad_ip[18] ^= 0x01; // the IPv4 identification: the header checksum no longer holds
+        assert!(b.deliver(valid, &bad_ip));
+        b.iterate(false);
+        let f = &b.os.frames;
+        assert_eq!(f.len(), 6);
+        let lens = |i: usize| {
+            let l = f[i].layout;
+            (
+                l.layer2_type(),
+                l.layer2_header_length(),
+                l.layer3_type(),
+                l.layer3_header_length(),
+                l.layer4_type(),
+                l.layer4_header_length(),
+            )
+        };
+        let link = |l2: u8| {
+            (
+                Some(netring::Layer2Type::Ethernet),
+                l2,
+                Some(netring::Layer3Type::Unspecified),
+                0,
+                Some(netring::Layer4Type::Unspecified),
+                0,
+            )
+        };
+        let none = (Some(Eval::NotChecked), Some(Eval::NotChecked));
+        let verdict = |i: usize| (f[i].checksum.rx_layer3(), f[i].checksum.rx_layer4());
+        assert_eq!((lens(0), verdict(0)), (link(14), none));
+        assert_eq!(f[0].bytes, good);
+        assert_eq!(
+            (lens(1), verdict(1)),
+            (
+                (
+                    Some(netring::Layer2Type::Ethernet),
+                    14,
+                    Some(netring::Layer3Type::Ipv4NoOptions),
+                    20,
+                    Some(netring::Layer4Type::Tcp),
+                    20
+                ),
+                (Some(Eval::Valid), Some(Eval::Valid))
+            )
+        );
+        if strip_vlan {
+            assert_eq!((lens(2), verdict(2)), (link(14), none));
+            assert_eq!(f[2].bytes, good, "tag stripped");
+            assert_eq!(f[2].ieee8021q.vlan_identifier(), 42);
+        } else {
+            assert_eq!((lens(2), verdict(2)), (link(0), none));
+            assert_eq!(f[2].bytes, tagged);
+        }
+        assert_eq!((lens(3), verdict(3)), (link(0), none));
+        assert_eq!(f[3].bytes, llc);
+        assert_eq!((lens(4), verdict(4)), (link(14), none));
+        assert_eq!(lens(5), lens(1));
+        assert_eq!(verdict(5), (Some(Eval::Invalid), Some(Eval::Valid)));
+        let s = b.rx.stats();
+        assert_eq!(s.checksum_errors, 1);
+        let sum = |v: &[&Vec<u8>]| v.iter().map(|x| x.len() as u64).sum::<u64>();
+        let tagged_len = if strip_vlan { good.len() } else { tagged.len() };
+        assert_eq!(
+            (
+                s.received.unicast_frames,
+                s.received.unicast_bytes,
+                s.received.broadcast_frames,
+                s.received.broadcast_bytes,
+                s.received.multicast_frames,
+                s.received.multicast_bytes,
+            ),
+            (
+                4,
+                sum(&[&good, &good, &bad_ip]) + tagged_len as u64,
+                1,
+                llc.len() as u64,
+                1,
+                mcast.len() as u64
+            )
+        );
+        assert_eq!(s.vlan_stripped, u64::from(strip_vlan));
     }
 }
