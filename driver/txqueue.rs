@@ -558,7 +558,10 @@ impl TxQueue {
             if let Some(d) = done.get_mut(idx as usize) {
                 *d = true;
             }
-            if let (Some(pool), Some(&b)) = (bounce.as_mut(), chain_buffer.get(usize::from(u.id))) {
+            // Direct mode has no chain buffers: the table is empty, one compare.
+            if let Some(&b) = chain_buffer.get(usize::from(u.id))
+                && let Some(pool) = bounce.as_mut()
+            {
                 pool.release(b);
             }
         });
