@@ -377,12 +377,12 @@ impl Nic {
     /// into the live dump it takes, then resets the function at platform level or, where that
     /// is not available, fails the device for WDF to restart (`reference/netadaptercx.md` §9.7).
     pub fn fail_and_restart(&self, why: Recovery, pair: u16) {
+        // Read before `dead` is set: from then on the next Advance quiesces the device (a reset
+        // clears the status register). A second caller reads it for nothing.
+        let status = self
+            .with_core(|a| a.transport().status())
+            .unwrap_or(0xff);
         if !self.dead.swap(true, Ordering::AcqRel) {
-            // Before anything can stop the device: once `dead` is set, the next Advance quiesces
-            // it (a reset clears the status register).
-            let status = self
-                .with_core(|a| a.transport().status())
-                .unwrap_or(0xff);
             self.recovery_status.store(status, Ordering::Release);
             self.recovery
                 .store((why as u32) << 16 | u32::from(pair), Ordering::Release);
