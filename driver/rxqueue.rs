@@ -65,7 +65,7 @@ use virtio::queue::{QueueError, Segment, VirtQueue};
 use crate::fallible;
 use crate::notify::NotifyGate;
 use crate::rxpool::RxPool;
-use crate::stall::StallGuard;
+use crate::stall::{StallGuard, StallPolicy};
 use crate::stats::{FrameCounters, RxStats, add, bump};
 
 /// The RX queue's extension handles, validated once at queue creation.
@@ -556,7 +556,7 @@ impl RxQueue {
             segs,
             private,
             unkicked: false,
-            stall: StallGuard::default(),
+            stall: StallGuard::new(StallPolicy::rx(features)),
         })
     }
 
@@ -745,12 +745,13 @@ impl RxQueue {
         Ok(out)
     }
 
-    /// Kicks when the queue is stuck — buffers published under a suppressed kick, and since then
-    /// nothing received and nothing posted — on the [`StallGuard`]'s back-off. A device waiting
-    /// for buffers it was not told about would otherwise never deliver again.
+    /// Kicks when the queue is stuck — nothing received and nothing posted, and under the
+    /// [`StallPolicy`] the device calls for (packed ring: buffers published under a suppressed
+    /// kick since; device steering: any such stretch) — on the [`StallGuard`]'s back-off. A
+    /// device waiting for a kick it was not given would otherwise never deliver again.
     fn kick_if_stalled(&mut self, out: &mut RxAdvance, reaped: u32) {
-        let stuck = self.unkicked && reaped == 0 && out.posted == 0;
-        if self.stall.advance(stuck) {
+        let idle = reaped == 0 && out.posted == 0;
+        if self.stall.advance(idle, self.unkicked) {
             out.kicked = true;
             self.unkicked = false;
             bump(&mut self.stats.stall_kicks);

@@ -53,7 +53,7 @@ use virtio::queue::{QueueError, Segment, VirtQueue};
 use crate::notify::NotifyGate;
 use crate::os_memory::{FrameFragment, copy_out};
 pub use crate::rxqueue::Rejected;
-use crate::stall::StallGuard;
+use crate::stall::{StallGuard, StallPolicy};
 use crate::stats::{TxStats, add, bump};
 use crate::txbounce::{BouncePool, BounceStats, Buffer, MAX_LARGE, MAX_SMALL, TakeError};
 
@@ -347,7 +347,7 @@ impl TxQueue {
             ext,
             stats: TxStats::default(),
             flushing: false,
-            stall: StallGuard::default(),
+            stall: StallGuard::new(StallPolicy::tx(features)),
             frags,
             segs,
             plain: [Segment { addr: 0, len: 0 }; MAX_SEGMENTS],
@@ -1366,10 +1366,11 @@ fn rewrite_headers(
 
 impl TxQueue {
     /// Kicks when the queue is stuck — chains in flight, none posted, none completed — on the
-    /// [`StallGuard`]'s back-off.
+    /// [`StallGuard`]'s back-off, where the device calls for it ([`StallPolicy::tx`]: the packed
+    /// ring only).
     fn kick_if_stalled(&mut self, out: &mut TxAdvance, reaped: u32) {
-        let stuck = self.vq.in_flight() > 0 && reaped == 0 && out.posted == 0;
-        if self.stall.advance(stuck) && !out.kicked {
+        let idle = reaped == 0 && out.posted == 0;
+        if self.stall.advance(idle, self.vq.in_flight() > 0) && !out.kicked {
             out.kicked = true;
             bump(&mut self.stats.kicks);
             bump(&mut self.stats.stall_kicks);

@@ -718,12 +718,11 @@ fn a_power_cycle_as_the_glue_runs_it_keeps_every_buffer_and_traffic_resumes() {
 
 /// A machine whose OS has posted four small frames the driver has not seen yet.
 fn with_four_posted(seed: u64) -> Machine {
-    let mut m = machine(
-        DEFAULT_FEATURES,
-        Backend::Loopback,
-        &UserSettings::default(),
-        seed,
-    );
+    with_four_posted_on(DEFAULT_FEATURES, seed)
+}
+
+fn with_four_posted_on(features: Features, seed: u64) -> Machine {
+    let mut m = machine(features, Backend::Loopback, &UserSettings::default(), seed);
     for i in 0..4u8 {
         assert!(m.os_tx.post(
             m.ram.arena(),
@@ -816,33 +815,46 @@ fn the_adapters_vlan_is_filtered_in_software_when_the_device_cannot() {
     assert!(m.adapter.set_receive_filter(&filt).is_none());
 }
 
-/// A device that misses its notification must not stall transmission for good: Advances that
-/// move nothing while chains are in flight kick anyway, on the 2nd, 4th, 8th… (QEMU 7.2's packed
-/// ring does miss them: `tests/qemu.rs` packed_ring stalled about one run in five before this).
+/// A device that misses its notification must not stall transmission for good: on the packed
+/// ring (QEMU 7.2's event wrap bit, `tests/qemu.rs` packed_ring stalled about one run in five
+/// before the guard), Advances that move nothing while chains are in flight kick anyway, on the
+/// 2nd, 4th, 8th…; on the split ring, where QEMU never misses a kick it asked for, they do not.
 #[test]
-fn a_stalled_transmit_queue_kicks_again_with_backoff() {
-    let mut m = with_four_posted(25);
-    let mut kicks = Vec::new();
-    for _ in 0..9 {
-        // The device never runs: nothing completes.
-        let tx = &mut m.tx;
-        let r = m.os_tx.callback(|p, f| tx.advance(p, f)).unwrap();
-        kicks.push(r.kicked);
+fn a_stalled_transmit_queue_kicks_again_with_backoff_on_the_packed_ring_only() {
+    for (features, want, stall) in [
+        (
+            DEFAULT_FEATURES | Features::RING_PACKED,
+            [true, false, true, false, true, false, false, false, true],
+            3,
+        ),
+        (
+            DEFAULT_FEATURES,
+            [true, false, false, false, false, false, false, false, false],
+            0,
+        ),
+    ] {
+        let mut m = with_four_posted_on(features, 25);
+        let mut kicks = Vec::new();
+        for _ in 0..9 {
+            // The device never runs: nothing completes.
+            let tx = &mut m.tx;
+            let r = m.os_tx.callback(|p, f| tx.advance(p, f)).unwrap();
+            kicks.push(r.kicked);
+        }
+        assert_eq!(
+            kicks, want,
+            "the publishing kick, then on the packed ring 2, 4 and 8"
+        );
+        assert_eq!(m.tx.stats().stall_kicks, stall);
+        // Once the device runs, the queue moves and the back-off starts over.
+        for _ in 0..20 {
+            m.round(&mut Vec::new()).unwrap();
+        }
+        assert_eq!(m.os_tx.outstanding.len(), 0);
+        assert_eq!(
+            m.tx.stats().stall_kicks,
+            stall,
+            "no stall kick while the queue moves"
+        );
     }
-    assert_eq!(
-        kicks,
-        [true, false, true, false, true, false, false, false, true],
-        "the publishing kick, then stalled Advances 2, 4 and 8 kick"
-    );
-    assert_eq!(m.tx.stats().stall_kicks, 3);
-    // Once the device runs, the queue moves and the back-off starts over.
-    for _ in 0..20 {
-        m.round(&mut Vec::new()).unwrap();
-    }
-    assert_eq!(m.os_tx.outstanding.len(), 0);
-    assert_eq!(
-        m.tx.stats().stall_kicks,
-        3,
-        "no stall kick while the queue moves"
-    );
 }
