@@ -262,7 +262,7 @@ impl SplitQueue {
         readable: &[Segment],
         writable: &[Segment],
     ) -> Option<u16> {
-        let total = readable.len().saturating_add(writable.len());
+        let total = readable.len().wrapping_add(writable.len()); // two slices: far below usize::MAX
         (!self.broken
             && total != 0
             && total <= super::DIRECT_MAX
@@ -478,9 +478,10 @@ impl SplitQueue {
             *link = c.free_head;
         }
         c.free_head = id16;
-        // The chain was in flight: its descriptors return (≤ size), in_flight ≥ 1.
-        c.num_free = c.num_free.saturating_add(descs);
-        c.in_flight = c.in_flight.saturating_sub(1);
+        // The chain was in flight: its descriptors return (num_free + descs ≤ size), and
+        // in_flight ≥ 1 — neither wraps.
+        c.num_free = c.num_free.wrapping_add(descs);
+        c.in_flight = c.in_flight.wrapping_sub(1);
         c.last_used = c.last_used.wrapping_add(1);
         Ok(Used { id: id16, len })
     }
