@@ -283,21 +283,6 @@ mod sse2 {
         }
     }
 
-    /// Stores `v` at `AT` of a 64-byte block.
-    #[inline]
-    fn put_word<const AT: usize>(block: &mut [u8; 64], v: u64) {
-        const { assert!(AT <= 56) };
-        // SAFETY: as in `word`: 8 writable bytes inside the block; write_unaligned has no
-        // alignment requirement.
-        unsafe {
-            block
-                .as_mut_ptr()
-                .wrapping_add(AT)
-                .cast::<u64>()
-                .write_unaligned(v)
-        };
-    }
-
     /// `pmaddwd` of the biased words of `x` with ones, added to `acc`.
     #[inline]
     #[target_feature(enable = "sse2")]
@@ -352,13 +337,14 @@ mod sse2 {
         for (run_s, run_t) in from.chunks(DRAIN_EVERY).zip(to.chunks_mut(DRAIN_EVERY)) {
             let [mut a, mut b, mut c] = [_mm_setzero_si128(); 3];
             for (s, t) in run_s.iter().zip(run_t.iter_mut()) {
-                let (x0, x1, x2) = (load::<0>(s), load::<16>(s), load::<32>(s));
+                // Four 16-byte stores (stores, not ALUs, bound a copy); the last 16 bytes are
+                // read a second time, as two words, for the integer chains.
+                let (x0, x1, x2, x3) = (load::<0>(s), load::<16>(s), load::<32>(s), load::<48>(s));
                 let (w0, w1) = (word::<48>(s), word::<56>(s));
                 store::<0>(t, x0);
                 store::<16>(t, x1);
                 store::<32>(t, x2);
-                put_word::<48>(t, w0);
-                put_word::<56>(t, w1);
+                store::<48>(t, x3);
                 a = step(a, x0);
                 b = step(b, x1);
                 c = step(c, x2);
