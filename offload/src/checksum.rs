@@ -117,7 +117,7 @@ pub fn copy_and_sum(dst: &mut [u8], src: &[u8]) -> Checksum {
         return Checksum::new();
     };
     #[cfg(target_arch = "x86_64")]
-    if n >= 64 {
+    if n >= 128 {
         // SAFETY: SSE2 is part of the x86-64 baseline (see `sum_native`).
         let s = unsafe { sse2::copy_sum(dst, src) };
         return Checksum {
@@ -153,7 +153,7 @@ fn copy_sum_tail(dst: &mut [u8], src: &[u8]) -> u64 {
 /// Unfolded sum of `data` as native (little-endian) 16-bit words.
 fn sum_native(data: &[u8]) -> u64 {
     #[cfg(target_arch = "x86_64")]
-    if data.len() >= 64 {
+    if data.len() >= 128 {
         // SAFETY: SSE2 is part of the x86-64 baseline: every x86-64 CPU has it, and the kernel
         // saves XMM state for kernel-mode code.
         return unsafe { sse2::sum(data) };
