@@ -131,6 +131,25 @@ pub fn copy_and_sum(dst: &mut [u8], src: &[u8]) -> Checksum {
     c
 }
 
+/// Copies `src` into `dst` (the first `min` of both lengths; in practice under 64 bytes) and
+/// returns their unfolded native sum, as [`sum_tail`]: 8-byte words first, then the rest.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+fn copy_sum_tail(dst: &mut [u8], src: &[u8]) -> u64 {
+    let mut s = 0u64;
+    let (from, rs) = src.as_chunks::<8>();
+    let (to, rt) = dst.as_chunks_mut::<8>();
+    for (f, t) in from.iter().zip(to.iter_mut()) {
+        *t = *f;
+        s = add(s, u64::from_le_bytes(*f));
+    }
+    for (f, t) in rs.iter().zip(rt.iter_mut()) {
+        *t = *f;
+    }
+    // The copied part only: min of both remainders (equal for equal lengths).
+    let n = rs.len().min(rt.len());
+    add(s, sum_tail(rs.get(..n).unwrap_or(&[])))
+}
+
 /// Unfolded sum of `data` as native (little-endian) 16-bit words.
 fn sum_native(data: &[u8]) -> u64 {
     #[cfg(target_arch = "x86_64")]
@@ -199,11 +218,20 @@ fn sum_tail(mut tail: &[u8]) -> u64 {
 
 #[cfg(target_arch = "x86_64")]
 mod sse2 {
-    //! SSE2 (x86-64 baseline) bulk sum, 64 bytes per iteration with four independent
-    //! accumulators. Each 16-bit word w is biased to the signed value w − 0x8000 (an XOR of the
-    //! top bit), and `pmaddwd` with ones adds adjacent pairs into signed 32-bit lanes: two
-    //! instructions per 16 bytes. The bias (−0x10000 per pair) is added back when the lanes are
-    //! drained, which happens before a lane could overflow.
+    //! SSE2 (x86-64 baseline) bulk sum, 64 bytes per iteration: 48 bytes in three vector
+    //! accumulators and 16 in two 64-bit integer accumulators, so that the vector pipes and the
+    //! integer ALUs work side by side.
+    //!
+    //! Vector part: each 16-bit word w is biased to the signed value w − 0x8000 (an XOR of the
+    //! top bit), and `pmaddwd` with ones adds adjacent pairs into signed 32-bit lanes: three
+    //! instructions per 16 bytes (XOR, `pmaddwd`, add; `pmaddwd` issues on two of the four vector
+    //! pipes of current cores, the others on any). The bias (−0x10000 per pair) is added back
+    //! when the lanes are drained, which happens before a lane could overflow.
+    //!
+    //! Integer part: two independent end-around-carry chains (`add` + `adc 0`, two cycles of
+    //! latency each per iteration), 8 bytes each per iteration. A one's-complement sum of 64-bit
+    //! words is the sum of their 16-bit words modulo 0xffff (2^16 ≡ 1), so the integer and
+    //! vector parts simply add up.
 
     use core::arch::x86_64::{
         __m128i, _mm_add_epi32, _mm_loadu_si128, _mm_madd_epi16, _mm_set1_epi16, _mm_setzero_si128,
@@ -213,9 +241,12 @@ mod sse2 {
     use super::add;
 
     /// Iterations between drains: each lane gains at most 2^16 in magnitude per iteration (one
-    /// pair sum in [−0x10000, 0xfffe]); after 4096 iterations a lane is within ±2^28, and the four
-    /// accumulators added together within ±2^30, inside i32.
-    const DRAIN_EVERY: u32 = 4096;
+    /// pair sum in [−0x10000, 0xfffe]); after 4096 iterations a lane is within ±2^28, and the three
+    /// accumulators added together within ±3·2^28, inside i32.
+    const DRAIN_EVERY: usize = 4096;
+
+    /// Pair sums taken per iteration by the vector part: three vectors of four 32-bit lanes.
+    const PAIRS_PER_ITER: i64 = 12;
 
     /// The 16 bytes at `AT` of a 64-byte block.
     #[inline]
@@ -237,80 +268,92 @@ mod sse2 {
         unsafe { _mm_storeu_si128(block.as_mut_ptr().wrapping_add(AT).cast(), v) };
     }
 
-    /// The exact sum of the words the four accumulators took in over `n <= DRAIN_EVERY`
-    /// iterations: the lanes' sum (within ±2^30) plus the bias, 0x10000 for each of the 16 × n
-    /// pairs (at most 2^32): non-negative and below 2^33, computed in i64 without wrapping.
+    /// The 8 bytes at `AT` of a 64-byte block as a native (little-endian) word.
+    #[inline]
+    fn word<const AT: usize>(block: &[u8; 64]) -> u64 {
+        const { assert!(AT <= 56) };
+        // SAFETY: AT <= 56 (checked at compile time): the 8 bytes at AT are inside the block;
+        // read_unaligned has no alignment requirement.
+        unsafe {
+            block
+                .as_ptr()
+                .wrapping_add(AT)
+                .cast::<u64>()
+                .read_unaligned()
+        }
+    }
+
+    /// `pmaddwd` of the biased words of `x` with ones, added to `acc`.
     #[inline]
     #[target_feature(enable = "sse2")]
-    fn drain(a: __m128i, b: __m128i, c: __m128i, d: __m128i, n: u32) -> u64 {
-        let v = _mm_add_epi32(_mm_add_epi32(a, b), _mm_add_epi32(c, d));
+    fn step(acc: __m128i, x: __m128i) -> __m128i {
+        let bias = _mm_set1_epi16(i16::MIN);
+        let ones = _mm_set1_epi16(1);
+        _mm_add_epi32(acc, _mm_madd_epi16(_mm_xor_si128(x, bias), ones))
+    }
+
+    /// The exact sum of the words the three accumulators took in over `n <= DRAIN_EVERY`
+    /// iterations: the lanes' sum (within ±3·2^28 · 4) plus the bias, 0x10000 for each of the
+    /// 12 × n pairs (below 2^32): non-negative and below 2^33, computed in i64 without wrapping.
+    #[inline]
+    #[target_feature(enable = "sse2")]
+    fn drain(a: __m128i, b: __m128i, c: __m128i, n: usize) -> u64 {
+        let v = _mm_add_epi32(_mm_add_epi32(a, b), c);
         let mut out = [0i32; 4];
         // SAFETY: `out` is 16 writable bytes; storeu has no alignment requirement.
         unsafe { _mm_storeu_si128(out.as_mut_ptr().cast(), v) };
         let lanes = out.iter().fold(0i64, |s, &x| s.wrapping_add(i64::from(x)));
-        let bias = i64::from(n).wrapping_mul(16 * 0x10000);
+        // n <= 4096: the product is below 2^32.
+        let bias = (n as i64).wrapping_mul(PAIRS_PER_ITER * 0x10000);
         lanes.wrapping_add(bias) as u64
     }
 
+    /// Unfolded sum of `data` as native 16-bit words.
     #[target_feature(enable = "sse2")]
     pub(super) fn sum(data: &[u8]) -> u64 {
-        let bias = _mm_set1_epi16(i16::MIN);
-        let ones = _mm_set1_epi16(1);
-        let mut total = 0u64;
         let (blocks, tail) = data.as_chunks::<64>();
-        let [mut a, mut b, mut c, mut d] = [_mm_setzero_si128(); 4];
-        let mut n = 0u32;
-        for ch in blocks {
-            a = _mm_add_epi32(a, _mm_madd_epi16(_mm_xor_si128(load::<0>(ch), bias), ones));
-            b = _mm_add_epi32(b, _mm_madd_epi16(_mm_xor_si128(load::<16>(ch), bias), ones));
-            c = _mm_add_epi32(c, _mm_madd_epi16(_mm_xor_si128(load::<32>(ch), bias), ones));
-            d = _mm_add_epi32(d, _mm_madd_epi16(_mm_xor_si128(load::<48>(ch), bias), ones));
-            // n < DRAIN_EVERY before the increment.
-            n = n.wrapping_add(1);
-            if n == DRAIN_EVERY {
-                total = add(total, drain(a, b, c, d, n));
-                [a, b, c, d] = [_mm_setzero_si128(); 4];
-                n = 0;
+        let (mut total, mut g, mut h) = (0u64, 0u64, 0u64);
+        for run in blocks.chunks(DRAIN_EVERY) {
+            let [mut a, mut b, mut c] = [_mm_setzero_si128(); 3];
+            for ch in run {
+                a = step(a, load::<0>(ch));
+                b = step(b, load::<16>(ch));
+                c = step(c, load::<32>(ch));
+                g = add(g, word::<48>(ch));
+                h = add(h, word::<56>(ch));
             }
+            total = add(total, drain(a, b, c, run.len()));
         }
-        total = add(total, drain(a, b, c, d, n));
-        add(total, super::sum_words(tail))
+        add(add(total, add(g, h)), super::sum_tail(tail))
     }
 
-    /// [`sum`] of `src` while copying it into `dst` (equal lengths): each 16-byte load feeds
-    /// both the store and the sum.
+    /// [`sum`] of `src` while copying it into `dst` (equal lengths): each load feeds both the
+    /// store and the sum.
     #[target_feature(enable = "sse2")]
     pub(super) fn copy_sum(dst: &mut [u8], src: &[u8]) -> u64 {
-        let bias = _mm_set1_epi16(i16::MIN);
-        let ones = _mm_set1_epi16(1);
-        let mut total = 0u64;
         let (from, rs) = src.as_chunks::<64>();
         let (to, rt) = dst.as_chunks_mut::<64>();
-        let [mut a, mut b, mut c, mut d] = [_mm_setzero_si128(); 4];
-        let mut n = 0u32;
-        for (s, t) in from.iter().zip(to.iter_mut()) {
-            let (x0, x1, x2, x3) = (load::<0>(s), load::<16>(s), load::<32>(s), load::<48>(s));
-            store::<0>(t, x0);
-            store::<16>(t, x1);
-            store::<32>(t, x2);
-            store::<48>(t, x3);
-            a = _mm_add_epi32(a, _mm_madd_epi16(_mm_xor_si128(x0, bias), ones));
-            b = _mm_add_epi32(b, _mm_madd_epi16(_mm_xor_si128(x1, bias), ones));
-            c = _mm_add_epi32(c, _mm_madd_epi16(_mm_xor_si128(x2, bias), ones));
-            d = _mm_add_epi32(d, _mm_madd_epi16(_mm_xor_si128(x3, bias), ones));
-            n = n.wrapping_add(1);
-            if n == DRAIN_EVERY {
-                total = add(total, drain(a, b, c, d, n));
-                [a, b, c, d] = [_mm_setzero_si128(); 4];
-                n = 0;
+        let (mut total, mut g, mut h) = (0u64, 0u64, 0u64);
+        for (run_s, run_t) in from.chunks(DRAIN_EVERY).zip(to.chunks_mut(DRAIN_EVERY)) {
+            let [mut a, mut b, mut c] = [_mm_setzero_si128(); 3];
+            for (s, t) in run_s.iter().zip(run_t.iter_mut()) {
+                // Four 16-byte stores (stores, not ALUs, bound a copy); the last 16 bytes are
+                // read a second time, as two words, for the integer chains.
+                let (x0, x1, x2, x3) = (load::<0>(s), load::<16>(s), load::<32>(s), load::<48>(s));
+                let (w0, w1) = (word::<48>(s), word::<56>(s));
+                store::<0>(t, x0);
+                store::<16>(t, x1);
+                store::<32>(t, x2);
+                store::<48>(t, x3);
+                a = step(a, x0);
+                b = step(b, x1);
+                c = step(c, x2);
+                g = add(g, w0);
+                h = add(h, w1);
             }
+            total = add(total, drain(a, b, c, run_s.len()));
         }
-        total = add(total, drain(a, b, c, d, n));
-        let len = rs.len().min(rt.len());
-        if let (Some(rt), Some(rs)) = (rt.get_mut(..len), rs.get(..len)) {
-            rt.copy_from_slice(rs);
-        }
-        add(total, super::sum_words(rs))
+        add(add(total, add(g, h)), super::copy_sum_tail(rt, rs))
     }
 }
 

@@ -28,9 +28,12 @@ pub struct Segmenter<'a> {
     payload_len: usize,
     count: usize,
     /// What every segment shares, taken once: the pseudo-header sum without its length (the
-    /// final destination's), the IPv4 header's sum with Total Length, Identification and the
-    /// checksum zeroed, and the first segment's Identification, sequence number and flags.
+    /// final destination's), the same plus the transport header's sum with the fields that
+    /// change per segment zeroed (TCP: sequence number, flags, checksum; UDP: length,
+    /// checksum), the IPv4 header's sum with Total Length, Identification and the checksum
+    /// zeroed, and the first segment's Identification, sequence number and flags.
     pseudo: Checksum,
+    l4_base: Checksum,
     ip_base: Checksum,
     ident: u16,
     seq: u32,
@@ -79,6 +82,23 @@ impl<'a> Segmenter<'a> {
             let t = TcpSegment::new_checked(frame.get(l4o..).unwrap_or(&[]))?;
             (seq, flags) = (t.seq(), t.flags());
         }
+        // The transport header alone: at most 60 bytes (TCP with options; UDP 8), an even
+        // number (TCP's is in 32-bit words), so the payload's sum follows it at an even position.
+        let mut h = [0u8; 60];
+        let h = h
+            .get_mut(..usize::from(layout.l4_len))
+            .ok_or(OffloadError::LayoutMismatch)?;
+        h.copy_from_slice(frame.get(l4o..hdr).ok_or(OffloadError::LayoutMismatch)?);
+        match layout.l4 {
+            L4::Tcp => {
+                put(h, 4, &[0; 4])?;
+                put(h, 13, &[0])?;
+                put(h, 16, &[0, 0])?;
+            }
+            _ => put(h, 4, &[0; 4])?,
+        }
+        let mut l4_base = pseudo;
+        l4_base.add_bytes(h);
         Ok(Self {
             frame,
             layout,
@@ -86,6 +106,7 @@ impl<'a> Segmenter<'a> {
             payload_len,
             count: payload_len.div_ceil(mss),
             pseudo,
+            l4_base,
             ip_base,
             ident,
             seq,
@@ -163,7 +184,6 @@ impl<'a> Segmenter<'a> {
         };
         let (l3o, l4o) = (l.l3_offset(), l.l4_offset());
         let bad = OffloadError::LayoutMismatch;
-        let l4_hdr = hdr.checked_sub(l4o).ok_or(bad)?;
         let l4_len = total.checked_sub(l4o).ok_or(bad)?;
         let ip_len = total.checked_sub(l3o).ok_or(bad)?;
         let last = i.checked_add(1) == Some(self.count);
@@ -191,10 +211,18 @@ impl<'a> Segmenter<'a> {
             }
             None => return Err(OffloadError::NotSegmentable),
         }
-        let mut sum = self.pseudo;
-        sum.add_u32(l4_len as u32);
+        // The L4 length: at most MAX_IP (checked above through the IP length).
+        let l4_len16 = l4_len as u16;
         let l4 = out.get_mut(l4o..).ok_or(OffloadError::LayoutMismatch)?;
-        match l.l4 {
+        // Full: the shared sum (pseudo-header without length, header without the changing
+        // fields) plus the changed fields, the length and the payload's sum from the copy — the
+        // header is not read back. Seed: the pseudo-header with its length.
+        let mut sum = match csum {
+            L4Checksum::Full => self.l4_base,
+            L4Checksum::Seed => self.pseudo,
+        };
+        sum.add_u32(l4_len as u32);
+        let (field, value) = match l.l4 {
             L4::Tcp => {
                 // Sequence numbers are modulo 2^32; i × mss < payload_len (`payload_of`).
                 let seq = self.seq.wrapping_add(i.wrapping_mul(self.mss) as u32);
@@ -207,16 +235,24 @@ impl<'a> Segmenter<'a> {
                 }
                 put(l4, 4, &seq.to_be_bytes())?;
                 put(l4, 13, &[flags])?;
-                put(l4, 16, &[0, 0])?;
-                finish(l4, l4_hdr, payload_sum, &mut sum, csum, 16, false)?;
+                if csum == L4Checksum::Full {
+                    // Flags are the low byte of the word at offset 12.
+                    sum.add_u32(seq);
+                    sum.add_u16(u16::from(flags));
+                }
+                (16, finish_value(sum, payload_sum, csum, false))
             }
             L4::Udp => {
-                put(l4, 4, &(l4_len as u16).to_be_bytes())?;
-                put(l4, 6, &[0, 0])?;
-                finish(l4, l4_hdr, payload_sum, &mut sum, csum, 6, true)?;
+                put(l4, 4, &l4_len16.to_be_bytes())?;
+                if csum == L4Checksum::Full {
+                    // The Length field, as well as the pseudo-header's length.
+                    sum.add_u16(l4_len16);
+                }
+                (6, finish_value(sum, payload_sum, csum, true))
             }
             _ => return Err(OffloadError::NotSegmentable),
-        }
+        };
+        put(l4, field, &value.to_be_bytes())?;
         Ok(total)
     }
 }
@@ -228,6 +264,21 @@ fn put(buf: &mut [u8], at: usize, v: &[u8]) -> Result<(), OffloadError> {
         .ok_or(OffloadError::LayoutMismatch)?
         .copy_from_slice(v);
     Ok(())
+}
+
+/// The L4 checksum field of a segment: the seed (the pseudo-header sum, folded) or the full
+/// checksum of `sum` (everything but the payload) and `payload`.
+#[inline]
+fn finish_value(mut sum: Checksum, payload: Checksum, csum: L4Checksum, udp: bool) -> u16 {
+    match csum {
+        L4Checksum::Seed => sum.fold(),
+        L4Checksum::Full => {
+            sum.add_sum(payload);
+            let c = sum.finish();
+            // UDP transmits a computed zero as all-ones (zero means "no checksum").
+            if udp && c == 0 { 0xffff } else { c }
+        }
+    }
 }
 
 /// Stores either the full checksum or the pseudo-header seed at `field` of the L4 header. The
