@@ -650,9 +650,10 @@ impl RxQueue {
     }
 
     fn pop_pending(&mut self, k: usize) {
-        // k <= pending_len (the callers').
+        // k <= pending_len (the callers'; the min only keeps that so whatever they pass).
+        let k = k.min(self.pending_len);
         self.pending_head = self.pending_head.wrapping_add(k) & self.pending.len().wrapping_sub(1);
-        self.pending_len = self.pending_len.saturating_sub(k);
+        self.pending_len = self.pending_len.wrapping_sub(k);
     }
 
     /// Marks a buffer free. `free` was created with room for every buffer and holds each at most
@@ -688,7 +689,7 @@ impl RxQueue {
                         *c = b;
                     }
                     self.set_state(b, Buf::Posted);
-                    out.posted = out.posted.saturating_add(1);
+                    out.posted = out.posted.wrapping_add(1); // at most the pool's buffers
                 }
                 // `b` was just popped: there is room for it again.
                 Err(QueueError::Full) => {
@@ -726,7 +727,8 @@ impl RxQueue {
             let mask = pending.len().wrapping_sub(1);
             if let Some(slot) = pending.get_mut(head.wrapping_add(*len) & mask) {
                 *slot = (b, u.len);
-                *len = len.saturating_add(1);
+                // At most one entry per buffer: below the ring's size.
+                *len = len.wrapping_add(1);
             }
         });
         let reaped = match reaped {
@@ -937,7 +939,7 @@ impl RxQueue {
                     if let Some(d) = frame.first_chunk::<6>() {
                         dst = *d;
                     }
-                    let valid = len.saturating_sub(NetHeader::SIZE as u32);
+                    let valid = len.wrapping_sub(NetHeader::SIZE as u32); // len >= 12 + 14 (above)
                     let (layout, checksum) = if full {
                         let m = offload::rx::metadata(&hdr, frame, valid as usize, self.options);
                         if m.checksum.rx_layer4() == Some(netring::RxChecksumEvaluation::Invalid)
@@ -998,9 +1000,10 @@ impl RxQueue {
                     self.pop_pending(1);
                     pkt = packets.increment_index(pkt);
                     frag = fragments.increment_index(frag);
-                    pkt_free = pkt_free.saturating_sub(1);
-                    frag_free = frag_free.saturating_sub(1);
-                    indicated = indicated.saturating_add(1);
+                    // Both were > 0 (above); at most one packet per OS packet.
+                    pkt_free = pkt_free.wrapping_sub(1);
+                    frag_free = frag_free.wrapping_sub(1);
+                    indicated = indicated.wrapping_add(1);
                     continue;
                 }
             }
