@@ -317,7 +317,7 @@ fn headers_wanted(frame: &[u8]) -> usize {
 ///
 /// `src` must be valid for reads of `dst.len()` bytes (bytes another agent may write at any
 /// time; no reference to them exists).
-#[inline]
+#[inline(always)]
 unsafe fn copy_from_device(dst: &mut [u8], src: *const u8) {
     // The usual first read: HEAD_LINK bytes from the start of a (64-byte aligned) buffer.
     if let Ok(d) = <&mut [u8; HEAD_LINK]>::try_from(&mut *dst)
@@ -366,7 +366,7 @@ unsafe fn copy_from_device(dst: &mut [u8], src: *const u8) {
 /// # Safety
 ///
 /// As for [`copy_from_device`].
-#[inline]
+#[inline(always)]
 unsafe fn copy_words(dst: &mut [u8], src: *const u8) {
     // `p` walks the source in step with the destination.
     let lead = src.align_offset(8).min(dst.len());
