@@ -177,7 +177,7 @@ fn is_offload(
     (checksum.to_bits() != 0 || gso.mss() != 0) && tag.is_none_or(|t| t.tx_tagging_raw() == 0)
 }
 
-/// What [`TxQueue::post_plain_run`] (or `post_offload_run`) did.
+/// What [`TxQueue::post_run`] did.
 #[derive(Default)]
 struct PlainRun {
     /// Packets posted.
@@ -478,9 +478,18 @@ impl TxQueue {
         while let Some(p) = post.current().copied() {
             let idx = post.index();
             let ext = exts.read(idx);
-            if direct_queue && is_plain(ext) {
-                // A run of plain packets in a loop of its own.
-                let run = self.post_plain_run(&mut post, exts, owned, (fragments, addrs));
+            // A run of plain packets, or of packets whose offloads the device does, in a loop of
+            // its own.
+            let run = match (direct_queue, is_plain(ext), is_offload(ext)) {
+                (true, true, _) => {
+                    Some(self.post_run::<false>(&mut post, exts, owned, (fragments, addrs)))
+                }
+                (true, _, true) => {
+                    Some(self.post_run::<true>(&mut post, exts, owned, (fragments, addrs)))
+                }
+                _ => None,
+            };
+            if let Some(run) = run {
                 out.posted = out.posted.saturating_add(run.posted);
                 if run.end.is_some() {
                     fragment_next = run.end;
@@ -491,21 +500,7 @@ impl TxQueue {
                 if run.posted > 0 {
                     continue;
                 }
-                // The plain path left this very packet to the general one.
-            } else if direct_queue && is_offload(ext) {
-                // A run of packets whose offloads the device does, in a loop of its own.
-                let run = self.post_offload_run(&mut post, exts, owned, (fragments, addrs));
-                out.posted = out.posted.saturating_add(run.posted);
-                if run.end.is_some() {
-                    fragment_next = run.end;
-                }
-                if run.full {
-                    break;
-                }
-                if run.posted > 0 {
-                    continue;
-                }
-                // The offload path left this very packet to the general one.
+                // The direct path left this very packet to the general one.
             }
             let mut r = self.post_one(idx, &p, ext, fragments, addrs);
             if matches!(r, Posted::NoBuffer) && !reaped_for_buffers {
@@ -646,47 +641,14 @@ impl TxQueue {
         Ok(out)
     }
 
-    /// Posts packets from `post` as long as they take the plain path (`post_plain`): stops at
-    /// the ring's end, at a packet that is not plain or that the plain path leaves to
+    /// Posts packets from `post` as long as they take one direct path — `OFFLOAD` false: the
+    /// plain one (`post_plain`); true: the offload one (`post_offload`) — and stops at the
+    /// ring's end, at a packet that is not for that path or that the path leaves to
     /// [`post_one`](Self::post_one) (still current), or when the virtqueue is full. Out of line,
-    /// in a loop of its own: few values live across it, so the common packet costs least.
+    /// in a loop of its own for each path: few values live across it, so the common packet costs
+    /// least.
     #[inline(never)]
-    fn post_plain_run(
-        &mut self,
-        post: &mut RingIterator<'_, '_, NetPacket>,
-        exts: PacketExtensions<'_>,
-        owned: OwnedSpan,
-        (fragments, addrs): (&FragmentRing<'_>, Addresses<'_>),
-    ) -> PlainRun {
-        let mut run = PlainRun::default();
-        while let Some(p) = post.current().copied() {
-            let idx = post.index();
-            if !is_plain(exts.read(idx)) {
-                break;
-            }
-            match self.post_plain(idx, &p, owned, fragments, addrs) {
-                Some((Posted::Chain, end)) => {
-                    if let Some(e) = self.fragment_end.get_mut(idx as usize) {
-                        *e = end;
-                    }
-                    run.end = Some(end);
-                    run.posted = run.posted.wrapping_add(1); // at most the ring's 2^16
-                    post.advance();
-                }
-                Some(_) => {
-                    run.full = true;
-                    break;
-                }
-                None => break,
-            }
-        }
-        run
-    }
-
-    /// [`post_plain_run`](Self::post_plain_run) for packets that ask for an offload and
-    /// nothing else (`post_offload`).
-    #[inline(never)]
-    fn post_offload_run(
+    fn post_run<const OFFLOAD: bool>(
         &mut self,
         post: &mut RingIterator<'_, '_, NetPacket>,
         exts: PacketExtensions<'_>,
@@ -697,15 +659,23 @@ impl TxQueue {
         while let Some(p) = post.current().copied() {
             let idx = post.index();
             let (checksum, gso, tag) = exts.read(idx);
-            if !is_offload((checksum, gso, tag)) {
-                break;
-            }
-            let req = TxRequest {
-                layout: p.layout,
-                checksum,
-                gso,
+            let posted = if OFFLOAD {
+                if !is_offload((checksum, gso, tag)) {
+                    break;
+                }
+                let req = TxRequest {
+                    layout: p.layout,
+                    checksum,
+                    gso,
+                };
+                self.post_offload(idx, &p, &req, owned, (fragments, addrs))
+            } else {
+                if !is_plain((checksum, gso, tag)) {
+                    break;
+                }
+                self.post_plain(idx, &p, owned, fragments, addrs)
             };
-            match self.post_offload(idx, &p, &req, owned, (fragments, addrs)) {
+            match posted {
                 Some((Posted::Chain, end)) => {
                     if let Some(e) = self.fragment_end.get_mut(idx as usize) {
                         *e = end;

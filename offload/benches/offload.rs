@@ -11,11 +11,9 @@ use std::hint::black_box;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use offload::segment::{L4Checksum, Segmenter};
 
-fn data(len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
-        .collect()
-}
+#[path = "common/frames.rs"]
+mod frames;
+use frames::{data, lso_frame};
 
 fn checksums(c: &mut Criterion) {
     let mut g = c.benchmark_group("checksum");
@@ -59,21 +57,6 @@ fn checksums(c: &mut Criterion) {
         });
     }
     g.finish();
-}
-
-/// Ethernet + IPv4 + TCP (with timestamps) around a 64 KiB − headers payload.
-fn lso_frame() -> Vec<u8> {
-    let payload = 65535 - 20 - 32;
-    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
-    f.extend_from_slice(&[
-        0x45, 0, 0xff, 0xff, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
-    ]);
-    f.extend_from_slice(&[
-        0x04, 0xd2, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x80, 0x18, 0xff, 0xff, 0, 0, 0, 0,
-    ]);
-    f.extend_from_slice(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
-    f.extend(data(payload));
-    f
 }
 
 fn segmentation(c: &mut Criterion) {

@@ -11,25 +11,9 @@ use std::hint::black_box;
 
 use offload::segment::{L4Checksum, Segmenter};
 
-fn data(len: usize) -> Vec<u8> {
-    (0..len)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8)
-        .collect()
-}
-
-fn lso_frame() -> Vec<u8> {
-    let payload = 65535 - 20 - 32;
-    let mut f = vec![2, 0, 0, 0, 0, 1, 2, 0, 0, 0, 0, 2, 0x08, 0x00];
-    f.extend_from_slice(&[
-        0x45, 0, 0xff, 0xff, 0, 1, 0x40, 0, 64, 6, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
-    ]);
-    f.extend_from_slice(&[
-        0x04, 0xd2, 0x00, 0x50, 0, 0, 0, 1, 0, 0, 0, 0, 0x80, 0x18, 0xff, 0xff, 0, 0, 0, 0,
-    ]);
-    f.extend_from_slice(&[1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]);
-    f.extend(data(payload));
-    f
-}
+#[path = "../benches/common/frames.rs"]
+mod frames;
+use frames::{data, lso_frame};
 
 fn main() {
     let mut args = std::env::args().skip(1);

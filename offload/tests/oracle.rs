@@ -145,6 +145,23 @@ fn addrs(v6: bool) -> (IpAddress, IpAddress) {
 }
 
 /// smoltcp's verdict on the L4 checksum of a frame whose L4 starts at `l4`.
+/// What the device sends for `NEEDS_CSUM`: `frame` with the driver's `headers` in front, the
+/// sum from `csum_start` to the end complemented into the field — a UDP checksum that computes
+/// to 0 sent as 0xFFFF (RFC 768; RFC 8200 §8.1), as QEMU's net_checksum_calculate does.
+fn device_completes(frame: &[u8], headers: &[u8], h: &NetHeader, tcp: bool) -> Vec<u8> {
+    let mut frame = frame.to_vec();
+    frame[..headers.len()].copy_from_slice(headers);
+    let mut c = checksum::Checksum::new();
+    c.add_bytes(&frame[usize::from(h.csum_start)..]);
+    let at = usize::from(h.csum_start + h.csum_offset);
+    let v = match c.finish() {
+        0 if !tcp => 0xffff,
+        v => v,
+    };
+    frame[at..at + 2].copy_from_slice(&v.to_be_bytes());
+    frame
+}
+
 fn smoltcp_ok(frame: &[u8], l4: usize, tcp: bool, v6: bool) -> bool {
     let (src, dst) = addrs(v6);
     if tcp {
@@ -346,16 +363,7 @@ proptest! {
             prop_assert_eq!(u32::from(h.gso_size), mss);
             prop_assert_eq!(usize::from(h.hdr_len), l.header_len());
         }
-        // The device: sum from csum_start to the end, complement into the field.
-        let mut frame = f.clone();
-        frame[..headers.len()].copy_from_slice(&headers);
-        let mut c = checksum::Checksum::new();
-        c.add_bytes(&frame[usize::from(h.csum_start)..]);
-        let at = usize::from(h.csum_start + h.csum_offset);
-        // A UDP checksum that computes to 0 is sent as 0xFFFF (RFC 768; RFC 8200 §8.1), as a
-        // device does (QEMU's net_checksum_calculate).
-        let v = match c.finish() { 0 if !s.tcp => 0xffff, v => v };
-        frame[at..at + 2].copy_from_slice(&v.to_be_bytes());
+        let frame = device_completes(&f, &headers, &h, s.tcp);
         prop_assert!(smoltcp_ok(&frame, l.l4_offset(), s.tcp, s.v6));
         prop_assert_eq!(&frame, &f, "headers restored to the original (lengths and checksums)");
     }
@@ -388,15 +396,7 @@ proptest! {
         prop_assert_eq!(usize::from(h.csum_start), l.l4_offset());
         prop_assert_eq!(h.csum_offset, if s.tcp { 16 } else { 6 });
         prop_assert_eq!((h.gso_type, h.gso_size), (0, 0));
-        let mut frame = f.clone();
-        frame[..headers.len()].copy_from_slice(&headers);
-        let mut c = checksum::Checksum::new();
-        c.add_bytes(&frame[usize::from(h.csum_start)..]);
-        let at = usize::from(h.csum_start + h.csum_offset);
-        // A UDP checksum that computes to 0 is sent as 0xFFFF (RFC 768; RFC 8200 §8.1), as a
-        // device does (QEMU's net_checksum_calculate).
-        let v = match c.finish() { 0 if !s.tcp => 0xffff, v => v };
-        frame[at..at + 2].copy_from_slice(&v.to_be_bytes());
+        let frame = device_completes(&f, &headers, &h, s.tcp);
         prop_assert!(smoltcp_ok(&frame, l.l4_offset(), s.tcp, s.v6));
         prop_assert_eq!(&frame, &f, "headers restored to the original (checksums)");
     }

@@ -552,16 +552,7 @@ impl Steered {
 
     /// One Advance of queue `k` (the OS posting and giving back everything when `give_back`).
     fn advance(&mut self, k: usize, give_back: bool) {
-        let b = &mut self.q[k];
-        b.os.post(64, 128);
-        let rx = &mut b.rx;
-        let r = b.os.callback(|p, f| rx.advance(p, f)).expect("advance");
-        b.os.reclaim();
-        if give_back {
-            for c in b.os.held.drain(..) {
-                b.rx.return_buffer(c);
-            }
-        }
+        let r = self.q[k].poll(give_back);
         if r.kicked {
             self.kick(k);
         }
@@ -629,18 +620,7 @@ fn packets_parked_by_steering_are_released_by_a_kick_on_their_ingress_queue() {
 fn without_steering_a_queue_short_of_buffers_is_kicked_once_and_never_again() {
     let mut b = setup(31, false, Features::VERSION_1);
     let f = |i: u8| frame([2, 0, 0, 0, 0, 1], 0x88b5, &[i; 60]);
-    let step = |b: &mut Bench, give_back: bool| {
-        b.os.post(64, 128);
-        let rx = &mut b.rx;
-        let r = b.os.callback(|p, f| rx.advance(p, f)).expect("advance");
-        b.os.reclaim();
-        if give_back {
-            for c in b.os.held.drain(..) {
-                b.rx.return_buffer(c);
-            }
-        }
-        r
-    };
+    let step = |b: &mut Bench, give_back: bool| b.poll(give_back);
     step(&mut b, false);
     let mut sent = 0u8;
     while b.deliver(NetHeader::default(), &f(sent)) {
@@ -661,6 +641,21 @@ fn without_steering_a_queue_short_of_buffers_is_kicked_once_and_never_again() {
 }
 
 impl Bench {
+    /// One OS poll: post, Advance, reclaim — and give every indicated buffer back when
+    /// `give_back`.
+    fn poll(&mut self, give_back: bool) -> virtionet::rxqueue::RxAdvance {
+        self.os.post(64, 128);
+        let rx = &mut self.rx;
+        let r = self.os.callback(|p, f| rx.advance(p, f)).expect("advance");
+        self.os.reclaim();
+        if give_back {
+            for c in self.os.held.drain(..) {
+                self.rx.return_buffer(c);
+            }
+        }
+        r
+    }
+
     /// The device completes one buffer per entry of `parts`: `bytes` written, `len` claimed.
     fn deliver_raw(&mut self, parts: &[(&[u8], u32)]) {
         for (bytes, len) in parts {

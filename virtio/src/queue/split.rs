@@ -295,10 +295,18 @@ impl SplitQueue {
         // total ≤ num_free (the caller's check); in_flight < size.
         self.num_free = self.num_free.wrapping_sub(total);
         self.in_flight = self.in_flight.wrapping_add(1);
+        self.make_available(head, total, tail, writable);
+        head
+    }
+
+    /// Records the chain `head ..= tail` of `descs` ring descriptors as in flight and puts its
+    /// head in the next avail ring slot (published with the next `publish`).
+    #[inline(always)]
+    fn make_available(&mut self, head: u16, descs: u16, tail: u16, writable: &[Segment]) {
         if let Some(slot) = self.slots.get_mut(usize::from(head & self.mask)) {
             *slot = Slot {
                 in_flight: true,
-                descs: total,
+                descs,
                 tail,
                 writable: if writable.is_empty() {
                     0
@@ -309,7 +317,6 @@ impl SplitQueue {
         }
         self.store_avail_slot(self.avail_idx, head);
         self.avail_idx = self.avail_idx.wrapping_add(1);
-        head
     }
 
     /// Any chain: direct or through an indirect table (`ring_descs`), or the error.
@@ -352,20 +359,7 @@ impl SplitQueue {
         // descs ≤ num_free (checked above); in_flight < size.
         self.num_free = self.num_free.saturating_sub(descs as u16);
         self.in_flight = self.in_flight.saturating_add(1);
-        if let Some(slot) = self.slots.get_mut(usize::from(head)) {
-            *slot = Slot {
-                in_flight: true,
-                descs: descs as u16,
-                tail,
-                writable: if writable.is_empty() {
-                    0
-                } else {
-                    writable_len(writable)
-                },
-            };
-        }
-        self.store_avail_slot(self.avail_idx, head);
-        self.avail_idx = self.avail_idx.wrapping_add(1);
+        self.make_available(head, descs as u16, tail, writable);
         Ok(head)
     }
 
