@@ -9,7 +9,8 @@
 /// A running one's-complement sum over a byte stream that may arrive in pieces of any length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Checksum {
-    /// Sum of big-endian 16-bit words, not yet folded.
+    /// Sum of big-endian 16-bit words (or of wider big-endian values, which fold the same),
+    /// not yet folded.
     acc: u64,
     /// Whether an odd number of bytes has been added (the next byte is a low-order byte).
     odd: bool,
@@ -27,10 +28,11 @@ impl Checksum {
         self.acc = add(self.acc, word as u64);
     }
 
-    /// Adds a 32-bit value as two words.
+    /// Adds a 32-bit value (two words: 2^16 ≡ 1 modulo 0xffff, so the value itself folds as
+    /// its two halves do).
     #[inline]
     pub const fn add_u32(&mut self, v: u32) {
-        self.acc = add(add(self.acc, (v >> 16) as u64), (v & 0xffff) as u64);
+        self.acc = add(self.acc, v as u64);
     }
 
     /// Adds bytes, continuing from where the previous piece ended (odd lengths are fine).
@@ -374,6 +376,18 @@ pub const fn update(field: u16, old: u16, new: u16) -> u16 {
 pub const fn update_u32(field: u16, old: u32, new: u32) -> u16 {
     let f = update(field, (old >> 16) as u16, (new >> 16) as u16);
     update(f, old as u16, new as u16)
+}
+
+/// The folded one's-complement sum of an IPv4 header without options, as five big-endian
+/// 32-bit words (their sum folds to the 16-bit words' one: RFC 1071 §2(C)). A valid header sums
+/// to 0xFFFF; with its checksum field zeroed, the complement is the field's value.
+#[inline(always)]
+pub fn ipv4_header_sum(h: &[u8; 20]) -> u16 {
+    let s = h.as_chunks::<4>().0.iter().fold(0u64, |a, w| {
+        a.wrapping_add(u64::from(u32::from_be_bytes(*w)))
+    });
+    // Five values below 2^32: the sum is below 2^35, no wrap.
+    fold(s)
 }
 
 /// The IPv4 pseudo-header (source, destination, zero, protocol, L4 length).

@@ -465,18 +465,9 @@ pub fn verify_ipv4_checksum(frame: &[u8], l: &Layout) -> Option<bool> {
     match l.l3 {
         Some(L3::Ipv4 { .. }) => {
             let h = frame.get(l.l3_offset()..l.l4_offset())?;
-            // The usual header, without options: five 32-bit words (their one's-complement sum
-            // folds to the 16-bit one).
+            // The usual header, without options: summed in five 32-bit words.
             if let Ok(w) = <&[u8; 20]>::try_from(h) {
-                let s = [0usize, 4, 8, 12, 16]
-                    .map(|i| match w.get(i..).and_then(|b| b.first_chunk::<4>()) {
-                        Some(b) => u64::from(u32::from_be_bytes(*b)),
-                        None => 0,
-                    })
-                    .iter()
-                    .fold(0u64, |a, &v| a.wrapping_add(v));
-                // Five values below 2^32: the sum is below 2^35, no wrap.
-                return Some(checksum::fold(s) == 0xffff);
+                return Some(checksum::ipv4_header_sum(w) == 0xffff);
             }
             Some(sum_is_ones(h))
         }

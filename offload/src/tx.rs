@@ -151,24 +151,20 @@ fn tcp4_checksum(
         return None;
     }
     let seed_at = tcp.get_mut(16..18)?;
-    // Big-endian 32-bit words, summed in 64 bits (at most 5 of them: no overflow); a one's
-    // complement sum of 16-bit words folds the same from 32-bit words (RFC 1071 §2(C)).
-    let words = |b: &[u8]| {
-        b.as_chunks::<4>().0.iter().fold(0u64, |s, w| {
-            s.wrapping_add(u64::from(u32::from_be_bytes(*w)))
-        })
-    };
-    // The pseudo-header (RFC 9293 §3.1): source, destination (no options: the final one), zero
-    // and protocol, TCP length.
-    let sum = words(ip.get(12..20)?)
-        .wrapping_add(u64::from(crate::wire::ip_proto::TCP))
-        .wrapping_add(u64::from(covered));
-    let seed = crate::checksum::fold(sum);
+    // The pseudo-header (RFC 9293 §3.1) over the destination — without options, the final one.
+    let (src, dst) = (ip.get(12..16)?, ip.get(16..20)?);
+    let seed = crate::checksum::pseudo_header_v4(
+        src.try_into().ok()?,
+        dst.try_into().ok()?,
+        crate::wire::ip_proto::TCP,
+        u32::from(covered),
+    )
+    .fold();
     seed_at.copy_from_slice(&seed.to_be_bytes());
     if ip_csum {
         ip[10] = 0;
         ip[11] = 0;
-        let c = !crate::checksum::fold(words(ip));
+        let c = !crate::checksum::ipv4_header_sum(ip);
         ip[10..12].copy_from_slice(&c.to_be_bytes());
     }
     Some(TxAction::Offload(NetHeader {
