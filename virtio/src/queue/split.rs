@@ -241,21 +241,17 @@ impl SplitQueue {
         readable: &[Segment],
         writable: &[Segment],
     ) -> Result<u16, QueueError> {
-        let total = readable.len().saturating_add(writable.len());
-        // The datapath's chains (a header and a fragment or two, one receive buffer): direct
-        // descriptors, as `ring_descs` decides for a short chain the ring has room for.
-        if !self.broken
-            && total != 0
-            && total <= super::DIRECT_MAX
-            && total <= usize::from(self.num_free)
-        {
-            return Ok(self.add_direct(readable, writable, total as u16));
+        // The datapath's chains (a header and a fragment or two, one receive buffer) go the
+        // direct way; anything else to the general add.
+        match self.try_add_direct(readable, writable) {
+            Some(head) => Ok(head),
+            None => self.add_any(readable, writable),
         }
-        self.add_any(readable, writable)
     }
 
     /// `add` for a chain that goes in direct descriptors now (at most DIRECT_MAX segments, the
-    /// ring has room, the queue is not broken); `None` (nothing written) for any other.
+    /// ring has room, the queue is not broken — what `ring_descs` decides for a short chain the
+    /// ring has room for); `None` (nothing written) for any other.
     #[inline(always)]
     pub(crate) fn try_add_direct(
         &mut self,
