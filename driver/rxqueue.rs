@@ -251,7 +251,7 @@ pub const HEAD_COPY: usize = NetHeader::SIZE + 22 + 511 + 60;
 /// What every packet has copied: the virtio-net header and the first 20 frame bytes — the
 /// addresses (the destination decides the counters and the software filter), an 802.1Q tag and
 /// the EtherType behind it (the tag strip, the link layout). A packet with nothing to report
-/// beyond the link layer ([`offload::rx::wants_headers`]) needs no more.
+/// beyond the link layer ([`offload::rx::HeaderNeed`]) needs no more.
 pub const HEAD_LINK: usize = NetHeader::SIZE + 20;
 
 /// What is copied for a packet whose headers are parsed: the virtio-net header and 100 frame
@@ -891,8 +891,7 @@ impl RxQueue {
         // The plain path (below) serves this Advance's packets unless a feature that looks at
         // every packet is on: bounce mode, the software filter or RSS hash.
         let plain_ok = self.private.is_none() && self.filter.is_none() && self.rss.is_none();
-        // Which packets have their headers parsed (`offload::rx::wants_headers`), decided per
-        // queue once.
+        // Which packets have their headers parsed, decided per queue once.
         let need = offload::rx::HeaderNeed::new(self.options, ext.checksum.is_some())
             .or_always(self.rss.is_some());
         while self.pending_len > 0 {

@@ -48,22 +48,16 @@ pub struct RxMetadata {
     pub parsed: Option<Layout>,
 }
 
-/// Whether [`metadata`] has anything to give beyond the link layer for a packet with this
-/// header: a transport checksum verdict (the device's `DATA_VALID`/`NEEDS_CSUM` under
-/// `guest_csum`, or software verification), a checksum to complete (`NEEDS_CSUM`), or a coalesced
-/// packet (RSC: its segment count needs the TCP header). `checksum_wanted`: the OS registered the
-/// checksum extension (a verdict nobody reads need not be made).
-///
-/// When it is `false` the packet needs no header parse: [`link_layout`] describes it, and the
-/// OS parses the network and transport layers itself (`reference/netadaptercx.md` §2.4, "a zero
-/// length means unknown") and, with no verdict from the driver, verifies the checksums itself.
-#[inline]
-pub fn wants_headers(hdr: &NetHeader, opt: RxOptions, checksum_wanted: bool) -> bool {
-    HeaderNeed::new(opt, checksum_wanted).wants(hdr)
-}
-
-/// [`wants_headers`] with what depends only on the queue (options, the checksum extension)
+/// Whether [`metadata`] has anything to give beyond the link layer for the packets of a queue:
+/// a transport checksum verdict (the device's `DATA_VALID`/`NEEDS_CSUM` under `guest_csum`, or
+/// software verification), a checksum to complete (`NEEDS_CSUM`), or a coalesced packet (RSC:
+/// its segment count needs the TCP header), with what depends only on the queue (its options;
+/// whether the OS registered the checksum extension — a verdict nobody reads need not be made)
 /// decided once, for a loop over packets.
+///
+/// For a packet it does not want parsed, [`link_layout`] describes it, and the OS parses the
+/// network and transport layers itself (`reference/netadaptercx.md` §2.4, "a zero length means
+/// unknown") and, with no verdict from the driver, verifies the checksums itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HeaderNeed {
     /// Header flags that call for the parse.
@@ -73,7 +67,8 @@ pub struct HeaderNeed {
 }
 
 impl HeaderNeed {
-    /// For a queue with these options; `checksum_wanted` as for [`wants_headers`].
+    /// For a queue with these options; `checksum_wanted`: the OS registered the checksum
+    /// extension.
     pub const fn new(opt: RxOptions, checksum_wanted: bool) -> Self {
         let verdict = checksum_wanted && opt.guest_csum;
         Self {
@@ -359,7 +354,7 @@ mod tests {
     /// The per-queue form decides as the definition does, for every flag byte, GSO type,
     /// option and registration.
     #[test]
-    fn header_need_is_wants_headers() {
+    fn header_need_is_its_definition() {
         for bits in 0..16u8 {
             let opt = RxOptions {
                 guest_csum: bits & 1 != 0,
