@@ -98,6 +98,38 @@ struct BoundRx<'a> {
     return_context: Option<Bound<'a, NetFragmentReturnContext>>,
 }
 
+impl BoundRx<'_> {
+    /// Writes fragment `idx`'s address extensions (those registered): the virtual address `va`,
+    /// the logical address `la`, and the return context `context` (`context_of`).
+    #[inline(always)]
+    fn write_addresses(&self, idx: u32, va: *mut u8, la: u64, context: usize) {
+        if let Some(e) = &self.virtual_address {
+            e.write(
+                idx,
+                NetFragmentVirtualAddress {
+                    virtual_address: va.cast(),
+                },
+            );
+        }
+        if let Some(e) = &self.logical_address {
+            e.write(
+                idx,
+                NetFragmentLogicalAddress {
+                    logical_address: la,
+                },
+            );
+        }
+        if let Some(e) = &self.return_context {
+            e.write(
+                idx,
+                NetFragmentReturnContext {
+                    handle: core::ptr::without_provenance_mut(context),
+                },
+            );
+        }
+    }
+}
+
 /// How the queue receives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RxSettings {
@@ -993,33 +1025,7 @@ impl RxQueue {
                     *fragments.at_mut(frag) = NetFragment::from_bits(
                         capacity_bits | ((NetHeader::SIZE as u64) << 52) | u64::from(valid),
                     );
-                    if let Some(e) = &ext.virtual_address {
-                        e.write(
-                            frag,
-                            NetFragmentVirtualAddress {
-                                virtual_address: va.cast(),
-                            },
-                        );
-                    }
-                    if let Some(e) = &ext.logical_address {
-                        e.write(
-                            frag,
-                            NetFragmentLogicalAddress {
-                                logical_address: la,
-                            },
-                        );
-                    }
-                    if let Some(e) = &ext.return_context {
-                        e.write(
-                            frag,
-                            NetFragmentReturnContext {
-                                handle: core::ptr::without_provenance_mut(context_of(
-                                    self.settings.context_tag,
-                                    first,
-                                )),
-                            },
-                        );
-                    }
+                    ext.write_addresses(frag, va, la, context_of(self.settings.context_tag, first));
                     self.set_state(first, Buf::WithOs);
                     // `pkt` is a masked index into the packets the OS gave (pkt_free > 0).
                     let p = packets.at_mut(pkt);
@@ -1273,33 +1279,7 @@ impl RxQueue {
                         (b, va, la)
                     }
                 };
-                if let Some(e) = &ext.virtual_address {
-                    e.write(
-                        idx,
-                        NetFragmentVirtualAddress {
-                            virtual_address: va.cast(),
-                        },
-                    );
-                }
-                if let Some(e) = &ext.logical_address {
-                    e.write(
-                        idx,
-                        NetFragmentLogicalAddress {
-                            logical_address: la,
-                        },
-                    );
-                }
-                if let Some(e) = &ext.return_context {
-                    e.write(
-                        idx,
-                        NetFragmentReturnContext {
-                            handle: core::ptr::without_provenance_mut(context_of(
-                                self.settings.context_tag,
-                                owner,
-                            )),
-                        },
-                    );
-                }
+                ext.write_addresses(idx, va, la, context_of(self.settings.context_tag, owner));
                 if self.private.is_some() {
                     // Copied: the shared buffer goes back to the device on the next Advance.
                     self.release(b);
