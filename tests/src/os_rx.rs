@@ -10,7 +10,7 @@ use netring::{
     NetFragmentVirtualAddress, NetPacket, NetPacketChecksum, NetPacketIeee8021q, NetPacketRsc,
     PacketRing, names,
 };
-use virtionet::rxqueue::RxExtensions;
+use virtionet::rxqueue::{RxExtensions, RxQueue};
 
 use crate::rings::QueueRings;
 use crate::rng::Rng;
@@ -339,4 +339,32 @@ impl OsRx {
         }
         q.fragments.set_os_reserved0(fend);
     }
+}
+
+/// The RX engine's buffer accounting after a callback: each of the `pool` buffers in exactly one
+/// state, `held` of them (what the OS has not given back) with the OS, the posted ones exactly
+/// the virtqueue's chains in flight, no bad return and no state the engine rules out reached.
+/// `what` names the case in the messages.
+pub fn check_rx_accounting(rx: &RxQueue, pool: u32, held: usize, what: &str) {
+    let c = rx.buffer_counts();
+    assert_eq!(
+        c.free + c.posted + c.pending + c.with_os,
+        pool as usize,
+        "{what}: every buffer in exactly one state: {c:?}"
+    );
+    assert_eq!(
+        c.with_os, held,
+        "{what}: the OS holds what it was given: {c:?}"
+    );
+    assert_eq!(
+        c.posted,
+        usize::from(rx.virtqueue().in_flight()),
+        "{what}: posted = in the virtqueue"
+    );
+    assert_eq!(rx.stats().bad_returns, 0, "{what}: no bad return");
+    assert_eq!(
+        rx.stats().internal_errors,
+        0,
+        "{what}: no state the engine rules out was reached"
+    );
 }
