@@ -134,18 +134,6 @@ pub extern "C" fn evt_device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) 
     let Ok(lock) = SpinLock::create(&mut lock_attrs) else {
         return STATUS_INSUFFICIENT_RESOURCES;
     };
-    let mut timer_config = WDF_TIMER_CONFIG {
-        Size: core::mem::size_of::<WDF_TIMER_CONFIG>() as u32,
-        EvtTimerFunc: Some(txqueue::evt_tx_watchdog),
-        Period: 0,
-        AutomaticSerialization: 0,
-        TolerableDelay: 0,
-        ..Default::default()
-    };
-    let mut timer_attrs = WDF_OBJECT_ATTRIBUTES {
-        ParentObject: device.cast(),
-        ..context::plain_attributes()
-    };
     let mut work_config = WDF_WORKITEM_CONFIG {
         Size: core::mem::size_of::<WDF_WORKITEM_CONFIG>() as u32,
         EvtWorkItemFunc: Some(evt_request_reset),
@@ -168,41 +156,14 @@ pub extern "C" fn evt_device_add(_driver: WDFDRIVER, mut init: PWDFDEVICE_INIT) 
     if !NT_SUCCESS(st) {
         return st;
     }
-    let mut tx_watchdog: WDFTIMER = core::ptr::null_mut();
-    // SAFETY: config, attributes (parent: the device, as a timer needs) and out parameter
-    // valid for the call, at PASSIVE_LEVEL.
-    let st = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfTimerCreate,
-            &mut timer_config,
-            &mut timer_attrs,
-            &mut tx_watchdog
-        )
+    let tx_watchdog = match one_shot_timer(device, txqueue::evt_tx_watchdog) {
+        Ok(t) => t,
+        Err(st) => return st,
     };
-    if !NT_SUCCESS(st) {
-        return st;
-    }
-    let mut control_config = WDF_TIMER_CONFIG {
-        EvtTimerFunc: Some(super::adapter::evt_control_watchdog),
-        ..timer_config
+    let control_watchdog = match one_shot_timer(device, super::adapter::evt_control_watchdog) {
+        Ok(t) => t,
+        Err(st) => return st,
     };
-    let mut control_attrs = WDF_OBJECT_ATTRIBUTES {
-        ParentObject: device.cast(),
-        ..context::plain_attributes()
-    };
-    let mut control_watchdog: WDFTIMER = core::ptr::null_mut();
-    // SAFETY: as for the transmit watchdog.
-    let st = unsafe {
-        call_unsafe_wdf_function_binding!(
-            WdfTimerCreate,
-            &mut control_config,
-            &mut control_attrs,
-            &mut control_watchdog
-        )
-    };
-    if !NT_SUCCESS(st) {
-        return st;
-    }
     let nic = crate::fallible::boxed(Nic {
         adapter: core::ptr::null_mut(),
         lock,
@@ -333,6 +294,33 @@ extern "C" fn evt_device_destroy(object: WDFOBJECT) {
     // SAFETY: the device's context (set with Box::into_raw in DeviceAdd); destroyed once,
     // after every child object.
     drop(unsafe { context::take::<Nic>(object, &context::DEVICE_CONTEXT) });
+}
+
+/// A one-shot, non-periodic timer of `device` (its parent, as a timer needs) that calls `func`;
+/// PASSIVE_LEVEL.
+fn one_shot_timer(
+    device: WDFDEVICE,
+    func: unsafe extern "C" fn(WDFTIMER),
+) -> Result<WDFTIMER, NTSTATUS> {
+    let mut config = WDF_TIMER_CONFIG {
+        Size: core::mem::size_of::<WDF_TIMER_CONFIG>() as u32,
+        EvtTimerFunc: Some(func),
+        Period: 0,
+        AutomaticSerialization: 0,
+        TolerableDelay: 0,
+        ..Default::default()
+    };
+    let mut attrs = WDF_OBJECT_ATTRIBUTES {
+        ParentObject: device.cast(),
+        ..context::plain_attributes()
+    };
+    let mut timer: WDFTIMER = core::ptr::null_mut();
+    // SAFETY: config, attributes (parent: the device) and out parameter valid for the call, at
+    // PASSIVE_LEVEL (the caller's).
+    let st = unsafe {
+        call_unsafe_wdf_function_binding!(WdfTimerCreate, &mut config, &mut attrs, &mut timer)
+    };
+    if NT_SUCCESS(st) { Ok(timer) } else { Err(st) }
 }
 
 /// The Nic of a device.
